@@ -1,0 +1,462 @@
+/**
+ * Terminator framing as a Stream combinator: asynchat's `set_terminator` / `found_terminator`, typed, bounded
+ * and fast.
+ *
+ * - {@link frames}: one terminator for every frame (lines, fixed-size records).
+ * - {@link decode}: a pure state {@link Machine} picks the terminator for the next frame from the frames so
+ *   far (HTTP headers, then a `Content-Length` body, then none). A switch applies to bytes already buffered.
+ *
+ * Beyond asynchat, every frame is bounded by `maxFrameLength` (default {@link defaultMaxFrameLength}):
+ * a longer frame fails the stream with `FramingError` / `FrameTooLong`, after buffering at most the limit plus
+ * the delimiter's length, and the verdict does not depend on how the bytes were chunked. There is no
+ * "discard to the next delimiter" mode: after an over-long frame the two sides no longer agree on where frames
+ * are (with a count terminator they never can again), so the stream ends and the connection is closed; a text
+ * protocol that wants to answer first (`-ERR line too long`) catches the error, answers, then closes.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Effect, Pull, Schema, Stream } from "effect"
+import type * as Arr from "effect/Array"
+import { dual } from "effect/Function"
+import * as Framer from "./internal/framer.ts"
+import * as Terminator from "./Terminator.ts"
+
+/**
+ * One cut of the input. `terminated` is true when the terminator ended it; false for bytes passed on under
+ * `Terminator.none` and for the remainder left unterminated at end of input (asynchat hands those bytes to
+ * `collect_incoming_data` and never calls `found_terminator`). `bytes` never includes the delimiter.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * const text = (frame: Framing.Frame) => new TextDecoder().decode(frame.bytes)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Frame {
+  readonly bytes: Uint8Array
+  readonly terminated: boolean
+}
+
+/**
+ * The default bound on a frame's length, in bytes, not counting the delimiter: 64 KiB.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * Framing.defaultMaxFrameLength // 65536
+ * ```
+ *
+ * @category constants
+ * @since 0.1.0
+ */
+export const defaultMaxFrameLength = 64 * 1024
+
+/**
+ * Options shared by {@link frames} and {@link decode}.
+ *
+ * @example
+ * ```ts
+ * import type { Framing } from "effect-asynchat"
+ *
+ * const smtp: Framing.Options = { maxFrameLength: 512 }
+ * const trusted: Framing.Options = { maxFrameLength: Number.POSITIVE_INFINITY } // explicitly unbounded
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /**
+   * The longest frame accepted, in bytes, excluding the delimiter. A count terminator above it fails as soon
+   * as it is chosen. Defaults to {@link defaultMaxFrameLength}; `Infinity` removes the bound.
+   */
+  readonly maxFrameLength?: number | undefined
+}
+
+/**
+ * A frame exceeded `maxFrameLength`. `limit` is the bound in force.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * const error = new Framing.FrameTooLong({ limit: 1024, message: "Frame too long" })
+ * error.limit // 1024
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class FrameTooLong extends Schema.TaggedError<FrameTooLong>()("FrameTooLong", {
+  limit: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
+ * Why framing failed. Catch it by tag, or one reason at a time with `Effect.catchReason`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Framing, Terminator } from "effect-asynchat"
+ *
+ * const program = Stream.make(new TextEncoder().encode("a very long line\n")).pipe(
+ *   Framing.frames(Terminator.lf, { maxFrameLength: 4 }),
+ *   Stream.runCollect,
+ *   Effect.catchReason("FramingError", "FrameTooLong", (reason) => Effect.succeed(`over ${reason.limit}`))
+ * )
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export class FramingError extends Schema.TaggedError<FramingError>()("FramingError", {
+  reason: Schema.Union([FrameTooLong, Terminator.InvalidTerminator])
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+}
+
+/**
+ * What a {@link Machine} does with a frame: go on in a new state, emitting messages, or fail.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * const step: Framing.Step<number, string, never> = Framing.next(1, "first message")
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Step<S, A, E> =
+  | { readonly _tag: "Next"; readonly state: S; readonly messages: ReadonlyArray<A> }
+  | { readonly _tag: "Fail"; readonly error: E }
+
+/**
+ * Go on in `state`, emitting `messages` downstream in order.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * Framing.next({ _tag: "Headers" }) // no message yet
+ * Framing.next({ _tag: "Headers" }, "GET /") // one message
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const next = <S, A = never>(state: S, ...messages: ReadonlyArray<A>): Step<S, A, never> => ({
+  _tag: "Next",
+  state,
+  messages
+})
+
+/**
+ * Fail the stream with `error`; messages emitted before it are still delivered.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * class BadRequest { readonly _tag = "BadRequest" }
+ * const step = Framing.fail(new BadRequest())
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fail = <E>(error: E): Step<never, never, E> => ({ _tag: "Fail", error })
+
+/**
+ * A pure state machine over frames: asynchat's `found_terminator` that calls `set_terminator`.
+ *
+ * - `terminator(state)` picks the terminator for the next frame; it is asked again after every frame and
+ *   applies to bytes already buffered.
+ * - `step(state, frame)` consumes one frame.
+ * - `end(state)`, optional, runs at end of input after any unterminated remainder was stepped.
+ *
+ * A terminator constructor that throws `InvalidTerminator` inside `terminator` (say `Terminator.length(NaN)`
+ * from a bad header) fails the stream with a typed `FramingError`; any other throw is a defect.
+ *
+ * @example
+ * ```ts
+ * import { Framing, Terminator } from "effect-asynchat"
+ *
+ * // "ECHO <n>\n" then n bytes, echoed back as one message
+ * type State = { readonly _tag: "Command" } | { readonly _tag: "Body"; readonly length: number }
+ * const Echo = Framing.machine<State, Uint8Array, string>({
+ *   initial: { _tag: "Command" },
+ *   terminator: (s) => s._tag === "Command" ? Terminator.lf : Terminator.length(s.length),
+ *   step: (s, frame) => {
+ *     if (s._tag === "Body") return Framing.next({ _tag: "Command" }, frame.bytes)
+ *     const match = /^ECHO (\d+)$/.exec(new TextDecoder().decode(frame.bytes))
+ *     return match ? Framing.next({ _tag: "Body", length: Number(match[1]) }) : Framing.fail("bad command")
+ *   }
+ * })
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Machine<S, A, E> {
+  readonly initial: S
+  readonly terminator: (state: S) => Terminator.Terminator
+  readonly step: (state: S, frame: Frame) => Step<S, A, E>
+  readonly end?: ((state: S) => Step<S, A, E>) | undefined
+}
+
+/**
+ * Declares a {@link Machine}; an identity that helps type inference.
+ *
+ * @example
+ * ```ts
+ * import { Framing, Terminator } from "effect-asynchat"
+ *
+ * // fixed 4-byte records, counted
+ * const Records = Framing.machine({
+ *   initial: 0,
+ *   terminator: () => Terminator.length(4),
+ *   step: (n: number, frame) => Framing.next(n + 1, { index: n, bytes: frame.bytes })
+ * })
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const machine = <S, A, E = never>(machine: Machine<S, A, E>): Machine<S, A, E> => machine
+
+/**
+ * Cuts a byte stream into frames with one terminator for every frame.
+ *
+ * `Terminator.length(0)` is refused here (it would emit empty frames forever): the stream fails with
+ * `InvalidTerminator`.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Framing, Terminator } from "effect-asynchat"
+ *
+ * const bytes = (s: string) => new TextEncoder().encode(s)
+ * const lines = Stream.make(bytes("hel"), bytes("lo\nwor"), bytes("ld\n")).pipe(
+ *   Framing.frames(Terminator.lf),
+ *   Stream.map((frame) => new TextDecoder().decode(frame.bytes)),
+ *   Stream.runCollect
+ * )
+ * // Effect.runPromise(lines) resolves to ["hello", "world"]
+ * ```
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const frames: {
+  (
+    terminator: Terminator.Terminator,
+    options?: Options
+  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<Frame, E | FramingError, R>
+  <E, R>(
+    self: Stream.Stream<Uint8Array, E, R>,
+    terminator: Terminator.Terminator,
+    options?: Options
+  ): Stream.Stream<Frame, E | FramingError, R>
+} = dual(
+  (args) => Stream.isStream(args[0]),
+  <E, R>(
+    self: Stream.Stream<Uint8Array, E, R>,
+    terminator: Terminator.Terminator,
+    options?: Options
+  ): Stream.Stream<Frame, E | FramingError, R> => {
+    if (terminator._tag === "Length" && terminator.length === 0) {
+      return Stream.fail(
+        new FramingError({
+          reason: new Terminator.InvalidTerminator({
+            message: "A static length(0) terminator would emit empty frames forever"
+          })
+        })
+      )
+    }
+    return cut(self, (sink) => {
+      const framer = new Framer.Framer(terminator, maxFrameLengthOf(options), (bytes, terminated) => {
+        sink.push({ bytes, terminated })
+        return true
+      })
+      return { start: () => framer.push(NO_BYTES), push: (chunk) => framer.push(chunk), end: () => framer.end() }
+    })
+  }
+)
+
+/**
+ * Cuts a byte stream with a {@link Machine} and emits its messages: the dynamic form of {@link frames}.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Framing, Terminator } from "effect-asynchat"
+ *
+ * // "<n>:" then n bytes (a netstring without the trailing comma)
+ * const Netstrings = Framing.machine<number | undefined, string, string>({
+ *   initial: undefined,
+ *   terminator: (n) => n === undefined ? Terminator.delimiter(":") : Terminator.length(n),
+ *   step: (n, frame) => {
+ *     const text = new TextDecoder().decode(frame.bytes)
+ *     if (n !== undefined) return Framing.next(undefined, text)
+ *     return /^\d+$/.test(text) ? Framing.next(Number(text)) : Framing.fail(`bad length ${text}`)
+ *   }
+ * })
+ * const program = Stream.make(new TextEncoder().encode("5:hello3:abc")).pipe(
+ *   Framing.decode(Netstrings),
+ *   Stream.runCollect
+ * )
+ * // Effect.runPromise(program) resolves to ["hello", "abc"]
+ * ```
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const decode: {
+  <S, A, E2>(
+    machine: Machine<S, A, E2>,
+    options?: Options
+  ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<A, E | E2 | FramingError, R>
+  <E, R, S, A, E2>(
+    self: Stream.Stream<Uint8Array, E, R>,
+    machine: Machine<S, A, E2>,
+    options?: Options
+  ): Stream.Stream<A, E | E2 | FramingError, R>
+} = dual(
+  (args) => Stream.isStream(args[0]),
+  <E, R, S, A, E2>(
+    self: Stream.Stream<Uint8Array, E, R>,
+    machine: Machine<S, A, E2>,
+    options?: Options
+  ): Stream.Stream<A, E | E2 | FramingError, R> =>
+    cut<E, R, A, E2>(self, (sink) => {
+      let state = machine.initial
+      const apply = (step: Step<S, A, E2>): boolean => {
+        if (step._tag === "Fail") {
+          sink.error = step.error
+          return false
+        }
+        state = step.state
+        for (const message of step.messages) sink.push(message)
+        return true
+      }
+      const choose = (): boolean => {
+        try {
+          framer.terminator = machine.terminator(state)
+          return true
+        } catch (error) {
+          if (!(error instanceof Terminator.InvalidTerminator)) throw error
+          framer.failure = { _tag: "InvalidTerminator", message: error.message }
+          return false
+        }
+      }
+      const framer = new Framer.Framer(Terminator.none, maxFrameLengthOf(options), (bytes, terminated) =>
+        apply(machine.step(state, { bytes, terminated })) && choose())
+      const ending = machine.end
+      return {
+        start: () => choose() ? framer.push(NO_BYTES) : framer.failure,
+        push: (chunk) => framer.push(chunk),
+        end: () => {
+          const failure = framer.end()
+          if (failure === undefined && sink.error === undefined && ending !== undefined) apply(ending(state))
+          return failure
+        }
+      }
+    })
+)
+
+/**
+ * What `cut` drives: the static framer, or a machine around one. A cutter reports its own framing failures;
+ * a machine's typed error goes to `sink.error`.
+ */
+interface Cutter {
+  /** Runs before any input: a count of 0 fires, a count over the limit fails, at once. */
+  readonly start: () => Framer.Failure | undefined
+  readonly push: (chunk: Uint8Array) => Framer.Failure | undefined
+  readonly end: () => Framer.Failure | undefined
+}
+
+/** Where a cutter puts what it produces during one pull. */
+interface Sink<A, E2> {
+  push(value: A): void
+  error: E2 | undefined
+}
+
+const NO_BYTES = new Uint8Array(0)
+
+const maxFrameLengthOf = (options: Options | undefined): number => {
+  const max = options?.maxFrameLength ?? defaultMaxFrameLength
+  if (!(max === Number.POSITIVE_INFINITY || (Number.isSafeInteger(max) && max >= 0))) {
+    throw new RangeError(`maxFrameLength must be a non-negative integer or Infinity, got ${String(max)}`)
+  }
+  return max
+}
+
+const toError = (failure: Framer.Failure): FramingError =>
+  new FramingError({
+    reason: failure._tag === "FrameTooLong"
+      ? new FrameTooLong({ limit: failure.limit, message: failure.message })
+      : new Terminator.InvalidTerminator({ message: failure.message })
+  })
+
+/**
+ * Drives a cutter over a byte stream. Output produced before a failure is emitted first; the failure
+ * follows on the next pull and ends the stream.
+ */
+const cut = <E, R, A, E2 = never>(
+  self: Stream.Stream<Uint8Array, E, R>,
+  make: (sink: Sink<A, E2>) => Cutter
+): Stream.Stream<A, E | E2 | FramingError, R> =>
+  Stream.transformPull(self, (upstream) =>
+    Effect.sync(() => {
+      let out: Array<A> = []
+      const sink: Sink<A, E2> = {
+        push: (value) => {
+          out.push(value)
+        },
+        error: undefined
+      }
+      const cutter = make(sink)
+      let failure: E2 | FramingError | undefined = undefined
+      let ended = false
+      const record = (result: Framer.Failure | undefined): boolean => {
+        if (result !== undefined) failure = toError(result)
+        else if (sink.error !== undefined) failure = sink.error
+        else return true
+        return false
+      }
+      record(cutter.start())
+      const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<A>, E | E2 | FramingError> => {
+        if (out.length === 0) return pull
+        const batch = out as unknown as Arr.NonEmptyReadonlyArray<A>
+        out = []
+        return Effect.succeed(batch)
+      }
+      const onChunks = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array>) => {
+        for (let i = 0; i < chunks.length; i++) {
+          if (!record(cutter.push(chunks[i]))) break
+        }
+        return flush()
+      }
+      const onDone = () => {
+        ended = true
+        record(cutter.end())
+        return flush()
+      }
+      const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<A>, E | E2 | FramingError> = Effect.suspend(() => {
+        if (out.length > 0) return flush()
+        if (failure !== undefined) return Effect.fail(failure)
+        if (ended) return Cause.done()
+        return Pull.matchEffect(upstream, { onSuccess: onChunks, onFailure: Effect.failCause, onDone })
+      })
+      return pull
+    }))

@@ -1,0 +1,228 @@
+/**
+ * The framing engine: a mutable, allocation-lean cutter shared by `Framing` (static and machine forms) and
+ * the connection's imperative `setTerminator`. Everything here is synchronous; the Stream wrapper lives in
+ * `Framing.ts`.
+ *
+ * Invariants:
+ * - `acc[0, accLen)` holds the bytes of the current, unfinished frame and never contains a whole delimiter,
+ *   so no byte is searched twice: a new chunk is searched once, plus at most `2 * (delimiter - 1)` bytes
+ *   around the boundary.
+ * - Frames that sit in one chunk are handed out as `subarray` views; only a frame that spans chunks is
+ *   copied, once, into `acc`.
+ * - `acc` never grows past `maxFrameLength + delimiter length - 1` bytes (or the count, for a length).
+ */
+import { Buffer } from "node:buffer"
+import * as Terminator from "../Terminator.ts"
+
+/** Why the engine stopped: the frame was too long, or a terminator could not be used. */
+export type Failure =
+  | { readonly _tag: "FrameTooLong"; readonly limit: number; readonly message: string }
+  | { readonly _tag: "InvalidTerminator"; readonly message: string }
+
+/**
+ * Receives each frame. `terminated` is false for bytes passed on under `none` and for the unterminated
+ * remainder at end of input. Return `false` to stop cutting (the receiver keeps its own reason).
+ */
+export type OnFrame = (bytes: Uint8Array, terminated: boolean) => boolean
+
+const EMPTY = Buffer.alloc(0)
+
+/** How many empty `length(0)` frames in a row, with no byte consumed, mean the chooser never advances. */
+const MAX_EMPTY_RUN = 1024
+
+const asBuffer = (chunk: Uint8Array): Buffer =>
+  Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+
+/** @internal */
+export class Framer {
+  /** The terminator for the current frame; `onFrame` may replace it to switch mode mid-stream. */
+  terminator: Terminator.Terminator
+  /** Set by the owner when a chooser failed while `onFrame` ran; returned from `push` as is. */
+  failure: Failure | undefined = undefined
+  private acc: Buffer = EMPTY
+  private accLen = 0
+  private scratch: Buffer = EMPTY
+  private emptyRun = 0
+
+  readonly maxFrameLength: number
+  private readonly onFrame: OnFrame
+
+  constructor(terminator: Terminator.Terminator, maxFrameLength: number, onFrame: OnFrame) {
+    this.terminator = terminator
+    this.maxFrameLength = maxFrameLength
+    this.onFrame = onFrame
+  }
+
+  /** Bytes of the current frame received so far. */
+  get buffered(): number {
+    return this.accLen
+  }
+
+  /** Drops the bytes of the current frame (asynchat's `discard_buffers`, input side). */
+  discard(): void {
+    this.acc = EMPTY
+    this.accLen = 0
+  }
+
+  /**
+   * Cuts `chunk` with the current terminator, calling `onFrame` for every frame it completes. Returns the
+   * failure that ended framing, if any; after a failure the framer must not be used again.
+   */
+  push(chunk: Uint8Array): Failure | undefined {
+    const buf = asBuffer(chunk)
+    const len = buf.length
+    let pos = 0
+    for (;;) {
+      const t = this.terminator
+      if (t._tag === "None") {
+        if (this.accLen > 0 && !this.emit(this.take(this.accLen), false)) return this.failure
+        if (pos < len && !this.emit(pos === 0 ? buf : buf.subarray(pos), false)) return this.failure
+        return undefined
+      }
+      if (t._tag === "Length") {
+        const n = t.length
+        if (n > this.maxFrameLength) return tooLong(this.maxFrameLength, `a length of ${n}`)
+        if (n === 0) {
+          if (++this.emptyRun > MAX_EMPTY_RUN) return stalled()
+          if (!this.emit(EMPTY, true)) return this.failure
+          continue
+        }
+        const need = n - this.accLen
+        const avail = len - pos
+        if (avail < need) {
+          if (avail > 0) this.append(buf, pos, len, n)
+          return undefined
+        }
+        this.emptyRun = 0
+        let frame: Uint8Array
+        if (this.accLen === 0) {
+          frame = buf.subarray(pos, pos + n)
+        } else {
+          this.append(buf, pos, pos + need, n)
+          frame = this.take(n)
+        }
+        pos += need
+        if (!this.emit(frame, true)) return this.failure
+        continue
+      }
+      const delim = t.bytes
+      const dl = delim.length
+      const max = this.maxFrameLength
+      if (this.accLen > 0) {
+        // The delimiter may start in the buffered tail and end in this chunk.
+        if (dl > 1 && pos < len) {
+          const w = Math.min(this.accLen, dl - 1)
+          const c = Math.min(len - pos, dl - 1)
+          const j = this.searchBoundary(delim, w, buf, pos, c)
+          if (j >= 0) {
+            const frameLen = this.accLen - w + j
+            if (frameLen > max) return tooLong(max, `a frame of ${frameLen} bytes`)
+            pos += j + dl - w
+            this.emptyRun = 0
+            if (!this.emit(this.take(frameLen), true)) return this.failure
+            continue
+          }
+        }
+        const k = buf.indexOf(delim, pos)
+        if (k < 0) {
+          if (this.accLen + len - pos >= max + dl) return tooLong(max, atLeast(this.accLen + len - pos, dl))
+          this.append(buf, pos, len, 0)
+          return undefined
+        }
+        const frameLen = this.accLen + k - pos
+        if (frameLen > max) return tooLong(max, `a frame of ${frameLen} bytes`)
+        this.append(buf, pos, k, frameLen)
+        pos = k + dl
+        this.emptyRun = 0
+        if (!this.emit(this.take(frameLen), true)) return this.failure
+        continue
+      }
+      // Fast path: nothing buffered, every frame in this chunk is a view.
+      let k = buf.indexOf(delim, pos)
+      while (k >= 0) {
+        if (k - pos > max) return tooLong(max, `a frame of ${k - pos} bytes`)
+        const frame = buf.subarray(pos, k)
+        pos = k + dl
+        this.emptyRun = 0
+        if (!this.emit(frame, true)) return this.failure
+        if (this.terminator !== t) break
+        k = buf.indexOf(delim, pos)
+      }
+      if (k >= 0) continue
+      if (len - pos >= max + dl) return tooLong(max, atLeast(len - pos, dl))
+      if (pos < len) this.append(buf, pos, len, 0)
+      return undefined
+    }
+  }
+
+  /** End of input: the unterminated remainder, if any, becomes a final frame with `terminated` false. */
+  end(): Failure | undefined {
+    if (this.accLen === 0) return undefined
+    if (this.accLen > this.maxFrameLength) return tooLong(this.maxFrameLength, `a frame of ${this.accLen} bytes`)
+    return this.emit(this.take(this.accLen), false) ? undefined : this.failure
+  }
+
+  private emit(frame: Uint8Array, terminated: boolean): boolean {
+    return this.onFrame(frame, terminated)
+  }
+
+  /** Finds `delim` in the last `w` buffered bytes followed by `buf[pos, pos + c)`; -1 when absent. */
+  private searchBoundary(delim: Buffer, w: number, buf: Buffer, pos: number, c: number): number {
+    const size = w + c
+    if (this.scratch.length < size) this.scratch = Buffer.allocUnsafe(Math.max(size, 16))
+    const s = this.scratch
+    this.acc.copy(s, 0, this.accLen - w, this.accLen)
+    buf.copy(s, w, pos, pos + c)
+    // Bytes past `size` are stale; a match that reaches into them is no match.
+    const j = s.indexOf(delim)
+    return j >= 0 && j + delim.length <= size ? j : -1
+  }
+
+  /** Appends `src[from, to)` to the current frame; `expected` (when known) sizes the buffer exactly. */
+  private append(src: Buffer, from: number, to: number, expected: number): void {
+    const n = to - from
+    if (n === 0) return
+    const needed = this.accLen + n
+    if (needed > this.acc.length) {
+      const grown = Math.max(needed, expected, Math.min(this.acc.length * 2, this.capacityLimit()), 64)
+      const next = Buffer.allocUnsafe(grown)
+      this.acc.copy(next, 0, 0, this.accLen)
+      this.acc = next
+    }
+    src.copy(this.acc, this.accLen, from, to)
+    this.accLen = needed
+  }
+
+  private capacityLimit(): number {
+    const t = this.terminator
+    const slack = t._tag === "Delimiter" ? t.bytes.length - 1 : 0
+    return Number.isFinite(this.maxFrameLength) ? this.maxFrameLength + slack : Number.MAX_SAFE_INTEGER
+  }
+
+  /** Hands out `acc[0, n)` and resets the current frame. A mostly-full buffer is given away, else copied. */
+  private take(n: number): Uint8Array {
+    const acc = this.acc
+    this.accLen = 0
+    if (n === 0) return EMPTY
+    if (n * 2 >= acc.length) {
+      this.acc = EMPTY
+      return acc.subarray(0, n)
+    }
+    return Uint8Array.prototype.slice.call(acc, 0, n)
+  }
+}
+
+const tooLong = (limit: number, what: string): Failure => ({
+  _tag: "FrameTooLong",
+  limit,
+  message: `Frame too long: ${what} exceeds the limit of ${limit} bytes`
+})
+
+/** With `buffered` bytes and no delimiter among them, the frame is at least this long. */
+const atLeast = (buffered: number, delimiterLength: number): string =>
+  `a frame of at least ${buffered - delimiterLength + 1} bytes`
+
+const stalled = (): Failure => ({
+  _tag: "InvalidTerminator",
+  message: `length(0) was chosen ${MAX_EMPTY_RUN} times in a row without consuming input: framing never advances`
+})

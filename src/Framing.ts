@@ -283,8 +283,9 @@ export const frames: {
         })
       )
     }
+    const max = maxFrameLengthOf(options)
     return cut(self, (sink) => {
-      const framer = new Framer.Framer(terminator, maxFrameLengthOf(options), (bytes, terminated) => {
+      const framer = new Framer.Framer(terminator, max, (bytes, terminated) => {
         sink.push({ bytes, terminated })
         return true
       })
@@ -337,8 +338,9 @@ export const decode: {
     self: Stream.Stream<Uint8Array, E, R>,
     machine: Machine<S, A, E2>,
     options?: Options
-  ): Stream.Stream<A, E | E2 | FramingError, R> =>
-    cut<E, R, A, E2>(self, (sink) => {
+  ): Stream.Stream<A, E | E2 | FramingError, R> => {
+    const max = maxFrameLengthOf(options)
+    return cut<E, R, A, E2>(self, (sink) => {
       let state = machine.initial
       const apply = (step: Step<S, A, E2>): boolean => {
         if (step._tag === "Fail") {
@@ -359,7 +361,7 @@ export const decode: {
           return false
         }
       }
-      const framer = new Framer.Framer(Terminator.none, maxFrameLengthOf(options), (bytes, terminated) =>
+      const framer = new Framer.Framer(Terminator.none, max, (bytes, terminated) =>
         apply(machine.step(state, { bytes, terminated })) && choose())
       const ending = machine.end
       return {
@@ -372,6 +374,7 @@ export const decode: {
         }
       }
     })
+  }
 )
 
 /**

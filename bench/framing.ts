@@ -1,0 +1,181 @@
+/**
+ * Framing throughput: `Framing.frames(Terminator.lf)` against a hand-written `Buffer.indexOf` splitter.
+ *
+ * Input: 4 MiB of 32-byte lines (31 bytes + "\n"), delivered (a) in 64 KiB chunks and (b) in random 1–7 byte
+ * chunks (seeded, so every run sees the same cuts). Both sides sum frame lengths and count frames, so each one
+ * touches every frame; the totals must agree or the script fails. After a warm-up the two sides alternate for
+ * several rounds and the medians are reported as MiB/s, with ours/hand (1.0 = parity, higher is better).
+ *
+ * Run: `npm run bench:framing` (or `node bench/framing.ts`; add `--cpu-prof` to profile). Always exits 0
+ * unless the two sides disagree: it is a report, not a gate.
+ */
+import { Buffer } from "node:buffer"
+import { cpus } from "node:os"
+import { performance } from "node:perf_hooks"
+import { Effect, Stream } from "effect"
+import { Framing, Terminator } from "../src/index.ts"
+
+const LINE = 32
+const TOTAL = 4 * 1024 * 1024
+const BIG_CHUNK = 64 * 1024
+const WARMUP = 5
+const ROUNDS = 15
+const TARGET = 0.8
+
+interface Totals {
+  frames: number
+  bytes: number
+}
+
+/** mulberry32: tiny, seedable, good enough to pick chunk sizes. */
+const prng = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+const makeInput = (): Buffer => {
+  const rand = prng(42)
+  const data = Buffer.allocUnsafe(TOTAL)
+  for (let i = 0; i < TOTAL; i++) {
+    data[i] = i % LINE === LINE - 1 ? 10 : 0x21 + Math.floor(rand() * 94)
+  }
+  return data
+}
+
+const fixedChunks = (data: Buffer, size: number): Array<Buffer> => {
+  const chunks: Array<Buffer> = []
+  for (let i = 0; i < data.length; i += size) chunks.push(data.subarray(i, i + size))
+  return chunks
+}
+
+const randomChunks = (data: Buffer, min: number, max: number, seed: number): Array<Buffer> => {
+  const rand = prng(seed)
+  const chunks: Array<Buffer> = []
+  for (let i = 0; i < data.length;) {
+    const n = min + Math.floor(rand() * (max - min + 1))
+    chunks.push(data.subarray(i, i + n))
+    i += n
+  }
+  return chunks
+}
+
+const ours = (chunks: ReadonlyArray<Buffer>): Totals =>
+  Effect.runSync(
+    Stream.fromIterable(chunks).pipe(
+      Framing.frames(Terminator.lf),
+      Stream.runFold((): Totals => ({ frames: 0, bytes: 0 }), (acc, frame) => {
+        acc.frames++
+        acc.bytes += frame.bytes.length
+        return acc
+      })
+    )
+  )
+
+/** What one would write by hand: views within a chunk, a copy only of the pieces of a frame that spans chunks. */
+const hand = (chunks: ReadonlyArray<Buffer>): Totals => {
+  let frames = 0
+  let bytes = 0
+  let pending: Array<Buffer> = []
+  let pendingLen = 0
+  for (let c = 0; c < chunks.length; c++) {
+    const chunk = chunks[c]
+    let pos = 0
+    let k = chunk.indexOf(10)
+    if (k >= 0 && pendingLen > 0) {
+      pending.push(chunk.subarray(0, k))
+      const frame = Buffer.concat(pending, pendingLen + k)
+      frames++
+      bytes += frame.length
+      pending = []
+      pendingLen = 0
+      pos = k + 1
+      k = chunk.indexOf(10, pos)
+    }
+    while (k >= 0) {
+      const frame = chunk.subarray(pos, k)
+      frames++
+      bytes += frame.length
+      pos = k + 1
+      k = chunk.indexOf(10, pos)
+    }
+    if (pos < chunk.length) {
+      pending.push(pos === 0 ? chunk : chunk.subarray(pos))
+      pendingLen += chunk.length - pos
+    }
+  }
+  if (pendingLen > 0) {
+    frames++
+    bytes += Buffer.concat(pending, pendingLen).length
+  }
+  return { frames, bytes }
+}
+
+const time = (f: () => Totals): { ms: number; totals: Totals } => {
+  const start = performance.now()
+  const totals = f()
+  return { ms: performance.now() - start, totals }
+}
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+const sameTotals = (label: string, a: Totals, b: Totals): void => {
+  if (a.frames !== b.frames || a.bytes !== b.bytes) {
+    console.error(`${label}: outputs disagree: ours ${JSON.stringify(a)}, hand ${JSON.stringify(b)}`)
+    process.exit(1)
+  }
+}
+
+const measure = (label: string, chunks: ReadonlyArray<Buffer>) => {
+  const expected: Totals = { frames: TOTAL / LINE, bytes: TOTAL - TOTAL / LINE }
+  sameTotals(`${label} (expected)`, ours(chunks), expected)
+  sameTotals(`${label} (expected)`, hand(chunks), expected)
+  for (let i = 0; i < WARMUP; i++) {
+    ours(chunks)
+    hand(chunks)
+  }
+  const oursMs: Array<number> = []
+  const handMs: Array<number> = []
+  for (let i = 0; i < ROUNDS; i++) {
+    // Alternate, and swap which goes first, so drift and GC debt fall on both sides alike.
+    const [a, b] = i % 2 === 0 ? [time(() => ours(chunks)), time(() => hand(chunks))] : (() => {
+      const h = time(() => hand(chunks))
+      return [time(() => ours(chunks)), h]
+    })()
+    sameTotals(label, a.totals, b.totals)
+    oursMs.push(a.ms)
+    handMs.push(b.ms)
+  }
+  const mib = TOTAL / (1024 * 1024)
+  const oursRate = mib / (median(oursMs) / 1000)
+  const handRate = mib / (median(handMs) / 1000)
+  return { label, chunks: chunks.length, oursRate, handRate, ratio: oursRate / handRate }
+}
+
+const data = makeInput()
+const deliveries = [
+  { label: "64 KiB chunks", chunks: fixedChunks(data, BIG_CHUNK) },
+  { label: "1-7 byte chunks", chunks: randomChunks(data, 1, 7, 7) }
+]
+
+console.log(`node ${process.version}, ${cpus()[0]?.model ?? "unknown CPU"}`)
+console.log(`input: ${TOTAL / (1024 * 1024)} MiB of ${LINE}-byte lines, ${WARMUP} warm-up + ${ROUNDS} rounds, medians`)
+console.log("")
+const rows = deliveries.map((d) => measure(d.label, d.chunks))
+const pad = (s: string, n: number) => s.padEnd(n)
+const num = (x: number, n: number) => x.toFixed(n === 2 ? 2 : 1).padStart(n === 2 ? 6 : 9)
+console.log(`${pad("delivery", 16)} ${pad("chunks", 8)} ${"ours MiB/s".padStart(11)} ${"hand MiB/s".padStart(11)}  ours/hand`)
+for (const r of rows) {
+  console.log(
+    `${pad(r.label, 16)} ${pad(String(r.chunks), 8)} ${num(r.oursRate, 1).padStart(11)} ${
+      num(r.handRate, 1).padStart(11)
+    }  ${num(r.ratio, 2).padStart(9)}`
+  )
+}
+console.log("")
+console.log(`target (>= ${TARGET}x on 64 KiB chunks): ${rows[0].ratio >= TARGET ? "met" : "MISSED"}`)

@@ -1,0 +1,55 @@
+/**
+ * Byte helpers shared by the tests.
+ */
+import { Effect, Exit, Stream } from "effect"
+import * as Framing from "../src/Framing.ts"
+import type * as Terminator from "../src/Terminator.ts"
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** UTF-8 bytes of a string. */
+export const bytes = (s: string): Uint8Array => encoder.encode(s)
+
+/** A string from UTF-8 bytes. */
+export const text = (b: Uint8Array): string => decoder.decode(b)
+
+/** Latin-1 rendering, one char per byte: exact for arbitrary bytes. */
+export const latin1 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
+
+/** Splits `data` into pieces of `size` bytes (the last may be shorter). */
+export const chunkEvery = (data: Uint8Array, size: number): Array<Uint8Array> => {
+  const out: Array<Uint8Array> = []
+  for (let i = 0; i < data.length; i += size) out.push(data.subarray(i, i + size))
+  return out
+}
+
+/** Splits `data` at the given cut points (sorted, deduplicated, within bounds). */
+export const splitAt = (data: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
+  const points = [...new Set(cuts.map((c) => Math.max(0, Math.min(data.length, c))))].sort((a, b) => a - b)
+  const out: Array<Uint8Array> = []
+  let from = 0
+  for (const p of points) {
+    out.push(data.subarray(from, p))
+    from = p
+  }
+  out.push(data.subarray(from))
+  return out
+}
+
+/** A frame rendered for comparison: its bytes as latin-1, with "…" appended when it was not terminated. */
+export const show = (frame: Framing.Frame): string => latin1(frame.bytes) + (frame.terminated ? "" : "…")
+
+/** Runs the static form over `chunks` and returns the exit with frames rendered by {@link show}. */
+export const frameChunks = (
+  chunks: ReadonlyArray<Uint8Array>,
+  terminator: Terminator.Terminator,
+  options?: Framing.Options
+): Exit.Exit<Array<string>, Framing.FramingError> =>
+  Stream.fromIterable(chunks).pipe(
+    Framing.frames(terminator, options),
+    Stream.map(show),
+    Stream.runCollect,
+    Effect.exit,
+    Effect.runSync
+  )

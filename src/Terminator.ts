@@ -12,8 +12,8 @@
  *
  * @since 0.1.0
  */
-import { Buffer } from "node:buffer"
 import { Schema } from "effect"
+import { Buffer } from "node:buffer"
 
 /**
  * A frame ends where these bytes appear in the input.

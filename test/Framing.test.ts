@@ -229,7 +229,9 @@ describe("Framing.frames errors", () => {
     const exit = frameChunks([bytes("abcdef\n")], Terminator.lf, { maxFrameLength: 3 })
     const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
     expect(error).toBeInstanceOf(Framing.FramingError)
-    expect((error as Framing.FramingError).message).toBe("Frame too long: a frame of 6 bytes exceeds the limit of 3 bytes")
+    expect((error as Framing.FramingError).message).toBe(
+      "Frame too long: a frame of 6 bytes exceeds the limit of 3 bytes"
+    )
   })
 })
 
@@ -242,7 +244,11 @@ type Http =
 const HttpRequest = Framing.machine<Http, string, string>({
   initial: { _tag: "Headers" },
   terminator: (s) =>
-    s._tag === "Headers" ? Terminator.delimiter("\r\n\r\n") : s._tag === "Body" ? Terminator.length(s.length) : Terminator.none,
+    s._tag === "Headers"
+      ? Terminator.delimiter("\r\n\r\n")
+      : s._tag === "Body"
+      ? Terminator.length(s.length)
+      : Terminator.none,
   step: (s, frame) => {
     switch (s._tag) {
       case "Headers": {

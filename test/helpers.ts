@@ -26,7 +26,7 @@ export const chunkEvery = (data: Uint8Array, size: number): Array<Uint8Array> =>
 
 /** Splits `data` at the given cut points (sorted, deduplicated, within bounds). */
 export const splitAt = (data: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
-  const points = [...new Set(cuts.map((c) => Math.max(0, Math.min(data.length, c))))].sort((a, b) => a - b)
+  const points = [...new Set(cuts.map((c) => Math.max(0, Math.min(data.length, c))))].toSorted((a, b) => a - b)
   const out: Array<Uint8Array> = []
   let from = 0
   for (const p of points) {

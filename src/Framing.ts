@@ -93,7 +93,7 @@ export interface Options {
  * @since 0.1.0
  */
 export class FrameTooLong extends Schema.TaggedError<FrameTooLong>()("FrameTooLong", {
-  limit: Schema.Number,
+  limit: Schema.Int,
   message: Schema.String
 }) {}
 
@@ -286,7 +286,7 @@ export const frames: {
     const max = maxFrameLengthOf(options)
     return cut(self, (sink) => {
       const framer = new Framer.Framer(terminator, max, (bytes, terminated) => {
-        sink.push({ bytes, terminated })
+        sink.out.push({ bytes, terminated })
         return true
       })
       return { start: () => framer.push(NO_BYTES), push: (chunk) => framer.push(chunk), end: () => framer.end() }
@@ -348,7 +348,7 @@ export const decode: {
           return false
         }
         state = step.state
-        for (const message of step.messages) sink.push(message)
+        for (const message of step.messages) sink.out.push(message)
         return true
       }
       const choose = (): boolean => {
@@ -390,11 +390,15 @@ interface Cutter {
 
 /** Where a cutter puts what it produces during one pull. */
 interface Sink<A, E2> {
-  push(value: A): void
+  /** Output of the current pull, handed downstream as one batch; pushed to directly, it is the hottest path. */
+  out: Array<A>
   error: E2 | undefined
 }
 
 const NO_BYTES = new Uint8Array(0)
+
+/** Output frames after which `cut` stops at the next chunk boundary and hands the batch downstream. */
+const BATCH_FRAMES = 1024
 
 const maxFrameLengthOf = (options: Options | undefined): number => {
   const max = options?.maxFrameLength ?? defaultMaxFrameLength
@@ -421,13 +425,7 @@ const cut = <E, R, A, E2 = never>(
 ): Stream.Stream<A, E | E2 | FramingError, R> =>
   Stream.transformPull(self, (upstream) =>
     Effect.sync(() => {
-      let out: Array<A> = []
-      const sink: Sink<A, E2> = {
-        push: (value) => {
-          out.push(value)
-        },
-        error: undefined
-      }
+      const sink: Sink<A, E2> = { out: [], error: undefined }
       const cutter = make(sink)
       let failure: E2 | FramingError | undefined = undefined
       let ended = false
@@ -439,16 +437,26 @@ const cut = <E, R, A, E2 = never>(
       }
       record(cutter.start())
       const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<A>, E | E2 | FramingError> => {
-        if (out.length === 0) return pull
-        const batch = out as unknown as Arr.NonEmptyReadonlyArray<A>
-        out = []
+        if (sink.out.length === 0) return pull
+        const batch = sink.out as unknown as Arr.NonEmptyReadonlyArray<A>
+        sink.out = []
         return Effect.succeed(batch)
       }
-      const onChunks = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array>) => {
-        for (let i = 0; i < chunks.length; i++) {
-          if (!record(cutter.push(chunks[i]))) break
+      // Upstream chunks not cut yet. A batch of many chunks is cut a few at a time so that each output batch
+      // stays small: frames held until a whole input batch is cut outlive the young generation, and copying
+      // them into the old one costs more than the framing itself.
+      let pending: Arr.NonEmptyReadonlyArray<Uint8Array> | undefined = undefined
+      let next = 0
+      const cutPending = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array>) => {
+        while (next < chunks.length) {
+          if (!record(cutter.push(chunks[next++])) || sink.out.length >= BATCH_FRAMES) break
         }
+        pending = next < chunks.length && failure === undefined ? chunks : undefined
         return flush()
+      }
+      const onChunks = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array>) => {
+        next = 0
+        return cutPending(chunks)
       }
       const onDone = () => {
         ended = true
@@ -456,8 +464,9 @@ const cut = <E, R, A, E2 = never>(
         return flush()
       }
       const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<A>, E | E2 | FramingError> = Effect.suspend(() => {
-        if (out.length > 0) return flush()
+        if (sink.out.length > 0) return flush()
         if (failure !== undefined) return Effect.fail(failure)
+        if (pending !== undefined) return cutPending(pending)
         if (ended) return Cause.done()
         return Pull.matchEffect(upstream, { onSuccess: onChunks, onFailure: Effect.failCause, onDone })
       })

@@ -5,11 +5,74 @@
  */
 
 /**
+ * The connection handle a handler talks through.
+ *
+ * @since 0.1.0
+ */
+export * as Chat from "./Chat.ts"
+
+/**
+ * Clients over TCP, Unix sockets, Node Duplexes and the in-memory transport.
+ *
+ * @since 0.1.0
+ */
+export * as ChatClient from "./ChatClient.ts"
+
+/**
+ * The one error type of a connection, with a reason union.
+ *
+ * @since 0.1.0
+ */
+export * as ChatError from "./ChatError.ts"
+
+/**
+ * Connection metrics.
+ *
+ * @since 0.1.0
+ */
+export * as ChatMetrics from "./ChatMetrics.ts"
+
+/**
+ * Servers: a supervised fiber per connection, limits, graceful shutdown.
+ *
+ * @since 0.1.0
+ */
+export * as ChatServer from "./ChatServer.ts"
+
+/**
  * Terminator framing as a Stream combinator.
  *
  * @since 0.1.0
  */
 export * as Framing from "./Framing.ts"
+
+/**
+ * Where a server's connections come from: TCP, Unix sockets.
+ *
+ * @since 0.1.0
+ */
+export * as Listener from "./Listener.ts"
+
+/**
+ * The in-memory test transport.
+ *
+ * @since 0.1.0
+ */
+export * as MemoryTransport from "./MemoryTransport.ts"
+
+/**
+ * Producers for `Chat.pushStream`.
+ *
+ * @since 0.1.0
+ */
+export * as Producer from "./Producer.ts"
+
+/**
+ * Protocols: framing plus a handler.
+ *
+ * @since 0.1.0
+ */
+export * as Protocol from "./Protocol.ts"
 
 /**
  * What ends a frame: a delimiter, a byte count, or none.

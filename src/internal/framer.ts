@@ -39,6 +39,11 @@ export class Framer {
   terminator: Terminator.Terminator
   /** Set by the owner when a chooser failed while `onFrame` ran; returned from `push` as is. */
   failure: Failure | undefined = undefined
+  /**
+   * When `onFrame` returned false without a failure (a pause: asynchat's one frame at a time), the input
+   * not cut yet, possibly empty; the owner pushes it again, after any terminator change, to go on.
+   */
+  rest: Uint8Array | undefined = undefined
   private acc: Buffer = EMPTY
   private accLen = 0
   private scratch: Buffer = EMPTY
@@ -75,8 +80,8 @@ export class Framer {
     for (;;) {
       const t = this.terminator
       if (t._tag === "None") {
-        if (this.accLen > 0 && !this.emit(this.take(this.accLen), false)) return this.failure
-        if (pos < len && !this.emit(pos === 0 ? buf : buf.subarray(pos), false)) return this.failure
+        if (this.accLen > 0 && !this.emit(this.take(this.accLen), false)) return this.stopped(buf, pos)
+        if (pos < len && !this.emit(pos === 0 ? buf : buf.subarray(pos), false)) return this.stopped(buf, len)
         return undefined
       }
       if (t._tag === "Length") {
@@ -84,7 +89,7 @@ export class Framer {
         if (n > this.maxFrameLength) return tooLong(this.maxFrameLength, `a length of ${n}`)
         if (n === 0) {
           if (++this.emptyRun > MAX_EMPTY_RUN) return stalled()
-          if (!this.emit(EMPTY, true)) return this.failure
+          if (!this.emit(EMPTY, true)) return this.stopped(buf, pos)
           continue
         }
         const need = n - this.accLen
@@ -102,11 +107,13 @@ export class Framer {
           frame = this.take(n)
         }
         pos += need
-        if (!this.emit(frame, true)) return this.failure
+        if (!this.emit(frame, true)) return this.stopped(buf, pos)
         continue
       }
       const delim = t.bytes
       const dl = delim.length
+      // A one-byte delimiter is searched as a number: Node's memchr path, far cheaper per call than a needle.
+      const needle: Buffer | number = dl === 1 ? delim[0] : delim
       const max = this.maxFrameLength
       if (this.accLen > 0) {
         // The delimiter may start in the buffered tail and end in this chunk.
@@ -119,11 +126,11 @@ export class Framer {
             if (frameLen > max) return tooLong(max, `a frame of ${frameLen} bytes`)
             pos += j + dl - w
             this.emptyRun = 0
-            if (!this.emit(this.take(frameLen), true)) return this.failure
+            if (!this.emit(this.take(frameLen), true)) return this.stopped(buf, pos)
             continue
           }
         }
-        const k = buf.indexOf(delim, pos)
+        const k = buf.indexOf(needle, pos)
         if (k < 0) {
           if (this.accLen + len - pos >= max + dl) return tooLong(max, atLeast(this.accLen + len - pos, dl))
           this.append(buf, pos, len, 0)
@@ -134,19 +141,20 @@ export class Framer {
         this.append(buf, pos, k, frameLen)
         pos = k + dl
         this.emptyRun = 0
-        if (!this.emit(this.take(frameLen), true)) return this.failure
+        if (!this.emit(this.take(frameLen), true)) return this.stopped(buf, pos)
         continue
       }
       // Fast path: nothing buffered, every frame in this chunk is a view.
-      let k = buf.indexOf(delim, pos)
+      let k = buf.indexOf(needle, pos)
+      if (k >= 0) this.emptyRun = 0
+      const onFrame = this.onFrame
       while (k >= 0) {
         if (k - pos > max) return tooLong(max, `a frame of ${k - pos} bytes`)
         const frame = buf.subarray(pos, k)
         pos = k + dl
-        this.emptyRun = 0
-        if (!this.emit(frame, true)) return this.failure
+        if (!onFrame(frame, true)) return this.stopped(buf, pos)
         if (this.terminator !== t) break
-        k = buf.indexOf(delim, pos)
+        k = buf.indexOf(needle, pos)
       }
       if (k >= 0) continue
       if (len - pos >= max + dl) return tooLong(max, atLeast(len - pos, dl))
@@ -160,6 +168,12 @@ export class Framer {
     if (this.accLen === 0) return undefined
     if (this.accLen > this.maxFrameLength) return tooLong(this.maxFrameLength, `a frame of ${this.accLen} bytes`)
     return this.emit(this.take(this.accLen), false) ? undefined : this.failure
+  }
+
+  /** `onFrame` said stop: a failure ends framing; otherwise keep what is left of `buf` for the next push. */
+  private stopped(buf: Buffer, pos: number): Failure | undefined {
+    if (this.failure === undefined) this.rest = buf.subarray(pos)
+    return this.failure
   }
 
   private emit(frame: Uint8Array, terminated: boolean): boolean {

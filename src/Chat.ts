@@ -1,0 +1,189 @@
+/**
+ * The connection handle a handler talks through: asynchat's `async_chat` as an Effect service.
+ *
+ * Output goes through one FIFO of producers, drained with backpressure: {@link push} queues bytes or strings,
+ * {@link pushStream} queues a Stream (asynchat's `push_with_producer`), {@link closeWhenDone} closes after
+ * everything queued before it is written. Order is strict across all three.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, type Stream } from "effect"
+import type * as Terminator from "./Terminator.ts"
+
+/**
+ * Where a connection's end is: an IP address and port, a Unix socket path, or a named in-memory or pipe end.
+ *
+ * @example
+ * ```ts
+ * import { Chat } from "effect-asynchat"
+ *
+ * const peer: Chat.Address = { _tag: "Inet", host: "127.0.0.1", port: 54321 }
+ * Chat.formatAddress(peer) // "127.0.0.1:54321"
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Address =
+  | { readonly _tag: "Inet"; readonly host: string; readonly port: number }
+  | { readonly _tag: "Unix"; readonly path: string }
+  | { readonly _tag: "Memory"; readonly name: string }
+  | { readonly _tag: "Pipe"; readonly name: string }
+
+/**
+ * Renders an address for logs: `127.0.0.1:80`, `[::1]:80`, `unix:/tmp/s.sock`, `memory:client-1`, `pipe:stdio`.
+ *
+ * @example
+ * ```ts
+ * import { Chat } from "effect-asynchat"
+ *
+ * Chat.formatAddress({ _tag: "Inet", host: "::1", port: 80 }) // "[::1]:80"
+ * ```
+ *
+ * @category formatting
+ * @since 0.1.0
+ */
+export const formatAddress = (address: Address): string => {
+  switch (address._tag) {
+    case "Inet":
+      return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`
+    case "Unix":
+      return `unix:${address.path}`
+    case "Memory":
+      return `memory:${address.name}`
+    case "Pipe":
+      return `pipe:${address.name}`
+  }
+}
+
+/**
+ * What a handler can do with its connection.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const greet = Effect.gen(function*() {
+ *   const chat = yield* Chat.Chat
+ *   yield* chat.push(`hello #${chat.id} from ${Chat.formatAddress(chat.localAddress)}\r\n`)
+ * })
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ChatShape {
+  /** Unique among the connections of one server (or one client runtime), from 1. */
+  readonly id: number
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+  /**
+   * Queues bytes or strings (UTF-8) in order. Suspends while the output queue is over its high-water mark;
+   * after the connection closed, the data is dropped.
+   */
+  readonly push: (...data: ReadonlyArray<Uint8Array | string>) => Effect.Effect<void>
+  /**
+   * Queues a producer: its bytes are written after everything queued before, and before anything queued after.
+   * A failing producer closes the connection with `ChatError` / `ProducerFailed`.
+   */
+  readonly pushStream: <E, R>(stream: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<void, never, R>
+  /** Closes the connection once everything queued before this call has been written. */
+  readonly closeWhenDone: Effect.Effect<void>
+  /** Closes the connection now, dropping queued output. */
+  readonly close: Effect.Effect<void>
+  /** Drops queued output and the bytes of the frame being received: emergencies only. */
+  readonly discardBuffers: Effect.Effect<void>
+  /** The terminator for the next frame. */
+  readonly terminator: Effect.Effect<Terminator.Terminator>
+  /**
+   * Sets the terminator for the next frame: asynchat's `set_terminator`. Only connections framed with
+   * `Handler.asyncChat` (which cuts one frame at a time) accept it; elsewhere framing is fixed up front by a
+   * terminator or a `Framing.Machine`, and calling it is a defect.
+   */
+  readonly setTerminator: (terminator: Terminator.Terminator) => Effect.Effect<void>
+}
+
+/**
+ * The current connection, provided to every handler.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const whoAmI = Effect.map(Chat.Chat, (chat) => Chat.formatAddress(chat.remoteAddress))
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class Chat extends Context.Service<Chat, ChatShape>()("effect-asynchat/Chat") {}
+
+/**
+ * Queues bytes or strings on the current connection.
+ *
+ * @example
+ * ```ts
+ * import { Chat } from "effect-asynchat"
+ *
+ * const pong = Chat.push("+PONG\r\n")
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const push = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effect<void, never, Chat> =>
+  Effect.flatMap(Chat, (chat) => chat.push(...data))
+
+/**
+ * Queues a producer on the current connection.
+ *
+ * @example
+ * ```ts
+ * import { Stream } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const body = Chat.pushStream(Stream.make(new TextEncoder().encode("chunk")))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const pushStream = <E, R>(stream: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, never, Chat | R> =>
+  Effect.flatMap(Chat, (chat) => chat.pushStream(stream))
+
+/**
+ * Closes the current connection after everything queued so far is written.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const answerAndHangUp = Chat.push("bye\r\n").pipe(Effect.andThen(Chat.closeWhenDone))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const closeWhenDone: Effect.Effect<void, never, Chat> = Effect.flatMap(
+  Chat,
+  (chat) => chat.closeWhenDone
+)
+
+/**
+ * Sets the terminator of the current `Handler.asyncChat` connection.
+ *
+ * @example
+ * ```ts
+ * import { Chat, Terminator } from "effect-asynchat"
+ *
+ * const readBody = (length: number) => Chat.setTerminator(Terminator.length(length))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const setTerminator = (terminator: Terminator.Terminator): Effect.Effect<void, never, Chat> =>
+  Effect.flatMap(Chat, (chat) => chat.setTerminator(terminator))

@@ -1,0 +1,382 @@
+/**
+ * A client: the same connection handle, framing and supervision as the server side, over TCP, a Unix
+ * socket, any Node Duplex (stdin/stdout, a child process's pipes: asyncore's `file_dispatcher`), or the
+ * in-memory test transport.
+ *
+ * - {@link connect}: a scoped connection you drive yourself: `chat` to write, `input` to read frames.
+ * - {@link run}: runs a `Protocol` on the connection, exactly as a server would, until it is over.
+ * - {@link layer}: a connection as a Layer providing {@link Connection}.
+ *
+ * Opening is bounded by `connectTimeout` (default 10 seconds) and retried by `retry` (a `Schedule`; by
+ * default no retry); a failed attempt's socket is closed before the next.
+ *
+ * @since 0.1.0
+ */
+import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as Net from "node:net"
+import * as NodeStream from "node:stream"
+import type { ChatShape } from "./Chat.ts"
+import { formatAddress } from "./Chat.ts"
+import * as ChatError from "./ChatError.ts"
+import * as ChatMetrics from "./ChatMetrics.ts"
+import type * as ChatServer from "./ChatServer.ts"
+import { settingsOf } from "./ChatServer.ts"
+import type * as Framing from "./Framing.ts"
+import * as Runtime from "./internal/connection.ts"
+import type { Link } from "./Listener.ts"
+import type * as Protocol from "./Protocol.ts"
+import type * as Terminator from "./Terminator.ts"
+
+/**
+ * How to reach a peer: opening it yields a socket with its addresses, owned by the scope.
+ *
+ * @example
+ * ```ts
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const local: ChatClient.Connector = ChatClient.tcp({ host: "127.0.0.1", port: 7000 })
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Connector<R = never> {
+  /** For logs and errors: `127.0.0.1:7000`, `unix:/tmp/s.sock`, `pipe:stdio`. */
+  readonly target: string
+  readonly open: Effect.Effect<Link, ChatError.ChatError, Scope.Scope | R>
+}
+
+const connectFailed = (target: string, cause: unknown) =>
+  new ChatError.ChatError({
+    reason: new ChatError.ConnectFailed({
+      cause,
+      message: `Connect to ${target} failed: ${cause instanceof Error ? cause.message : String(cause)}`
+    })
+  })
+
+/** Opens a Node socket, waits for `connect`, and hands it to effect's socket layer, closed with the scope. */
+const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"] =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const conn = yield* Effect.callback<Net.Socket, ChatError.ChatError>((resume) => {
+      const conn = Net.createConnection(options)
+      const onError = (cause: Error) => {
+        conn.destroy()
+        resume(Effect.fail(connectFailed(target, cause)))
+      }
+      conn.once("error", onError)
+      conn.once("connect", () => {
+        conn.off("error", onError)
+        resume(Effect.succeed(conn))
+      })
+      return Effect.sync(() => conn.destroy())
+    })
+    yield* Scope.addFinalizer(scope, Effect.sync(() => conn.destroy()))
+    const socket = yield* NodeSocket.fromDuplex(Effect.succeed(conn))
+    const isUnix = "path" in options
+    return {
+      socket,
+      localAddress: isUnix
+        ? { _tag: "Unix", path: options.path }
+        : { _tag: "Inet", host: conn.localAddress ?? "", port: conn.localPort ?? 0 },
+      remoteAddress: isUnix
+        ? { _tag: "Unix", path: options.path }
+        : { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 }
+    } satisfies Link
+  })
+
+/**
+ * A TCP peer.
+ *
+ * @example
+ * ```ts
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const redis = ChatClient.tcp({ host: "127.0.0.1", port: 6379 })
+ * ```
+ *
+ * @category connectors
+ * @since 0.1.0
+ */
+export const tcp = (options: { readonly host?: string | undefined; readonly port: number }): Connector => {
+  const host = options.host ?? "127.0.0.1"
+  const target = formatAddress({ _tag: "Inet", host, port: options.port })
+  return { target, open: openNet(target, { host, port: options.port }) }
+}
+
+/**
+ * A Unix socket peer.
+ *
+ * @example
+ * ```ts
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const local = ChatClient.unix("/tmp/chat.sock")
+ * ```
+ *
+ * @category connectors
+ * @since 0.1.0
+ */
+export const unix = (path: string): Connector => {
+  const target = formatAddress({ _tag: "Unix", path })
+  return { target, open: openNet(target, { path }) }
+}
+
+/**
+ * Any Node Duplex: asyncore's `file_dispatcher`. `open` is run in the connection's scope; the Duplex is
+ * destroyed when the scope closes. Use `duplexOf` to pair a readable and a writable (stdin and stdout, a
+ * child's stdout and stdin).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const stdio = ChatClient.duplex("stdio", Effect.sync(() => ChatClient.duplexOf(process.stdin, process.stdout)))
+ * ```
+ *
+ * @category connectors
+ * @since 0.1.0
+ */
+export const duplex = <E, R>(
+  name: string,
+  open: Effect.Effect<NodeStream.Duplex, E, R>
+): Connector<Exclude<R, Scope.Scope>> => ({
+  target: formatAddress({ _tag: "Pipe", name }),
+  open: Effect.gen(function*() {
+    const stream = yield* Effect.acquireRelease(
+      Effect.mapError(open, (cause) => connectFailed(`pipe:${name}`, cause)),
+      (stream) => Effect.sync(() => stream.destroy())
+    )
+    const socket = yield* NodeSocket.fromDuplex(Effect.succeed(stream))
+    return {
+      socket,
+      localAddress: { _tag: "Pipe", name },
+      remoteAddress: { _tag: "Pipe", name }
+    } satisfies Link
+  }) as Effect.Effect<Link, ChatError.ChatError, Scope.Scope | Exclude<R, Scope.Scope>>
+})
+
+/**
+ * One Duplex from a readable and a writable side, e.g. `process.stdin` and `process.stdout`, or a child
+ * process's `stdout` and `stdin`.
+ *
+ * @example
+ * ```ts
+ * import { spawn } from "node:child_process"
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const child = spawn("cat")
+ * const pipes = ChatClient.duplexOf(child.stdout, child.stdin)
+ * ```
+ *
+ * @category connectors
+ * @since 0.1.0
+ */
+export const duplexOf = (readable: NodeJS.ReadableStream, writable: NodeJS.WritableStream): NodeStream.Duplex =>
+  NodeStream.Duplex.from({ readable, writable })
+
+/**
+ * Options of a client connection.
+ *
+ * @example
+ * ```ts
+ * import { Schedule } from "effect"
+ * import type { ChatClient } from "effect-asynchat"
+ *
+ * const patient: ChatClient.Options = { connectTimeout: "2 seconds", retry: Schedule.exponential("100 millis") }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options extends ChatServer.ConnectionOptions {
+  /** Bound on one attempt to open (default 10 seconds). */
+  readonly connectTimeout?: Duration.Input | undefined
+  /** Retries a failed open (by default, none). */
+  readonly retry?: Schedule.Schedule<unknown, ChatError.ChatError> | undefined
+}
+
+/** Opens `connector` with its timeout and retries; every attempt has its own scope, closed if it fails. */
+const openWith = <R>(connector: Connector<R>, options: Options) => {
+  const timeout = Duration.fromInputUnsafe(options.connectTimeout ?? "10 seconds")
+  const attempt = Effect.gen(function*() {
+    const outer = yield* Effect.scope
+    const scope = yield* Scope.fork(outer)
+    return yield* connector.open.pipe(
+      Effect.timeoutOrElse({
+        duration: timeout,
+        orElse: () => Effect.fail(connectFailed(connector.target, new Error(`timed out after ${Duration.format(timeout)}`)))
+      }),
+      Scope.provide(scope),
+      Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)
+    )
+  })
+  return options.retry === undefined ? attempt : Effect.retry(attempt, options.retry)
+}
+
+let nextClientId = 0
+
+/**
+ * A client connection driven by hand: write with `chat`, read from `input` (frames, or a machine's
+ * messages). The writer runs in the scope; closing the scope closes the connection.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const ping = Effect.scoped(Effect.gen(function*() {
+ *   const client = yield* ChatClient.connect(ChatClient.tcp({ port: 6379 }), { terminator: Terminator.crlf })
+ *   yield* client.chat.push("PING\r\n")
+ *   return yield* Stream.runHead(client.input)
+ * }))
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Client<A, EI = never> {
+  readonly chat: ChatShape
+  readonly input: Stream.Stream<A, ChatError.ChatError | EI>
+}
+
+/**
+ * How a hand-driven connection cuts its input: one terminator, or a machine.
+ *
+ * @example
+ * ```ts
+ * import { ChatClient, Terminator } from "effect-asynchat"
+ *
+ * const lines: ChatClient.Framing<never> = { terminator: Terminator.lf }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type FramingOption<A, EI> =
+  | { readonly terminator: Terminator.Terminator }
+  | { readonly machine: Framing.Machine<any, A, EI> }
+
+/**
+ * Opens a connection for hand-driven use.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { ChatClient, Terminator } from "effect-asynchat"
+ *
+ * const hello = Effect.scoped(Effect.gen(function*() {
+ *   const client = yield* ChatClient.connect(ChatClient.tcp({ port: 7000 }), { terminator: Terminator.lf })
+ *   yield* client.chat.push("hello\n")
+ *   return yield* Stream.runHead(client.input)
+ * }))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const connect: {
+  <R>(
+    connector: Connector<R>,
+    options: { readonly terminator: Terminator.Terminator } & Options
+  ): Effect.Effect<Client<Framing.Frame>, ChatError.ChatError, Scope.Scope | R>
+  <R, A, EI>(
+    connector: Connector<R>,
+    options: { readonly machine: Framing.Machine<any, A, EI> } & Options
+  ): Effect.Effect<Client<A, EI>, ChatError.ChatError, Scope.Scope | R>
+} = <R>(connector: Connector<R>, options: FramingOption<unknown, unknown> & Options) =>
+  Effect.gen(function*() {
+    const link = yield* openWith(connector, options)
+    const reader = yield* Effect.mapError(link.socket.reader, (cause) => connectFailed(connector.target, cause))
+    const writer = yield* link.socket.writer
+    const context = yield* Effect.context<never>()
+    const connection = Runtime.make({
+      reader,
+      writer,
+      info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+      settings: settingsOf(options),
+      mode: "machine" in options
+        ? { _tag: "Machine", machine: options.machine }
+        : { _tag: "Fixed", terminator: options.terminator },
+      context
+    })
+    ChatMetrics.connectionsTotal.updateUnsafe(1, context)
+    yield* Effect.forkScoped(connection.writer)
+    return { chat: connection.chat, input: connection.input } as Client<any, any>
+  }) as any
+
+/**
+ * Runs `protocol` on a connection to `connector`, exactly as a server runs it on an accepted one, and
+ * completes when the connection is over: with the handler's failure, a `ChatError`, or success.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Chat, ChatClient, Protocol, Terminator } from "effect-asynchat"
+ *
+ * const Greeter = Protocol.frames(Terminator.lf, (lines) =>
+ *   Chat.push("hello\n").pipe(Effect.andThen(Stream.runForEach(lines, (line) => Effect.log(line.bytes)))))
+ * const program = ChatClient.run(ChatClient.tcp({ port: 7000 }), Greeter)
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const run = <E, R, RC>(
+  connector: Connector<RC>,
+  protocol: Protocol.Protocol<E, R>,
+  options: Options = {}
+): Effect.Effect<void, E | ChatError.ChatError, R | RC> =>
+  Effect.scoped(Effect.gen(function*() {
+    const link = yield* openWith(connector, options)
+    return yield* Runtime.run({
+      socket: link.socket,
+      info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+      settings: settingsOf(options),
+      protocol,
+      role: "client"
+    })
+  }))
+
+/**
+ * The connection provided by {@link layer}.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const send = (line: string) => Effect.flatMap(ChatClient.Connection, (client) => client.chat.push(line, "\n"))
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class Connection extends Context.Service<Connection, Client<Framing.Frame>>()(
+  "effect-asynchat/ChatClient/Connection"
+) {}
+
+/**
+ * A line-or-frame client connection as a Layer.
+ *
+ * @example
+ * ```ts
+ * import { ChatClient, Terminator } from "effect-asynchat"
+ *
+ * const Redis = ChatClient.layer(ChatClient.tcp({ port: 6379 }), { terminator: Terminator.crlf })
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = <R>(
+  connector: Connector<R>,
+  options: { readonly terminator: Terminator.Terminator } & Options
+): Layer.Layer<Connection, ChatError.ChatError, Exclude<R, Scope.Scope>> =>
+  Layer.effect(Connection, connect(connector, options)) as Layer.Layer<
+    Connection,
+    ChatError.ChatError,
+    Exclude<R, Scope.Scope>
+  >

@@ -1,0 +1,267 @@
+/**
+ * A server: asyncore's dispatcher that accepts, plus a supervised fiber per connection running a `Protocol`.
+ *
+ * - Every connection runs in its own fiber and scope. A typed failure, a defect or a synchronous throw in the
+ *   handler is logged with the connection's id and peer, counted in `ChatMetrics.errors`, and closes that
+ *   connection only; the server and the other connections never see it.
+ * - Limits, each with a default: `maxConnections` (10,000: beyond it a connection is answered with
+ *   `rejectMessage`, if any, and closed at once), `idleTimeout` (5 minutes without a byte while waiting for
+ *   input), `frameTimeout` (30 seconds for a frame, from its first byte to its terminator: slowloris),
+ *   `maxFrameLength` (64 KiB), and output watermarks (64 KiB / 32 KiB).
+ * - The live connections are visible, as asyncore's channel map is: count, look up, broadcast, close all.
+ * - Graceful shutdown: closing the Layer stops accepting (new connections are refused), lets open connections
+ *   finish until `shutdownTimeout` (5 seconds), then interrupts them. No socket, timer or fiber survives it.
+ *
+ * @since 0.1.0
+ */
+import { Context, Duration, Effect, FiberSet, Layer, Metric, Option } from "effect"
+import type { Address, ChatShape } from "./Chat.ts"
+import { formatAddress } from "./Chat.ts"
+import * as ChatMetrics from "./ChatMetrics.ts"
+import { defaultMaxFrameLength } from "./Framing.ts"
+import * as Connection from "./internal/connection.ts"
+import { type Link, Listener } from "./Listener.ts"
+import type { Protocol } from "./Protocol.ts"
+
+/**
+ * Limits of a server's connections. Every field has a default; `Duration.infinity` turns a timeout off.
+ *
+ * @example
+ * ```ts
+ * import type { ChatServer } from "effect-asynchat"
+ *
+ * const smtpLike: ChatServer.Options = {
+ *   maxFrameLength: 512,
+ *   idleTimeout: "5 minutes",
+ *   frameTimeout: "30 seconds",
+ *   maxConnections: 1000,
+ *   rejectMessage: "421 Too many connections\r\n"
+ * }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options extends ConnectionOptions {
+  /** Connections served at once (default 10,000); beyond it a new connection gets `rejectMessage` and is closed. */
+  readonly maxConnections?: number | undefined
+  /** Written to a connection refused at `maxConnections` before it is closed (default: nothing). */
+  readonly rejectMessage?: string | Uint8Array | undefined
+  /** How long a graceful shutdown waits for open connections before interrupting them (default 5 seconds). */
+  readonly shutdownTimeout?: Duration.Input | undefined
+}
+
+/**
+ * Limits of one connection, shared by servers and clients.
+ *
+ * @example
+ * ```ts
+ * import type { ChatServer } from "effect-asynchat"
+ *
+ * const bulk: ChatServer.ConnectionOptions = { maxFrameLength: 1024 * 1024, highWaterMark: 256 * 1024 }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ConnectionOptions {
+  /** The longest frame, excluding its delimiter (default 64 KiB); `Infinity` only when asked for. */
+  readonly maxFrameLength?: number | undefined
+  /** Fail with `IdleTimeout` when no byte arrives for this long while input is awaited (default 5 minutes). */
+  readonly idleTimeout?: Duration.Input | undefined
+  /** Fail with `FrameTimeout` when a frame is not complete this long after its first byte (default 30 s). */
+  readonly frameTimeout?: Duration.Input | undefined
+  /** Output queued beyond this many bytes makes `push` wait (default 64 KiB). */
+  readonly highWaterMark?: number | undefined
+  /** ... until the writer has drained it to this many (default 32 KiB). */
+  readonly lowWaterMark?: number | undefined
+}
+
+/** @internal */
+export const settingsOf = (options: ConnectionOptions): Connection.Settings => {
+  const timeout = (input: Duration.Input | undefined, fallback: Duration.Input) => {
+    const d = Duration.fromInputUnsafe(input ?? fallback)
+    return Duration.isFinite(d) ? d : undefined
+  }
+  const highWaterMark = options.highWaterMark ?? 64 * 1024
+  return {
+    maxFrameLength: options.maxFrameLength ?? defaultMaxFrameLength,
+    idleTimeout: timeout(options.idleTimeout, "5 minutes"),
+    frameTimeout: timeout(options.frameTimeout, "30 seconds"),
+    highWaterMark,
+    lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark)
+  }
+}
+
+/**
+ * What a running server offers: its address and its live connections.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChatServer } from "effect-asynchat"
+ *
+ * const announce = Effect.gen(function*() {
+ *   const server = yield* ChatServer.ChatServer
+ *   yield* server.broadcast(`* ${yield* server.count} people here\r\n`)
+ * })
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ChatServerShape {
+  readonly address: Address
+  /** Connections open now. */
+  readonly count: Effect.Effect<number>
+  /** The handles of the open connections, oldest first. */
+  readonly connections: Effect.Effect<ReadonlyArray<ChatShape>>
+  readonly get: (id: number) => Effect.Effect<Option.Option<ChatShape>>
+  /**
+   * Pushes `data` to every open connection but `except`, concurrently; it completes when every recipient has
+   * queued it, so a recipient whose output is full slows the broadcast down rather than growing memory.
+   */
+  readonly broadcast: (
+    data: Uint8Array | string,
+    options?: { readonly except?: number | undefined }
+  ) => Effect.Effect<void>
+  /** Closes every open connection now (asyncore's `close_all`). */
+  readonly closeAll: Effect.Effect<void>
+}
+
+/**
+ * The running server.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat, ChatServer } from "effect-asynchat"
+ *
+ * const port = Effect.map(ChatServer.ChatServer, (server) => Chat.formatAddress(server.address))
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class ChatServer extends Context.Service<ChatServer, ChatServerShape>()("effect-asynchat/ChatServer") {}
+
+/**
+ * Serves `protocol` on the `Listener` in context, scoped: closing the scope shuts the server down gracefully.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
+ *
+ * const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const server = yield* ChatServer.make(Echo)
+ *   yield* Effect.log(`echo on ${Chat.formatAddress(server.address)}`)
+ *   return yield* Effect.never
+ * })).pipe(Effect.provide(Listener.layerTcp({ host: "127.0.0.1", port: 0 })))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, options: Options = {}) {
+  const listener = yield* Listener
+  const settings = settingsOf(options)
+  const maxConnections = options.maxConnections ?? 10_000
+  const shutdownTimeout = Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds")
+  const where = formatAddress(listener.address)
+  const live = new Map<number, ChatShape>()
+  let active = 0
+  let nextId = 0
+
+  const fibers = yield* FiberSet.make<void>()
+  const fork = yield* FiberSet.runtime(fibers)<R>()
+
+  // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
+  yield* Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      yield* listener.stopAccepting
+      if (active === 0) return
+      yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`)
+      yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeoutOption(shutdownTimeout))
+      if (active > 0) yield* Effect.logInfo(`shutting down: interrupting ${active} connections`)
+    }).pipe(Effect.annotateLogs({ server: where }))
+  )
+
+  const reject = (accepted: Link) =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* accepted.socket.reader
+      const writer = yield* accepted.socket.writer
+      if (options.rejectMessage !== undefined) yield* writer.write(options.rejectMessage)
+    })).pipe(
+      Effect.ignore,
+      Effect.andThen(Metric.update(ChatMetrics.connectionsRejected, 1)),
+      Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`)),
+      Effect.annotateLogs({ server: where, peer: formatAddress(accepted.remoteAddress) })
+    )
+
+  const onConnection = (accepted: Link) => {
+    if (active >= maxConnections) {
+      fork(reject(accepted))
+      return
+    }
+    active++
+    const id = ++nextId
+    fork(
+      Connection.run({
+        socket: accepted.socket,
+        info: { id, localAddress: accepted.localAddress, remoteAddress: accepted.remoteAddress },
+        settings,
+        protocol,
+        role: "server",
+        onOpen: (chat) => live.set(id, chat),
+        onClose: () => live.delete(id)
+      }).pipe(
+        Effect.ensuring(Effect.sync(() => active--)),
+        Effect.annotateLogs({ server: where })
+      )
+    )
+  }
+  // Started at once, so the listener has its callback before `make` returns.
+  yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })
+  yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
+
+  const all = Effect.sync(() => [...live.values()])
+  return ChatServer.of({
+    address: listener.address,
+    count: Effect.sync(() => live.size),
+    connections: all,
+    get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id))),
+    broadcast: (data, broadcastOptions) =>
+      Effect.flatMap(all, (chats) =>
+        Effect.forEach(
+          chats,
+          (chat) => (chat.id === broadcastOptions?.except ? Effect.void : chat.push(data)),
+          { concurrency: "unbounded", discard: true }
+        )),
+    closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true }))
+  })
+})
+
+/**
+ * Serves `protocol` as a Layer over the `Listener` it is given.
+ *
+ * @example
+ * ```ts
+ * import { NodeRuntime } from "@effect/platform-node"
+ * import { Layer, Stream } from "effect"
+ * import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
+ *
+ * const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+ * ChatServer.layer(Echo).pipe(
+ *   Layer.provide(Listener.layerTcp({ host: "127.0.0.1", port: 7000 })),
+ *   Layer.launch,
+ *   NodeRuntime.runMain
+ * )
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = <E, R>(protocol: Protocol<E, R>, options?: Options): Layer.Layer<ChatServer, never, Listener | R> =>
+  Layer.effect(ChatServer, make(protocol, options))

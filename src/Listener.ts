@@ -1,0 +1,235 @@
+/**
+ * Where a server's connections come from: a TCP port, a Unix socket path (both over
+ * `@effect/platform-node`'s socket server), or the in-memory test transport.
+ *
+ * A listener only accepts; `ChatServer.serve` runs what it accepts. Closing the listener's Layer closes the
+ * listening socket; `stopAccepting` does so earlier, during a graceful shutdown, so that new connections are
+ * refused while open ones finish.
+ *
+ * @since 0.1.0
+ */
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import { Context, Effect, Layer, type Scope } from "effect"
+import type * as SocketServer from "effect/socket/SocketServer"
+import type * as Socket from "effect/socket/Socket"
+import type * as Net from "node:net"
+import type { Address } from "./Chat.ts"
+
+/**
+ * A socket with the addresses of its two ends: what a listener accepts and what a client connects.
+ *
+ * @example
+ * ```ts
+ * import { Chat, type Listener } from "effect-asynchat"
+ *
+ * const describe = (link: Listener.Link) => Chat.formatAddress(link.remoteAddress)
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Link {
+  readonly socket: Socket.Socket
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+}
+
+/**
+ * What a listener does.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat, Listener } from "effect-asynchat"
+ *
+ * const where = Effect.map(Listener.Listener, (listener) => Chat.formatAddress(listener.address))
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface ListenerShape {
+  /** The bound address: with port 0, the port the system chose. */
+  readonly address: Address
+  /** Hands every accepted connection to `onConnection`, in order, until interrupted. */
+  readonly accept: (onConnection: (link: Link) => void) => Effect.Effect<never>
+  /** Closes the listening socket now: new connections are refused, open ones are untouched. */
+  readonly stopAccepting: Effect.Effect<void>
+}
+
+/**
+ * The listener a server accepts from.
+ *
+ * @example
+ * ```ts
+ * import { Layer } from "effect"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const onAnyPort: Layer.Layer<Listener.Listener, Listener.SocketServerError> = Listener.layerTcp({ port: 0 })
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class Listener extends Context.Service<Listener, ListenerShape>()("effect-asynchat/Listener") {}
+
+/**
+ * The error of opening a listener (the port is in use, the path exists, permission denied).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const describe = (error: Listener.SocketServerError) => Effect.logError("cannot listen", error.reason)
+ * ```
+ *
+ * @category errors
+ * @since 0.1.0
+ */
+export type SocketServerError = SocketServer.SocketServerError
+
+/**
+ * Options of a TCP listener.
+ *
+ * @example
+ * ```ts
+ * import type { Listener } from "effect-asynchat"
+ *
+ * const local: Listener.TcpOptions = { host: "127.0.0.1", port: 0, backlog: 511 }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TcpOptions {
+  /** Defaults to all interfaces, as with Node's `listen`. */
+  readonly host?: string | undefined
+  /** 0 (the default) lets the system choose; read it from `Listener.address`. */
+  readonly port?: number | undefined
+  /** The kernel's queue of connections not yet accepted; Node's default is 511. */
+  readonly backlog?: number | undefined
+  readonly ipv6Only?: boolean | undefined
+}
+
+const inetOf = (host: string | undefined, port: number | undefined): Address => ({
+  _tag: "Inet",
+  host: host ?? "",
+  port: port ?? 0
+})
+
+/**
+ * Listens on a TCP port, scoped: the port is closed when the scope closes.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat, Listener } from "effect-asynchat"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const listener = yield* Listener.makeTcp({ host: "127.0.0.1", port: 0 })
+ *   yield* Effect.log(`listening on ${Chat.formatAddress(listener.address)}`)
+ * }))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeTcp = (options: TcpOptions): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
+  makeNode(
+    {
+      host: options.host,
+      port: options.port ?? 0,
+      backlog: options.backlog,
+      ipv6Only: options.ipv6Only
+    },
+    (conn) => ({
+      localAddress: inetOf(conn.localAddress, conn.localPort),
+      remoteAddress: inetOf(conn.remoteAddress, conn.remotePort)
+    })
+  )
+
+/**
+ * Listens on a Unix socket path, scoped.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const program = Effect.scoped(Listener.makeUnix({ path: "/tmp/chat.sock" }))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeUnix = (options: {
+  readonly path: string
+  readonly backlog?: number | undefined
+}): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
+  makeNode({ path: options.path, backlog: options.backlog }, () => ({
+    localAddress: { _tag: "Unix", path: options.path },
+    remoteAddress: { _tag: "Unix", path: options.path }
+  }))
+
+const makeNode = Effect.fnUntraced(function*(
+  options: Net.ListenOptions,
+  addresses: (conn: Net.Socket) => Pick<Link, "localAddress" | "remoteAddress">
+) {
+  // Aborting the signal closes the listening socket (Node's listen option), leaving open connections alone.
+  const abort = new AbortController()
+  const server = yield* NodeSocketServer.make({ ...withoutUndefined(options), signal: abort.signal })
+  const bound = server.address
+  const address: Address = bound._tag === "UnixPathAddress"
+    ? { _tag: "Unix", path: bound.path }
+    : { _tag: "Inet", host: formatIp(bound), port: bound.port }
+  return Listener.of({
+    address,
+    accept: (onConnection) =>
+      // The platform provides each connection's NetSocket to the handler it forks.
+      server.run((socket) =>
+        Effect.map(NodeSocket.NetSocket, (conn) => onConnection({ socket, ...addresses(conn) }))
+      ).pipe(Effect.orDie) as Effect.Effect<never>,
+    stopAccepting: Effect.sync(() => abort.abort())
+  })
+})
+
+const formatIp = (address: { readonly address: unknown }): string => String(address.address)
+
+const withoutUndefined = <A extends object>(options: A): A =>
+  Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A
+
+/**
+ * A TCP listener as a Layer.
+ *
+ * @example
+ * ```ts
+ * import { Listener } from "effect-asynchat"
+ *
+ * const OnPort7000 = Listener.layerTcp({ host: "127.0.0.1", port: 7000 })
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerTcp = (options: TcpOptions): Layer.Layer<Listener, SocketServerError> =>
+  Layer.effect(Listener, makeTcp(options))
+
+/**
+ * A Unix socket listener as a Layer.
+ *
+ * @example
+ * ```ts
+ * import { Listener } from "effect-asynchat"
+ *
+ * const Local = Listener.layerUnix({ path: "/tmp/chat.sock" })
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerUnix = (options: {
+  readonly path: string
+  readonly backlog?: number | undefined
+}): Layer.Layer<Listener, SocketServerError> => Layer.effect(Listener, makeUnix(options))

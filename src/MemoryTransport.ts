@@ -1,0 +1,254 @@
+/**
+ * Test a protocol without a port: an in-memory transport that connects clients to a server's handler with
+ * no socket at all, with the chunking and latency of your choice, on the Effect clock (so `TestClock`
+ * drives timeouts and delays deterministically).
+ *
+ * {@link layer} provides both ends: a `Listener` for `ChatServer` and a {@link MemoryTransport} whose
+ * {@link connector} opens client connections to it. Bytes written on one side arrive on the other cut by
+ * `chunking` (whole writes, fixed-size pieces, one byte at a time, or seeded random pieces), each piece
+ * `delay` after it was written. Each direction holds at most `capacity` bytes in flight: a side that stops
+ * reading stops the other's writer, as TCP's windows do, so backpressure can be tested too. Ending a side's
+ * writer is a half-close (FIN); closing a connection resets what the peer was still writing.
+ *
+ * @since 0.1.0
+ */
+import { Buffer } from "node:buffer"
+import { Context, Duration, Effect, Layer } from "effect"
+import * as Socket from "effect/socket/Socket"
+import * as ChatError from "./ChatError.ts"
+import type { Connector } from "./ChatClient.ts"
+import { Pipe, type Split } from "./internal/pipe.ts"
+import { Listener, type Link } from "./Listener.ts"
+
+/**
+ * How written bytes are cut into the pieces the other side reads: `"whole"` (each write arrives as written),
+ * a number (pieces of that size; 1 is one byte at a time), or `{ random: seed }` (pieces of 1 to `maxPiece`
+ * bytes, reproducible from the seed).
+ *
+ * @example
+ * ```ts
+ * import type { MemoryTransport } from "effect-asynchat"
+ *
+ * const trickle: MemoryTransport.Chunking = 1
+ * const shuffled: MemoryTransport.Chunking = { random: 42, maxPiece: 9 }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Chunking = "whole" | number | { readonly random: number; readonly maxPiece?: number | undefined }
+
+/**
+ * Options of the in-memory transport.
+ *
+ * @example
+ * ```ts
+ * import type { MemoryTransport } from "effect-asynchat"
+ *
+ * const slowLink: MemoryTransport.Options = { chunking: 1, delay: "10 millis", capacity: 1024 }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Options {
+  /** Default `"whole"`. */
+  readonly chunking?: Chunking | undefined
+  /** Latency of every piece (default none). */
+  readonly delay?: Duration.Input | undefined
+  /** Bytes in flight per direction before a writer waits (default 64 KiB). */
+  readonly capacity?: number | undefined
+}
+
+/**
+ * The client side of the in-memory transport.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChatClient, MemoryTransport, Terminator } from "effect-asynchat"
+ *
+ * const client = Effect.flatMap(MemoryTransport.connector, (connector) =>
+ *   ChatClient.connect(connector, { terminator: Terminator.lf }))
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export class MemoryTransport extends Context.Service<MemoryTransport, {
+  readonly connector: Connector
+  /** Connections opened so far. */
+  readonly opened: Effect.Effect<number>
+}>()("effect-asynchat/MemoryTransport") {}
+
+/**
+ * The connector of the `MemoryTransport` in context.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { ChatClient, MemoryTransport, Terminator } from "effect-asynchat"
+ *
+ * const roundTrip = Effect.scoped(Effect.gen(function*() {
+ *   const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+ *   yield* client.chat.push("ping\n")
+ *   return yield* Stream.runHead(client.input)
+ * }))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const connector: Effect.Effect<Connector, never, MemoryTransport> = Effect.map(
+  MemoryTransport,
+  (transport) => transport.connector
+)
+
+/** mulberry32: a small seeded PRNG, so a random chunking is the same on every run. */
+const seeded = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const splitOf = (chunking: Chunking): Split => {
+  if (chunking === "whole") return (data) => [data]
+  if (typeof chunking === "number") {
+    if (!Number.isSafeInteger(chunking) || chunking < 1) throw new RangeError(`chunking must be >= 1, got ${chunking}`)
+    return (data) => {
+      const out: Array<Uint8Array> = []
+      for (let i = 0; i < data.length; i += chunking) out.push(data.subarray(i, i + chunking))
+      return out
+    }
+  }
+  const random = seeded(chunking.random)
+  const max = chunking.maxPiece ?? 16
+  return (data) => {
+    const out: Array<Uint8Array> = []
+    for (let i = 0; i < data.length;) {
+      const n = 1 + Math.floor(random() * max)
+      out.push(data.subarray(i, i + n))
+      i += n
+    }
+    return out
+  }
+}
+
+const closeError = (code: number) => new Socket.SocketError({ reason: new Socket.SocketCloseError({ code }) })
+
+const writeError = () =>
+  new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause: new Error("connection reset by peer") }) })
+
+/** One end of a connection: reads `incoming`, writes `outgoing`. Closing it resets what the peer still sends. */
+const endOf = (incoming: Pipe, outgoing: Pipe): Socket.Socket => {
+  const write = (chunk: Uint8Array | string) =>
+    outgoing.write(typeof chunk === "string" ? Buffer.from(chunk) : chunk).pipe(Effect.mapError(writeError))
+  return Socket.make({
+    reader: Effect.acquireRelease(
+      Effect.succeed<Socket.Reader>({
+        pull: incoming.read.pipe(Effect.mapError((outcome) => closeError(outcome === "end" ? 1000 : 1006))),
+        upgrade: () =>
+          Effect.fail(
+            new Socket.SocketError({
+              reason: new Socket.SocketUpgradeError({ cause: new Error("no TLS on the in-memory transport") })
+            })
+          )
+      }),
+      () =>
+        Effect.sync(() => {
+          outgoing.end()
+          incoming.reset()
+        })
+    ),
+    writer: Effect.acquireRelease(
+      Effect.succeed<Socket.Writer>({
+        write: (chunk) =>
+          Socket.isCloseEvent(chunk)
+            ? Effect.sync(() => {
+              outgoing.reset()
+              incoming.reset()
+            })
+            : write(chunk),
+        writeAll: (chunks) => write(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks.map(toBytes)))
+      }),
+      () => Effect.sync(() => outgoing.end())
+    )
+  })
+}
+
+const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? Buffer.from(chunk) : chunk
+
+/**
+ * Both ends of the in-memory transport: a `Listener` for the server and a {@link MemoryTransport} for clients.
+ *
+ * @example
+ * ```ts
+ * import { Layer, Stream } from "effect"
+ * import { Chat, ChatServer, MemoryTransport, Protocol, Terminator } from "effect-asynchat"
+ *
+ * const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+ * const TestServer = ChatServer.layer(Echo).pipe(Layer.provideMerge(MemoryTransport.layer({ chunking: 1 })))
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTransport> =>
+  Layer.effectContext(Effect.sync(() => {
+    const split = splitOf(options.chunking ?? "whole")
+    const delayMillis = Duration.toMillis(Duration.fromInputUnsafe(options.delay ?? 0))
+    const capacity = options.capacity ?? 64 * 1024
+    const pipe = () => new Pipe({ capacity, delayMillis, split })
+    const serverAddress = { _tag: "Memory", name: "server" } as const
+    let accept: ((link: Link) => void) | undefined = undefined
+    let stopped = false
+    let opened = 0
+
+    const listener = Listener.of({
+      address: serverAddress,
+      accept: (onConnection) =>
+        Effect.callback<never>(() => {
+          accept = onConnection
+          return Effect.sync(() => {
+            if (accept === onConnection) accept = undefined
+          })
+        }),
+      stopAccepting: Effect.sync(() => {
+        stopped = true
+      })
+    })
+
+    const open = Effect.suspend(() => {
+      if (accept === undefined || stopped) {
+        return Effect.fail(
+          new ChatError.ChatError({
+            reason: new ChatError.ConnectFailed({
+              cause: new Error("ECONNREFUSED"),
+              message: "Connect to memory:server failed: no server is accepting"
+            })
+          })
+        )
+      }
+      const toServer = pipe()
+      const toClient = pipe()
+      const clientAddress = { _tag: "Memory", name: `client-${++opened}` } as const
+      accept({ socket: endOf(toServer, toClient), localAddress: serverAddress, remoteAddress: clientAddress })
+      return Effect.succeed<Link>({
+        socket: endOf(toClient, toServer),
+        localAddress: clientAddress,
+        remoteAddress: serverAddress
+      })
+    })
+
+    return Context.make(Listener, listener).pipe(
+      Context.add(MemoryTransport, {
+        connector: { target: "memory:server", open },
+        opened: Effect.sync(() => opened)
+      })
+    )
+  }))

@@ -1,0 +1,160 @@
+/**
+ * A protocol is a pipeline: bytes → frames (a terminator) or typed messages (a `Framing.Machine`) → a handler
+ * that answers through the `Chat` handle. The same protocol runs on a TCP or Unix server, a client, any Node
+ * Duplex, or the in-memory test transport.
+ *
+ * Three ways to frame the input:
+ * - {@link frames}: one terminator for every frame; frames arrive in batches (fast).
+ * - {@link machine}: a pure state machine switches terminators and emits typed messages (fast, exact).
+ * - {@link asyncChat}: asynchat's imperative style: `foundTerminator(frame)` may call `Chat.setTerminator`,
+ *   which applies to the bytes already received. Frames are cut one at a time so the switch is exact.
+ *
+ * @since 0.1.0
+ */
+import { type Effect, Stream } from "effect"
+import type { Chat } from "./Chat.ts"
+import type { ChatError } from "./ChatError.ts"
+import type * as Framing from "./Framing.ts"
+import * as Terminator from "./Terminator.ts"
+
+/**
+ * How a protocol cuts its input.
+ *
+ * @example
+ * ```ts
+ * import { Protocol, Terminator } from "effect-asynchat"
+ *
+ * const lines: Protocol.Mode<never> = { _tag: "Fixed", terminator: Terminator.lf }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Mode<EI> =
+  | { readonly _tag: "Fixed"; readonly terminator: Terminator.Terminator }
+  | { readonly _tag: "Exact"; readonly terminator: Terminator.Terminator }
+  | { readonly _tag: "Machine"; readonly machine: Framing.Machine<any, any, EI> }
+
+/**
+ * A protocol: its framing and its handler. `A` is what the handler receives (frames or messages), `EI` the
+ * machine's own errors, `E` and `R` the handler's.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Chat, Protocol, Terminator } from "effect-asynchat"
+ *
+ * const Echo: Protocol.Protocol<never, never> = Protocol.frames(
+ *   Terminator.lf,
+ *   (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))
+ * )
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface Protocol<E, R> {
+  readonly mode: Mode<unknown>
+  readonly handler: (input: Stream.Stream<any, any>) => Effect.Effect<unknown, E, R | Chat>
+}
+
+/**
+ * A protocol with one terminator for every frame. The handler receives the frames as a Stream that fails with
+ * `ChatError` (a frame over `maxFrameLength`, a timeout, a read error) and ends at the peer's end of input,
+ * after a final unterminated frame if bytes were left over.
+ *
+ * @throws {Terminator.InvalidTerminator} for `Terminator.length(0)`, which would emit empty frames forever.
+ *
+ * @example
+ * ```ts
+ * import { Stream } from "effect"
+ * import { Chat, Protocol, Terminator } from "effect-asynchat"
+ *
+ * const Upper = Protocol.frames(Terminator.crlf, (lines) =>
+ *   Stream.runForEach(lines, (line) => Chat.push(new TextDecoder().decode(line.bytes).toUpperCase(), "\r\n")))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const frames = <E, R>(
+  terminator: Terminator.Terminator,
+  handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => Effect.Effect<unknown, E, R>
+): Protocol<E, Exclude<R, Chat>> => {
+  if (terminator._tag === "Length" && terminator.length === 0) {
+    throw new Terminator.InvalidTerminator({ message: "A fixed length(0) terminator would emit empty frames forever" })
+  }
+  return { mode: { _tag: "Fixed", terminator }, handler } as Protocol<E, Exclude<R, Chat>>
+}
+
+/**
+ * A protocol framed by a pure state machine. The handler receives the machine's messages; the stream fails
+ * with `ChatError` or with the machine's own error.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Chat, Framing, Protocol, Terminator } from "effect-asynchat"
+ *
+ * // "ECHO <n>\n" then n bytes, echoed back
+ * const EchoCommands = Framing.machine<number | undefined, Uint8Array, string>({
+ *   initial: undefined,
+ *   terminator: (n) => n === undefined ? Terminator.lf : Terminator.length(n),
+ *   step: (n, frame) => {
+ *     if (n !== undefined) return Framing.next(undefined, frame.bytes)
+ *     const m = /^ECHO (\d+)$/.exec(new TextDecoder().decode(frame.bytes))
+ *     return m ? Framing.next(Number(m[1])) : Framing.fail(`bad command`)
+ *   }
+ * })
+ * const Echo = Protocol.machine(EchoCommands, (bodies) => Stream.runForEach(bodies, (body) => Chat.push(body)))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const machine = <S, A, EI, E, R>(
+  machine: Framing.Machine<S, A, EI>,
+  handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
+): Protocol<E, Exclude<R, Chat>> => ({ mode: { _tag: "Machine", machine }, handler }) as Protocol<E, Exclude<R, Chat>>
+
+/**
+ * asynchat's imperative style: `foundTerminator` runs for every frame, in order, and may call
+ * `Chat.setTerminator` to cut the bytes that follow (already received or not) differently. Frames that end
+ * without a terminator (under `Terminator.none`, or left over at end of input) arrive with `terminated` false,
+ * where asynchat would have handed them to `collect_incoming_data`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat, Protocol, Terminator } from "effect-asynchat"
+ *
+ * // the asynchat HTTP handler: headers, then a Content-Length body, then ignore the rest
+ * const Http = Protocol.asyncChat({
+ *   terminator: Terminator.delimiter("\r\n\r\n"),
+ *   foundTerminator: Effect.fn(function*(frame) {
+ *     const chat = yield* Chat.Chat
+ *     const current = yield* chat.terminator
+ *     if (current._tag === "Delimiter") {
+ *       const length = /content-length: *(\d+)/i.exec(new TextDecoder().decode(frame.bytes))?.[1]
+ *       if (length !== undefined) return yield* chat.setTerminator(Terminator.length(Number(length)))
+ *     }
+ *     if (current._tag !== "None") {
+ *       yield* chat.setTerminator(Terminator.none)
+ *       yield* chat.push("HTTP/1.0 200 OK\r\n\r\nok")
+ *       yield* chat.closeWhenDone
+ *     }
+ *   })
+ * })
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const asyncChat = <E, R>(options: {
+  readonly terminator: Terminator.Terminator
+  readonly foundTerminator: (frame: Framing.Frame) => Effect.Effect<unknown, E, R>
+}): Protocol<E | ChatError, Exclude<R, Chat>> =>
+  ({
+    mode: { _tag: "Exact", terminator: options.terminator },
+    handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => Stream.runForEach(frames, options.foundTerminator)
+  }) as Protocol<E | ChatError, Exclude<R, Chat>>

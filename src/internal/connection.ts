@@ -1,0 +1,306 @@
+/**
+ * One connection, on any transport: the input pull (socket reads → framer → frames or messages, with idle and
+ * frame timeouts), the output writer (the producer FIFO), the `Chat` handle, and the lifecycle that ties them
+ * to a handler. Reader and writer are acquired in one connection scope, so a peer's half-close never takes
+ * the writer with it, and nothing outlives that scope.
+ */
+import { Buffer } from "node:buffer"
+import { Cause, Clock, type Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, Stream } from "effect"
+import type * as Arr from "effect/Array"
+import type * as Socket from "effect/socket/Socket"
+import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
+import * as ChatError from "../ChatError.ts"
+import * as ChatMetrics from "../ChatMetrics.ts"
+import { FrameTooLong } from "../Framing.ts"
+import type * as Protocol from "../Protocol.ts"
+import * as Terminator from "../Terminator.ts"
+import * as Cutters from "./cutters.ts"
+import type { Failure } from "./framer.ts"
+import { Outbox } from "./outbox.ts"
+
+/** Limits of one connection. */
+export interface Settings {
+  readonly maxFrameLength: number
+  readonly idleTimeout: Duration.Duration | undefined
+  readonly frameTimeout: Duration.Duration | undefined
+  readonly highWaterMark: number
+  readonly lowWaterMark: number
+}
+
+/** Who a connection is. */
+export interface Info {
+  readonly id: number
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+}
+
+/** A live connection: its handle, its input, and the writer loop that must run for output to flow. */
+export interface Connection {
+  readonly chat: ChatShape
+  readonly input: Stream.Stream<unknown, unknown>
+  readonly writer: Effect.Effect<void, ChatError.ChatError>
+  /** Completes when `chat.close` asks for an immediate close. */
+  readonly closed: Effect.Effect<void>
+}
+
+const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
+
+const fromFailure = (failure: Failure): ChatError.ChatError =>
+  chatError(
+    failure._tag === "FrameTooLong"
+      ? new FrameTooLong({ limit: failure.limit, message: failure.message })
+      : new Terminator.InvalidTerminator({ message: failure.message })
+  )
+
+/** A peer's FIN arrives as a close with code 1000: the normal end of input, not an error. */
+const isEndOfInput = (error: Socket.SocketError): boolean =>
+  error.reason._tag === "SocketCloseError" && error.reason.code === 1000
+
+const readFailed = (error: Socket.SocketError): ChatError.ChatError => {
+  const cause = "cause" in error.reason ? error.reason.cause : error
+  const detail = cause instanceof Error ? cause.message : error.message
+  return chatError(new ChatError.ReadFailed({ cause, message: `Read failed: ${detail}` }))
+}
+
+/** Builds a connection over an acquired reader and writer. Metrics are reported in `context`. */
+export const make = (options: {
+  readonly reader: Socket.Reader
+  readonly writer: Socket.Writer
+  readonly info: Info
+  readonly settings: Settings
+  readonly mode: Protocol.Mode<unknown>
+  readonly context: Context.Context<never>
+}): Connection => {
+  const { context, info, mode, reader, settings } = options
+  const outbox = new Outbox(settings.highWaterMark, settings.lowWaterMark)
+  const count = (metric: Metric.Metric<number, unknown>, n: number) => metric.updateUnsafe(n, context)
+
+  // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
+  const sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
+  const cutter = mode._tag === "Machine"
+    ? Cutters.machine(mode.machine, settings.maxFrameLength, sink)
+    : mode._tag === "Exact"
+    ? Cutters.exact(mode.terminator, settings.maxFrameLength, sink as Cutters.Sink<any, never>)
+    : Cutters.fixed(mode.terminator, settings.maxFrameLength, sink as Cutters.Sink<any, never>)
+  const framer = cutter.framer
+  let failure: unknown = undefined
+  let ended = false
+  let frameStartedAt = -1
+  const idleMillis = settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout)
+  const frameMillis = settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout)
+
+  const record = (result: Failure | undefined): boolean => {
+    if (result !== undefined) failure = fromFailure(result)
+    else if (sink.error !== undefined) failure = sink.error
+    else return true
+    return false
+  }
+
+  const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> => {
+    if (sink.out.length === 0) return pull
+    const batch = sink.out as unknown as Arr.NonEmptyReadonlyArray<unknown>
+    sink.out = []
+    count(ChatMetrics.framesIn, batch.length)
+    return Effect.succeed(batch)
+  }
+
+  const feed = (chunk: Uint8Array) => {
+    record(cutter.push(chunk))
+  }
+
+  const onRead = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array | string> | undefined) => {
+    if (chunks === undefined) {
+      ended = true
+      if (framer.rest === undefined) record(cutter.end())
+      return flush()
+    }
+    let size = 0
+    for (let i = 0; i < chunks.length && failure === undefined; i++) {
+      const c = chunks[i]
+      const chunk = typeof c === "string" ? Buffer.from(c) : c
+      size += chunk.length
+      if (framer.rest !== undefined) framer.rest = Buffer.concat([framer.rest, chunk])
+      else feed(chunk)
+    }
+    count(ChatMetrics.bytesIn, size)
+    return flush()
+  }
+
+  const read: Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array | string> | undefined, ChatError.ChatError> = reader
+    .pull.pipe(
+      Effect.catch((error: Socket.SocketError) =>
+        isEndOfInput(error) ? Effect.succeed(undefined) : Effect.fail(readFailed(error))
+      )
+    )
+
+  const idleError = Effect.suspend(() =>
+    Effect.fail(chatError(
+      new ChatError.IdleTimeout({
+        timeout: Duration.format(settings.idleTimeout!),
+        message: `No input for ${Duration.format(settings.idleTimeout!)}`
+      })
+    ))
+  )
+  const frameError = Effect.suspend(() =>
+    Effect.fail(chatError(
+      new ChatError.FrameTimeout({
+        timeout: Duration.format(settings.frameTimeout!),
+        message: `Frame not complete after ${Duration.format(settings.frameTimeout!)}`
+      })
+    ))
+  )
+
+  const idleRead = idleMillis === undefined
+    ? read
+    : Effect.timeoutOrElse(read, { duration: idleMillis, orElse: () => idleError })
+
+  // While a frame is in progress, a read is also bounded by what is left of the frame timeout.
+  const readAndCut: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = frameMillis === undefined
+    ? Effect.flatMap(idleRead, onRead)
+    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const frameLeft = frameStartedAt < 0 ? Infinity : frameMillis - (now - frameStartedAt)
+      const bounded = frameLeft <= 0
+        ? frameError
+        : frameLeft === Infinity || (idleMillis !== undefined && idleMillis <= frameLeft)
+        ? idleRead
+        : Effect.timeoutOrElse(read, { duration: frameLeft, orElse: () => frameError })
+      return Effect.flatMap(bounded, (chunks) =>
+        Effect.flatMap(Clock.currentTimeMillis, (after) => {
+          const result = onRead(chunks)
+          if (framer.buffered === 0 && framer.rest === undefined) frameStartedAt = -1
+          else if (frameStartedAt < 0) frameStartedAt = after
+          return result
+        }))
+    })
+
+  const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
+    if (sink.out.length > 0) return flush()
+    if (failure !== undefined) return Effect.fail(failure)
+    const rest = framer.rest
+    if (rest !== undefined) {
+      framer.rest = undefined
+      feed(rest)
+      if (ended && framer.rest === undefined && failure === undefined) record(cutter.end())
+      return flush()
+    }
+    if (ended) return Cause.done()
+    return readAndCut
+  })
+  const started = record(cutter.start())
+  const input = Stream.fromPull(Effect.succeed(started ? pull : Effect.suspend(() => Effect.fail(failure))))
+
+  // Output and the handle.
+  const closeNow = Deferred.makeUnsafe<void>()
+  const chat: ChatShape = {
+    id: info.id,
+    localAddress: info.localAddress,
+    remoteAddress: info.remoteAddress,
+    push: (...data) => outbox.push(data),
+    pushStream: (stream) => outbox.pushStream(stream),
+    closeWhenDone: Effect.sync(() => outbox.closeWhenDone()),
+    close: Effect.sync(() => {
+      outbox.discard()
+      Deferred.doneUnsafe(closeNow, Exit.void)
+    }),
+    discardBuffers: Effect.sync(() => {
+      outbox.discard()
+      framer.discard()
+    }),
+    terminator: Effect.sync(() => framer.terminator),
+    setTerminator: (terminator) =>
+      mode._tag === "Exact"
+        ? Effect.sync(() => {
+          framer.terminator = terminator
+        })
+        : Effect.die(
+          new Error(
+            "Chat.setTerminator needs a Protocol.asyncChat connection; this one is framed up front by its protocol"
+          )
+        )
+  }
+  return {
+    chat,
+    input,
+    writer: outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
+    closed: Deferred.await(closeNow)
+  }
+}
+
+/**
+ * Runs `handler` on a connection until it is over: the handler returned (then queued output is flushed), a
+ * `closeWhenDone` was reached, `close` was called, or something failed. The caller's scope closes the socket.
+ */
+export const serve = <E, R>(
+  connection: Connection,
+  handler: Protocol.Protocol<E, R>["handler"]
+): Effect.Effect<void, E | ChatError.ChatError, R> =>
+  Effect.gen(function*() {
+    const writer = yield* Effect.forkChild(connection.writer)
+    const handled = Effect.suspend(() => handler(connection.input)).pipe(
+      Effect.provideService(Chat, connection.chat),
+      Effect.andThen(connection.chat.closeWhenDone),
+      Effect.andThen(Fiber.join(writer))
+    )
+    yield* Effect.raceAll([handled, Fiber.join(writer), connection.closed])
+  }) as Effect.Effect<void, E | ChatError.ChatError, R>
+
+/** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
+export const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {
+  if (Cause.hasDies(cause)) return { reason: "Defect", defect: true }
+  const error = Cause.squash(cause)
+  return ChatError.isChatError(error)
+    ? { reason: error.reason._tag, defect: false }
+    : { reason: "HandlerFailed", defect: false }
+}
+
+/**
+ * The whole life of one connection in its own scope, supervised: a typed failure, a defect or a synchronous
+ * throw in the handler closes this connection only. On a server it is logged with the connection's id and
+ * peer and counted; a client gets it back instead.
+ */
+export const run = <E, R>(options: {
+  readonly socket: Socket.Socket
+  readonly info: Info
+  readonly settings: Settings
+  readonly protocol: Protocol.Protocol<E, R>
+  readonly role: "server" | "client"
+  readonly onOpen?: ((chat: ChatShape) => void) | undefined
+  readonly onClose?: ((chat: ChatShape) => void) | undefined
+}): Effect.Effect<void, E | ChatError.ChatError, R> => {
+  const { info, protocol, settings, socket } = options
+  const peer = formatAddress(info.remoteAddress)
+  return Effect.scoped(Effect.gen(function*() {
+    const reader = yield* Effect.mapError(socket.reader, readFailed)
+    const writer = yield* socket.writer
+    const context = yield* Effect.context<never>()
+    const connection = make({ reader, writer, info, settings, mode: protocol.mode, context })
+    ChatMetrics.connectionsOpen.updateUnsafe(1, context)
+    ChatMetrics.connectionsTotal.updateUnsafe(1, context)
+    options.onOpen?.(connection.chat)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        options.onClose?.(connection.chat)
+        ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
+      })
+    )
+    yield* Effect.logDebug("connection opened")
+    return yield* serve(connection, protocol.handler)
+  })).pipe(
+    Effect.onExit((exit) => {
+      if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
+      if (options.role === "client") return Effect.void
+      if (Cause.hasInterruptsOnly(exit.cause)) return Effect.logDebug("connection interrupted")
+      const { defect, reason } = classify(exit.cause)
+      const log = defect ? Effect.logError : Effect.logWarning
+      return Effect.andThen(
+        Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1),
+        log(`connection closed by ${reason}`, exit.cause)
+      )
+    }),
+    options.role === "server" ? Effect.ignore : (self) => self,
+    Effect.annotateLogs({ connection: info.id, peer }),
+    Effect.withSpan("effect-asynchat.connection", {
+      attributes: { "connection.id": info.id, "net.peer": peer, "connection.role": options.role }
+    })
+  )
+}

@@ -1,0 +1,104 @@
+/**
+ * The three ways to drive a `Framer`, shared by the `Framing` stream combinators and the connection runtime:
+ * a fixed terminator, a pure `Framing.Machine`, and asynchat's imperative terminator (one frame per push).
+ */
+import type * as Framing from "../Framing.ts"
+import * as Terminator from "../Terminator.ts"
+import { type Failure, Framer } from "./framer.ts"
+
+/** Where a cutter puts what it produces: frames or messages to hand downstream, or a machine's own error. */
+export interface Sink<A, E> {
+  out: Array<A>
+  error: E | undefined
+}
+
+/** A framer with its feeding protocol. Failures of framing itself are returned; a machine's go to the sink. */
+export interface Cutter {
+  readonly framer: Framer
+  /** Runs before any input: a count of 0 fires, a count over the limit fails, at once. */
+  readonly start: () => Failure | undefined
+  readonly push: (chunk: Uint8Array) => Failure | undefined
+  readonly end: () => Failure | undefined
+}
+
+const NO_BYTES = new Uint8Array(0)
+
+const cutterOf = (framer: Framer): Cutter => ({
+  framer,
+  start: () => framer.push(NO_BYTES),
+  push: (chunk) => framer.push(chunk),
+  end: () => framer.end()
+})
+
+/** Every frame cut with one terminator, as many per push as the chunk holds. */
+export const fixed = (
+  terminator: Terminator.Terminator,
+  maxFrameLength: number,
+  sink: Sink<Framing.Frame, never>
+): Cutter =>
+  cutterOf(
+    new Framer(terminator, maxFrameLength, (bytes, terminated) => {
+      sink.out.push({ bytes, terminated })
+      return true
+    })
+  )
+
+/**
+ * asynchat's imperative form: one frame per push, so that a terminator set while that frame is handled applies
+ * to the bytes after it. The bytes left over are kept in `framer.rest` for the next push.
+ */
+export const exact = (
+  terminator: Terminator.Terminator,
+  maxFrameLength: number,
+  sink: Sink<Framing.Frame, never>
+): Cutter =>
+  cutterOf(
+    new Framer(terminator, maxFrameLength, (bytes, terminated) => {
+      sink.out.push({ bytes, terminated })
+      return false
+    })
+  )
+
+/** A pure state machine: it picks the terminator after every frame and emits its messages to the sink. */
+export const machine = <S, A, E>(
+  machine: Framing.Machine<S, A, E>,
+  maxFrameLength: number,
+  sink: Sink<A, E>
+): Cutter => {
+  let state = machine.initial
+  const apply = (step: Framing.Step<S, A, E>): boolean => {
+    if (step._tag === "Fail") {
+      sink.error = step.error
+      return false
+    }
+    state = step.state
+    for (let i = 0; i < step.messages.length; i++) sink.out.push(step.messages[i])
+    return true
+  }
+  const choose = (): boolean => {
+    try {
+      framer.terminator = machine.terminator(state)
+      return true
+    } catch (error) {
+      if (!(error instanceof Terminator.InvalidTerminator)) throw error
+      framer.failure = { _tag: "InvalidTerminator", message: error.message }
+      return false
+    }
+  }
+  const framer = new Framer(
+    Terminator.none,
+    maxFrameLength,
+    (bytes, terminated) => apply(machine.step(state, { bytes, terminated })) && choose()
+  )
+  const ending = machine.end
+  return {
+    framer,
+    start: () => (choose() ? framer.push(NO_BYTES) : framer.failure),
+    push: (chunk) => framer.push(chunk),
+    end: () => {
+      const failure = framer.end()
+      if (failure === undefined && sink.error === undefined && ending !== undefined) apply(ending(state))
+      return failure
+    }
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * A connection's output: asynchat's producer FIFO, bounded in bytes, drained by one writer fiber.
+ *
+ * - `push` appends buffers; `pushStream` appends a producer (a Stream) that the writer runs to the end before
+ *   anything queued after it; `closeWhenDone` appends a marker that ends the writer once everything before it
+ *   is written.
+ * - Buffers count against a high-water mark; a `push` that finds the queue at or above it suspends until the
+ *   writer drains it to the low-water mark (Netty's 64/32 KiB by default), so a peer that stops reading cannot
+ *   grow our memory.
+ * - The writer takes every buffer queued in a row and hands them to the transport in one `writeAll` (corked:
+ *   one flush), so a thousand pushed lines cost a handful of syscalls, not a thousand.
+ */
+import { Buffer } from "node:buffer"
+import { Cause, type Context, Effect, Stream } from "effect"
+import type * as Arr from "effect/Array"
+import type * as Socket from "effect/socket/Socket"
+import * as ChatError from "../ChatError.ts"
+
+/** A producer queued by `pushStream`, with the services it was pushed with. */
+interface Producer {
+  readonly _tag: "Producer"
+  readonly stream: Stream.Stream<Uint8Array, unknown, never>
+}
+
+const CLOSE = { _tag: "Close" } as const
+
+type Item = Uint8Array | Producer | typeof CLOSE
+
+/** Called with the byte count of each batch handed to the transport (metrics). */
+export type OnWrite = (bytes: number) => void
+
+/** @internal */
+export class Outbox {
+  private items: Array<Item> = []
+  private head = 0
+  private queuedBytes = 0
+  private closing = false
+  private stopped = false
+  private writerWake: (() => void) | undefined = undefined
+  private readonly spaceWaiters: Array<() => void> = []
+  readonly highWaterMark: number
+  readonly lowWaterMark: number
+
+  constructor(highWaterMark: number, lowWaterMark: number) {
+    this.highWaterMark = highWaterMark
+    this.lowWaterMark = lowWaterMark
+  }
+
+  /** Bytes queued and not yet handed to the transport. */
+  get bytes(): number {
+    return this.queuedBytes
+  }
+
+  /** True once `closeWhenDone` was queued or the writer stopped: later pushes are dropped. */
+  get isClosing(): boolean {
+    return this.closing || this.stopped
+  }
+
+  /** Queues `data`; suspends while the queue is at or above the high-water mark. */
+  push(data: ReadonlyArray<Uint8Array | string>): Effect.Effect<void> {
+    if (this.isClosing) return Effect.void
+    for (let i = 0; i < data.length; i++) {
+      const d = data[i]
+      const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
+      if (bytes.length === 0) continue
+      this.items.push(bytes)
+      this.queuedBytes += bytes.length
+    }
+    this.wake()
+    return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
+  }
+
+  /** Queues a producer; it runs with the services of the caller. */
+  pushStream<E, R>(stream: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, never, R> {
+    return Effect.contextWith((context: Context.Context<R>) => {
+      if (this.isClosing) return Effect.void
+      this.items.push({ _tag: "Producer", stream: Stream.provideContext(stream, context) })
+      this.wake()
+      return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
+    })
+  }
+
+  /** Queues the close marker: the writer ends after everything queued before it. */
+  closeWhenDone(): void {
+    if (this.isClosing) return
+    this.closing = true
+    this.items.push(CLOSE)
+    this.wake()
+  }
+
+  /** Drops everything queued (asynchat's `discard_buffers`, output side); a queued close stays queued. */
+  discard(): void {
+    const keepClose = this.closing
+    this.items = keepClose ? [CLOSE] : []
+    this.head = 0
+    this.queuedBytes = 0
+    this.releaseSpace()
+  }
+
+  /**
+   * The writer loop: runs until the close marker is reached (success) or the transport or a producer fails.
+   * Interrupting it leaves the queue as it is.
+   */
+  run(writer: Socket.Writer, onWrite: OnWrite): Effect.Effect<void, ChatError.ChatError> {
+    const writeAll = (batch: Arr.NonEmptyReadonlyArray<Uint8Array>, size: number) =>
+      writer.writeAll(batch).pipe(
+        Effect.mapError((error) =>
+          new ChatError.ChatError({
+            reason: new ChatError.WriteFailed({ cause: error, message: `Write failed: ${writeCause(error)}` })
+          })
+        ),
+        Effect.tap(() => Effect.sync(() => onWrite(size)))
+      )
+    const step: Effect.Effect<boolean, ChatError.ChatError> = Effect.suspend(() => {
+      if (this.head === this.items.length) return Effect.as(this.awaitItems, true)
+      const item = this.items[this.head]
+      if (item instanceof Uint8Array) {
+        const batch: Array<Uint8Array> = []
+        let size = 0
+        while (this.head < this.items.length) {
+          const next = this.items[this.head]
+          if (!(next instanceof Uint8Array)) break
+          batch.push(next)
+          size += next.length
+          this.head++
+        }
+        this.compact()
+        return Effect.as(
+          Effect.ensuring(
+            writeAll(batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size),
+            Effect.sync(() => this.written(size))
+          ),
+          true
+        )
+      }
+      this.head++
+      this.compact()
+      if (item._tag === "Close") return Effect.succeed(false)
+      return Effect.as(
+        Stream.runForEachArray(item.stream, (chunks) => {
+          let size = 0
+          for (let i = 0; i < chunks.length; i++) size += chunks[i].length
+          return size === 0 ? Effect.void : writeAll(chunks, size)
+        }).pipe(
+          Effect.catchCause((cause) =>
+            Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
+              isWriteFailure(cause) ? Cause.squash(cause) as ChatError.ChatError : new ChatError.ChatError({
+                reason: new ChatError.ProducerFailed({ cause: Cause.squash(cause), message: "A producer failed" })
+              })
+            )
+          )
+        ),
+        true
+      )
+    })
+    const loop: Effect.Effect<void, ChatError.ChatError> = Effect.flatMap(step, (more) => more ? loop : Effect.void)
+    return Effect.onExit(loop, () => Effect.sync(() => this.stop()))
+  }
+
+  private get awaitItems(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.head < this.items.length) return resume(Effect.void)
+      this.writerWake = () => resume(Effect.void)
+      return Effect.sync(() => {
+        this.writerWake = undefined
+      })
+    })
+  }
+
+  private get awaitSpace(): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (this.stopped || this.queuedBytes <= this.lowWaterMark) return resume(Effect.void)
+      const waiter = () => resume(Effect.void)
+      this.spaceWaiters.push(waiter)
+      return Effect.sync(() => {
+        const i = this.spaceWaiters.indexOf(waiter)
+        if (i >= 0) this.spaceWaiters.splice(i, 1)
+      })
+    })
+  }
+
+  private wake(): void {
+    const wake = this.writerWake
+    if (wake !== undefined) {
+      this.writerWake = undefined
+      wake()
+    }
+  }
+
+  private written(size: number): void {
+    this.queuedBytes -= size
+    if (this.queuedBytes <= this.lowWaterMark) this.releaseSpace()
+  }
+
+  private releaseSpace(): void {
+    if (this.spaceWaiters.length === 0) return
+    const waiters = this.spaceWaiters.splice(0)
+    for (const w of waiters) w()
+  }
+
+  /** The writer is gone: nothing will drain the queue, so nobody may wait on it. */
+  private stop(): void {
+    this.stopped = true
+    this.items = []
+    this.head = 0
+    this.queuedBytes = 0
+    this.releaseSpace()
+  }
+
+  private compact(): void {
+    if (this.head === this.items.length) {
+      this.items.length = 0
+      this.head = 0
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+  }
+}
+
+const isWriteFailure = (cause: Cause.Cause<unknown>): boolean => {
+  const error = Cause.squash(cause)
+  return error instanceof ChatError.ChatError && error.reason._tag === "WriteFailed"
+}
+
+const writeCause = (error: Socket.SocketError): string => {
+  const cause = "cause" in error.reason ? error.reason.cause : undefined
+  return cause instanceof Error ? cause.message : error.message
+}

@@ -288,6 +288,12 @@ export const frames: {
       const framer = new Framer.Framer(terminator, max, (bytes, terminated) => {
         sink.out.push({ bytes, terminated })
         return true
+      }, (frames) => {
+        // Linear either way: whole-array copy when `frames` is the larger part, else push it element by element.
+        const out = sink.out
+        if (out.length === 0) sink.out = frames
+        else if (frames.length > out.length) sink.out = out.concat(frames)
+        else for (let i = 0; i < frames.length; i++) out.push(frames[i])
       })
       return { start: () => framer.push(NO_BYTES), push: (chunk) => framer.push(chunk), end: () => framer.end() }
     })

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { type Effect, Stream } from "effect"
+import { type Effect, type Scope, Stream } from "effect"
 import type { Chat } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
 import type * as Framing from "./Framing.ts"
@@ -36,8 +36,10 @@ export type Mode<EI> =
   | { readonly _tag: "Machine"; readonly machine: Framing.Machine<any, any, EI> }
 
 /**
- * A protocol: its framing and its handler. `A` is what the handler receives (frames or messages), `EI` the
- * machine's own errors, `E` and `R` the handler's.
+ * A protocol: its framing and its handler. `E` and `R` are the handler's errors and requirements; `Chat` and
+ * `Scope` are provided by the connection: the handler runs in the connection's scope, so a resource it
+ * acquires (`Effect.acquireRelease`, `Effect.addFinalizer`) is released when the connection closes, with no
+ * `Effect.scoped` needed.
  *
  * @example
  * ```ts
@@ -55,7 +57,7 @@ export type Mode<EI> =
  */
 export interface Protocol<E, R> {
   readonly mode: Mode<unknown>
-  readonly handler: (input: Stream.Stream<any, any>) => Effect.Effect<unknown, E, R | Chat>
+  readonly handler: (input: Stream.Stream<any, any>) => Effect.Effect<unknown, E, R | Chat | Scope.Scope>
 }
 
 /**
@@ -80,11 +82,11 @@ export interface Protocol<E, R> {
 export const frames = <E, R>(
   terminator: Terminator.Terminator,
   handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => Effect.Effect<unknown, E, R>
-): Protocol<E, Exclude<R, Chat>> => {
+): Protocol<E, Exclude<R, Chat | Scope.Scope>> => {
   if (terminator._tag === "Length" && terminator.length === 0) {
     throw new Terminator.InvalidTerminator({ message: "A fixed length(0) terminator would emit empty frames forever" })
   }
-  return { mode: { _tag: "Fixed", terminator }, handler } as Protocol<E, Exclude<R, Chat>>
+  return { mode: { _tag: "Fixed", terminator }, handler } as Protocol<E, Exclude<R, Chat | Scope.Scope>>
 }
 
 /**
@@ -115,7 +117,7 @@ export const frames = <E, R>(
 export const machine = <S, A, EI, E, R>(
   machine: Framing.Machine<S, A, EI>,
   handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
-): Protocol<E, Exclude<R, Chat>> => ({ mode: { _tag: "Machine", machine }, handler }) as Protocol<E, Exclude<R, Chat>>
+): Protocol<E, Exclude<R, Chat | Scope.Scope>> => ({ mode: { _tag: "Machine", machine }, handler }) as Protocol<E, Exclude<R, Chat | Scope.Scope>>
 
 /**
  * asynchat's imperative style: `foundTerminator` runs for every frame, in order, and may call
@@ -153,8 +155,8 @@ export const machine = <S, A, EI, E, R>(
 export const asyncChat = <E, R>(options: {
   readonly terminator: Terminator.Terminator
   readonly foundTerminator: (frame: Framing.Frame) => Effect.Effect<unknown, E, R>
-}): Protocol<E | ChatError, Exclude<R, Chat>> =>
+}): Protocol<E | ChatError, Exclude<R, Chat | Scope.Scope>> =>
   ({
     mode: { _tag: "Exact", terminator: options.terminator },
     handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => Stream.runForEach(frames, options.foundTerminator)
-  }) as Protocol<E | ChatError, Exclude<R, Chat>>
+  }) as Protocol<E | ChatError, Exclude<R, Chat | Scope.Scope>>

@@ -205,6 +205,7 @@ export const make = (options: {
     discardBuffers: Effect.sync(() => {
       outbox.discard()
       framer.discard()
+      if (framer.rest !== undefined) framer.rest = new Uint8Array(0)
     }),
     terminator: Effect.sync(() => framer.terminator),
     setTerminator: (terminator) =>
@@ -226,9 +227,14 @@ export const make = (options: {
   }
 }
 
+/** How long output queued before a handler failed may take to reach the peer before the connection closes. */
+const FLUSH_AFTER_FAILURE = Duration.seconds(5)
+
 /**
  * Runs `handler` on a connection until it is over: the handler returned (then queued output is flushed), a
- * `closeWhenDone` was reached, `close` was called, or something failed. The caller's scope closes the socket.
+ * `closeWhenDone` was reached, `close` was called, or something failed. When the handler fails, what it had
+ * queued (answers to earlier requests) is still flushed, for at most a few seconds, before the failure closes
+ * the connection. The caller's scope closes the socket.
  */
 export const serve = <E, R>(
   connection: Connection,
@@ -236,12 +242,21 @@ export const serve = <E, R>(
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
   Effect.gen(function*() {
     const writer = yield* Effect.forkChild(connection.writer)
+    // Once the handler is done, the writer ending is part of its flush, not a verdict of its own.
+    let handlerDone = false
+    const flush = Effect.andThen(connection.chat.closeWhenDone, Fiber.join(writer))
     const handled = Effect.suspend(() => handler(connection.input)).pipe(
       Effect.provideService(Chat, connection.chat),
-      Effect.andThen(connection.chat.closeWhenDone),
-      Effect.andThen(Fiber.join(writer))
+      Effect.onExit((exit) => {
+        handlerDone = true
+        return Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)
+          ? Effect.void
+          : flush.pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore)
+      }),
+      Effect.andThen(flush)
     )
-    yield* Effect.raceAll([handled, Fiber.join(writer), connection.closed])
+    const writerEnded = Effect.flatMap(Fiber.await(writer), (exit) => handlerDone ? Effect.never : exit)
+    yield* Effect.raceAllFirst([handled, writerEnded, connection.closed])
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */

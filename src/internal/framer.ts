@@ -12,6 +12,7 @@
  * - `acc` never grows past `maxFrameLength + delimiter length - 1` bytes (or the count, for a length).
  */
 import { Buffer } from "node:buffer"
+import type { Frame } from "../Framing.ts"
 import * as Terminator from "../Terminator.ts"
 
 /** Why the engine stopped: the frame was too long, or a terminator could not be used. */
@@ -24,6 +25,13 @@ export type Failure =
  * remainder at end of input. Return `false` to stop cutting (the receiver keeps its own reason).
  */
 export type OnFrame = (bytes: Uint8Array, terminated: boolean) => boolean
+
+/**
+ * Optionally receives, in one call per chunk and in order, the terminated frames that lie wholly in that
+ * chunk, instead of one `onFrame` call each. Only for an owner whose `onFrame` never stops cutting nor
+ * changes the terminator: those frames are cut without asking.
+ */
+export type OnFrames = (frames: Array<Frame>) => void
 
 const EMPTY = Buffer.alloc(0)
 
@@ -51,11 +59,13 @@ export class Framer {
 
   readonly maxFrameLength: number
   private readonly onFrame: OnFrame
+  private readonly onFrames: OnFrames | undefined
 
-  constructor(terminator: Terminator.Terminator, maxFrameLength: number, onFrame: OnFrame) {
+  constructor(terminator: Terminator.Terminator, maxFrameLength: number, onFrame: OnFrame, onFrames?: OnFrames) {
     this.terminator = terminator
     this.maxFrameLength = maxFrameLength
     this.onFrame = onFrame
+    this.onFrames = onFrames
   }
 
   /** Bytes of the current frame received so far. */
@@ -147,6 +157,21 @@ export class Framer {
       // Fast path: nothing buffered, every frame in this chunk is a view.
       let k = buf.indexOf(needle, pos)
       if (k >= 0) this.emptyRun = 0
+      const onFrames = this.onFrames
+      if (onFrames !== undefined && k >= 0 && k - pos <= max) {
+        // Built here and handed over whole: V8 fills an array it has just made far faster than it pushes, frame
+        // by frame, through a callback into one made elsewhere (some 10% of a whole line-splitting pipeline).
+        const frames: Array<Frame> = new Array(Math.min(((len - pos) / (k - pos + dl)) | 0, 4096))
+        let n = 0
+        do {
+          frames[n++] = { bytes: buf.subarray(pos, k), terminated: true }
+          pos = k + dl
+          k = buf.indexOf(needle, pos)
+        } while (k >= 0 && k - pos <= max)
+        frames.length = n
+        onFrames(frames)
+      }
+      // Every frame without `onFrames`; with it, only an over-long frame is left for this loop to refuse.
       const onFrame = this.onFrame
       while (k >= 0) {
         if (k - pos > max) return tooLong(max, `a frame of ${k - pos} bytes`)

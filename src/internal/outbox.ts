@@ -11,7 +11,7 @@
  *   one flush), so a thousand pushed lines cost a handful of syscalls, not a thousand.
  */
 import { Buffer } from "node:buffer"
-import { Cause, type Context, Effect, Stream } from "effect"
+import { Cause, type Context, Effect, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import * as ChatError from "../ChatError.ts"
@@ -37,6 +37,8 @@ export class Outbox {
   private closing = false
   private stopped = false
   private writerWake: (() => void) | undefined = undefined
+  private wakeScheduled = false
+  private dispatcher: Scheduler.SchedulerDispatcher | undefined = undefined
   private readonly spaceWaiters: Array<() => void> = []
   readonly highWaterMark: number
   readonly lowWaterMark: number
@@ -158,11 +160,13 @@ export class Outbox {
   }
 
   private get awaitItems(): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
-      if (this.head < this.items.length) return resume(Effect.void)
-      this.writerWake = () => resume(Effect.void)
+    const outbox = this
+    return Effect.callback<void>(function(resume) {
+      if (outbox.head < outbox.items.length) return resume(Effect.void)
+      outbox.dispatcher ??= this.makeDispatcher()
+      outbox.writerWake = () => resume(Effect.void)
       return Effect.sync(() => {
-        this.writerWake = undefined
+        outbox.writerWake = undefined
       })
     })
   }
@@ -179,12 +183,21 @@ export class Outbox {
     })
   }
 
+  /**
+   * Wakes the writer on the scheduler, not synchronously: a handler's pushes while it works through a batch
+   * of frames all land in the queue first, and the writer hands them to the transport in one `writeAll`.
+   */
   private wake(): void {
+    if (this.writerWake === undefined || this.wakeScheduled) return
+    this.wakeScheduled = true
+    this.dispatcher!.scheduleTask(this.runWake, 0)
+  }
+
+  private readonly runWake = (): void => {
+    this.wakeScheduled = false
     const wake = this.writerWake
-    if (wake !== undefined) {
-      this.writerWake = undefined
-      wake()
-    }
+    this.writerWake = undefined
+    wake?.()
   }
 
   private written(size: number): void {

@@ -1,0 +1,239 @@
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Effect, Logger, Metric, Option, Ref, References, Stream } from "effect"
+import * as Chat from "../src/Chat.ts"
+import * as ChatClient from "../src/ChatClient.ts"
+import * as ChatMetrics from "../src/ChatMetrics.ts"
+import * as ChatServer from "../src/ChatServer.ts"
+import * as Framing from "../src/Framing.ts"
+import * as MemoryTransport from "../src/MemoryTransport.ts"
+import * as Producer from "../src/Producer.ts"
+import * as Protocol from "../src/Protocol.ts"
+import * as Terminator from "../src/Terminator.ts"
+import { text } from "./helpers.ts"
+
+const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")))
+
+/** A hand-driven client of the in-memory server in context, cutting lines. */
+const connectLines = Effect.flatMap(
+  MemoryTransport.connector,
+  (connector) => ChatClient.connect(connector, { terminator: Terminator.lf, maxFrameLength: 1024 * 1024 })
+)
+
+/** Reads `n` lines as strings. */
+const readLines = (client: ChatClient.Client<Framing.Frame>, n: number) =>
+  client.input.pipe(Stream.take(n), Stream.map((frame) => text(frame.bytes)), Stream.runCollect)
+
+/** Reads everything until the server closes, as one string. */
+const readAll = (client: ChatClient.Client<Framing.Frame>) =>
+  client.input.pipe(
+    Stream.map((frame) => text(frame.bytes) + (frame.terminated ? "\n" : "")),
+    Stream.runCollect,
+    Effect.map((parts) => parts.join(""))
+  )
+
+const memory = (options?: MemoryTransport.Options) => MemoryTransport.layer(options)
+
+describe("ChatServer over the in-memory transport", () => {
+  for (const chunking of ["whole", 1, { random: 7 }] as const) {
+    it.effect(`echoes lines with ${JSON.stringify(chunking)} chunking`, () =>
+      Effect.gen(function*() {
+        yield* ChatServer.make(Echo)
+        const client = yield* connectLines
+        yield* client.chat.push("hello\nI'm not dead yet!\n", "", "third\n")
+        expect(yield* readLines(client, 3)).toEqual(["hello", "I'm not dead yet!", "third"])
+      }).pipe(Effect.provide(memory({ chunking }))))
+  }
+
+  it.effect("keeps strict FIFO order across push and pushStream", () =>
+    Effect.gen(function*() {
+      const Mixed = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.gen(function*() {
+            const chat = yield* Chat.Chat
+            yield* chat.push("a")
+            yield* chat.pushStream(Producer.simple("bcdef", 2))
+            yield* chat.push("g")
+            // a producer that yields to the scheduler between pieces: later pushes still wait for it
+            yield* chat.pushStream(
+              Stream.make("h", "i", "j").pipe(
+                Stream.mapEffect((s) => Effect.as(Effect.yieldNow, new TextEncoder().encode(s)))
+              )
+            )
+            yield* chat.push("k", "\n")
+          })))
+      yield* ChatServer.make(Mixed)
+      const client = yield* connectLines
+      yield* client.chat.push("go\ngo\n")
+      expect(yield* readLines(client, 2)).toEqual(["abcdefghijk", "abcdefghijk"])
+    }).pipe(Effect.provide(memory({ chunking: { random: 3 } }))))
+
+  it.effect("closeWhenDone delivers everything queued before it, then closes", () =>
+    Effect.gen(function*() {
+      const big = "x".repeat(200_000)
+      const Goodbye = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.gen(function*() {
+            yield* Chat.push(big, "\n", "bye\n")
+            yield* Chat.closeWhenDone
+            yield* Chat.push("never sent\n")
+          })))
+      yield* ChatServer.make(Goodbye)
+      const client = yield* connectLines
+      yield* client.chat.push("hi\n")
+      expect(yield* readAll(client)).toBe(`${big}\nbye\n`)
+    }).pipe(Effect.provide(memory({ capacity: 4096 }))))
+
+  it.effect("flushes queued output when the handler returns, then closes", () =>
+    Effect.gen(function*() {
+      const Once = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runHead(lines).pipe(Effect.andThen((line) => Chat.push(`one: ${Option.map(line, (l) => text(l.bytes)).pipe(Option.getOrElse(() => "?"))}\n`))))
+      yield* ChatServer.make(Once)
+      const client = yield* connectLines
+      yield* client.chat.push("first\nsecond\n")
+      expect(yield* readAll(client)).toBe("one: first\n")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("answers after the client ends its write side (half-close)", () =>
+    Effect.gen(function*() {
+      const CountThenAnswer = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.flatMap(Stream.runCount(lines), (n) => Chat.push(`got ${n} lines\n`)))
+      yield* ChatServer.make(CountThenAnswer)
+      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
+      const reader = yield* link.socket.reader
+      yield* Effect.scoped(Effect.gen(function*() {
+        const writer = yield* link.socket.writer
+        yield* writer.write("a\nb\nc")
+      })) // releasing the writer is the FIN
+      const received: Array<string> = []
+      yield* reader.pull.pipe(
+        Effect.tap((chunks) => Effect.sync(() => chunks.forEach((c) => received.push(typeof c === "string" ? c : text(c))))),
+        Effect.forever,
+        Effect.ignore
+      )
+      expect(received.join("")).toBe("got 3 lines\n")
+    }).pipe(Effect.provide(memory({ chunking: 2 }))))
+
+  it.effect("discardBuffers drops queued output and the input not yet framed", () =>
+    Effect.gen(function*() {
+      const Discarding = Protocol.asyncChat({
+        terminator: Terminator.lf,
+        foundTerminator: (frame) =>
+          Effect.gen(function*() {
+            const chat = yield* Chat.Chat
+            if (text(frame.bytes) === "DISCARD") {
+              // fill the transport so the writer is stuck, then queue what discardBuffers must drop
+              yield* chat.push("f".repeat(63), "\n")
+              for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+              yield* chat.push("queued but dropped\n")
+              yield* chat.discardBuffers
+              return yield* chat.push("discarded\n")
+            }
+            yield* chat.push(`line ${text(frame.bytes)}\n`)
+          })
+      })
+      yield* ChatServer.make(Discarding)
+      const client = yield* connectLines
+      // "partial" arrives in the same chunk as DISCARD: it is input not yet framed, so it is dropped
+      yield* client.chat.push("DISCARD\npartial")
+      expect(yield* readLines(client, 2)).toEqual(["f".repeat(63), "discarded"])
+      yield* client.chat.push("next\n")
+      expect(yield* readLines(client, 1)).toEqual(["line next"])
+    }).pipe(Effect.provide(memory({ capacity: 64 }))))
+
+  it.effect("suspends push while a client reads nothing, keeping the output queue bounded", () =>
+    Effect.gen(function*() {
+      const pushed = yield* Ref.make(0)
+      const Flood = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.forEach(Array.from({ length: 1024 }), () =>
+            Effect.andThen(Chat.push("y".repeat(1023) + "\n"), Ref.update(pushed, (n) => n + 1024)), { discard: true })))
+      yield* ChatServer.make(Flood, { highWaterMark: 16 * 1024, lowWaterMark: 8 * 1024 })
+      const client = yield* connectLines
+      yield* client.chat.push("go\n")
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      const stalled = yield* Ref.get(pushed)
+      // high-water mark + what the transport holds in flight + one push
+      expect(stalled).toBeLessThanOrEqual(16 * 1024 + 4096 + 1024)
+      for (let i = 0; i < 50; i++) yield* Effect.yieldNow
+      expect(yield* Ref.get(pushed)).toBe(stalled)
+      // once the client reads, everything arrives
+      const lines = yield* readLines(client, 1024)
+      expect(lines.length).toBe(1024)
+      expect(yield* Ref.get(pushed)).toBe(1024 * 1024)
+    }).pipe(Effect.provide(memory({ capacity: 4096 }))))
+
+  it.effect("coalesces many pushes into few transport writes", () =>
+    Effect.gen(function*() {
+      const Burst = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.forEach(Array.from({ length: 1000 }, (_, i) => i), (i) => Chat.push(`line ${i}\n`), { discard: true })))
+      yield* ChatServer.make(Burst)
+      const writes = yield* Ref.make(0)
+      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
+      const reader = yield* link.socket.reader
+      const writer = yield* link.socket.writer
+      yield* writer.write("go\n")
+      let bytes = 0
+      while (bytes < 8890) {
+        const chunks = yield* reader.pull
+        yield* Ref.update(writes, (n) => n + chunks.length)
+        for (const c of chunks) bytes += c.length
+      }
+      expect(bytes).toBe(8890)
+      // whole-chunking memory transport: one piece per transport write
+      expect(yield* Ref.get(writes)).toBeLessThan(10)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("ChatServer supervision", () => {
+  const Fragile = Protocol.frames(Terminator.lf, (lines) =>
+    Stream.runForEach(lines, (line) => {
+      switch (text(line.bytes)) {
+        case "fail":
+          return Effect.fail("a typed protocol error")
+        case "die":
+          return Effect.die(new Error("a defect"))
+        case "throw":
+          throw new Error("a synchronous throw inside the handler")
+        default:
+          return Chat.push(line.bytes, "\n")
+      }
+    }))
+
+  it.effect("a failing handler closes only its own connection among 50 healthy ones", () =>
+    Effect.gen(function*() {
+      const server = yield* ChatServer.make(Fragile)
+      const healthy = yield* Effect.forEach(Array.from({ length: 50 }), () => connectLines, { concurrency: "unbounded" })
+      const doomed = yield* Effect.forEach(["fail", "die", "throw"], () => connectLines)
+      expect(yield* server.count).toBe(53)
+      yield* Effect.forEach(doomed, (client, i) => client.chat.push(`ok\n${["fail", "die", "throw"][i]}\nlost\n`))
+      for (const client of doomed) expect(yield* readAll(client)).toBe("ok\n")
+      yield* Effect.forEach(healthy, (client, i) =>
+        Effect.gen(function*() {
+          yield* client.chat.push(`hello ${i}\n`, `again ${i}\n`)
+          expect(yield* readLines(client, 2)).toEqual([`hello ${i}`, `again ${i}`])
+        }), { concurrency: "unbounded" })
+      expect(yield* server.count).toBe(50)
+    }).pipe(Effect.provide(memory({ chunking: { random: 11 } }))))
+
+  it.effect("logs a failure with the connection's id and peer, and counts it by reason", () =>
+    Effect.gen(function*() {
+      const logs: Array<{ message: unknown; annotations: Record<string, unknown>; level: string }> = []
+      const capture = Logger.make((options) => {
+        logs.push({ message: options.message, annotations: { ...options.fiber.getRef(References.CurrentLogAnnotations) }, level: options.logLevel })
+      })
+      const before = (yield* Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason: "HandlerFailed" }))).count
+      yield* Effect.gen(function*() {
+        yield* ChatServer.make(Fragile)
+        const client = yield* connectLines
+        yield* client.chat.push("fail\n")
+        yield* readAll(client)
+      }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
+      const line = logs.find((l) => String(l.message).includes("connection closed by HandlerFailed"))
+      assert(line !== undefined, `no failure log among ${JSON.stringify(logs.map((l) => l.message))}`)
+      expect(line.level).toBe("Warn")
+      expect(line.annotations).toMatchObject({ connection: expect.any(Number), peer: "memory:client-1" })
+      const after = (yield* Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason: "HandlerFailed" }))).count
+      expect(after - before).toBe(1)
+    }).pipe(Effect.provide(memory())))
+})

@@ -288,9 +288,14 @@ export const connect: {
   ): Effect.Effect<Client<A, EI>, ChatError.ChatError, Scope.Scope | R>
 } = <R>(connector: Connector<R>, options: FramingOption<unknown, unknown> & Options) =>
   Effect.gen(function*() {
-    const link = yield* openWith(connector, options)
-    const reader = yield* Effect.mapError(link.socket.reader, (cause) => connectFailed(connector.target, cause))
-    const writer = yield* link.socket.writer
+    // The connection's own scope: closed by `close`, `closeWhenDone` or a write failure, or with the caller's.
+    const scope = yield* Scope.fork(yield* Effect.scope)
+    const link = yield* Scope.provide(openWith(connector, options), scope)
+    const reader = yield* link.socket.reader.pipe(
+      Effect.mapError((cause) => connectFailed(connector.target, cause)),
+      Scope.provide(scope)
+    )
+    const writer = yield* Scope.provide(link.socket.writer, scope)
     const context = yield* Effect.context<never>()
     const connection = Runtime.make({
       reader,
@@ -303,7 +308,10 @@ export const connect: {
       context
     })
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
-    yield* Effect.forkScoped(connection.writer)
+    yield* Effect.raceFirst(Effect.exit(connection.writer), connection.closed).pipe(
+      Effect.andThen(Scope.close(scope, Exit.void)),
+      Effect.forkScoped
+    )
     return { chat: connection.chat, input: connection.input } as Client<any, any>
   }) as any
 

@@ -1,5 +1,6 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Effect, Logger, Metric, Option, Ref, References, Stream } from "effect"
+import { Duration, Effect, Fiber, Logger, Metric, Option, Ref, References, Stream } from "effect"
+import { TestClock } from "effect/testing"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
 import * as ChatMetrics from "../src/ChatMetrics.ts"
@@ -32,6 +33,9 @@ const readAll = (client: ChatClient.Client<Framing.Frame>) =>
   )
 
 const memory = (options?: MemoryTransport.Options) => MemoryTransport.layer(options)
+
+/** Lets every fiber that can run, run (a closed connection's fiber finishing, say), without the clock. */
+const settle = Effect.forEach(Array.from({ length: 100 }), () => Effect.yieldNow, { discard: true })
 
 describe("ChatServer over the in-memory transport", () => {
   for (const chunking of ["whole", 1, { random: 7 }] as const) {
@@ -235,5 +239,88 @@ describe("ChatServer supervision", () => {
       expect(line.annotations).toMatchObject({ connection: expect.any(Number), peer: "memory:client-1" })
       const after = (yield* Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason: "HandlerFailed" }))).count
       expect(after - before).toBe(1)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("ChatServer limits under TestClock", () => {
+  // Answers the timeout it hit, then closes: a protocol may catch a ChatError by reason.
+  const Patient = Protocol.frames(Terminator.lf, (lines) =>
+    Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")).pipe(
+      Effect.catchReason("ChatError", "IdleTimeout", () => Chat.push("idle\n")),
+      Effect.catchReason("ChatError", "FrameTimeout", () => Chat.push("slow\n"))
+    ))
+
+  it.effect("closes a connection that sends nothing for idleTimeout", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Patient, { idleTimeout: "10 seconds" })
+      const client = yield* connectLines
+      const reply = yield* Effect.forkChild(readAll(client))
+      yield* TestClock.adjust("9 seconds")
+      yield* client.chat.push("still here\n")
+      yield* TestClock.adjust("9 seconds")
+      expect(reply.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(reply)).toBe("still here\nidle\n")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("closes a connection whose frame trickles in slower than frameTimeout (slowloris)", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Patient, { idleTimeout: "10 seconds", frameTimeout: "30 seconds" })
+      const client = yield* connectLines
+      const reply = yield* Effect.forkChild(readAll(client))
+      yield* client.chat.push("quick\n")
+      // one byte every 5 seconds never trips the idle timeout, but the frame never completes in time
+      for (let i = 0; i < 5; i++) {
+        yield* client.chat.push("x")
+        yield* TestClock.adjust("5 seconds")
+      }
+      expect(reply.pollUnsafe()).toBeUndefined()
+      yield* client.chat.push("x")
+      yield* TestClock.adjust("5 seconds")
+      expect(yield* Fiber.join(reply)).toBe("quick\nslow\n")
+    }).pipe(Effect.provide(memory({ chunking: 1 }))))
+
+  it.effect("turns timeouts off with Duration.infinity", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: Duration.infinity })
+      const client = yield* connectLines
+      yield* client.chat.push("par")
+      yield* TestClock.adjust("1 day")
+      yield* client.chat.push("tial\n")
+      expect(yield* readLines(client, 1)).toEqual(["partial"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("answers an over-long frame by reason and closes only that connection", () =>
+    Effect.gen(function*() {
+      const Strict = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")).pipe(
+          Effect.catchReason("ChatError", "FrameTooLong", (reason) => Chat.push(`-ERR over ${reason.limit}\n`))
+        ))
+      const server = yield* ChatServer.make(Strict, { maxFrameLength: 8 })
+      const bystander = yield* connectLines
+      const offender = yield* connectLines
+      yield* offender.chat.push("ok\nthis line is too long\n")
+      expect(yield* readAll(offender)).toBe("ok\n-ERR over 8\n")
+      yield* bystander.chat.push("fine\n")
+      expect(yield* readLines(bystander, 1)).toEqual(["fine"])
+      expect(yield* server.count).toBe(1)
+    }).pipe(Effect.provide(memory({ chunking: 3 }))))
+
+  it.effect("refuses connections beyond maxConnections with rejectMessage", () =>
+    Effect.gen(function*() {
+      const server = yield* ChatServer.make(Echo, { maxConnections: 2, rejectMessage: "busy\r\n" })
+      const first = yield* connectLines
+      yield* connectLines
+      const third = yield* Effect.flatMap(MemoryTransport.connector, (connector) =>
+        ChatClient.connect(connector, { terminator: Terminator.crlf }))
+      expect(yield* readAll(third)).toBe("busy\n")
+      expect(yield* server.count).toBe(2)
+      const before = (yield* Metric.value(ChatMetrics.connectionsRejected)).count
+      yield* first.chat.close
+      yield* settle
+      const fourth = yield* connectLines
+      yield* fourth.chat.push("served\n")
+      expect(yield* readLines(fourth, 1)).toEqual(["served"])
+      expect((yield* Metric.value(ChatMetrics.connectionsRejected)).count).toBe(before)
     }).pipe(Effect.provide(memory())))
 })

@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, FiberSet, Layer, Metric, Option } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import type { Address, ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
@@ -164,7 +164,13 @@ export class ChatServer extends Context.Service<ChatServer, ChatServerShape>()("
  * @category constructors
  * @since 0.1.0
  */
-export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, options: Options = {}) {
+export const make: <E, R>(
+  protocol: Protocol<E, R>,
+  options?: Options
+) => Effect.Effect<ChatServerShape, never, Listener | Scope.Scope | Exclude<R, ChatServer>> = Effect.fnUntraced(function*<
+  E,
+  R
+>(protocol: Protocol<E, R>, options: Options = {}) {
   const listener = yield* Listener
   const settings = settingsOf(options)
   const maxConnections = options.maxConnections ?? 10_000
@@ -175,7 +181,7 @@ export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, 
   let nextId = 0
 
   const fibers = yield* FiberSet.make<void>()
-  const fork = yield* FiberSet.runtime(fibers)<R>()
+  const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer>>()
 
   // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
   yield* Effect.addFinalizer(() =>
@@ -217,6 +223,8 @@ export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, 
         onOpen: (chat) => live.set(id, chat),
         onClose: () => live.delete(id)
       }).pipe(
+        // handlers may use the server they run in (a chat room broadcasts)
+        Effect.provideService(ChatServer, self),
         Effect.ensuring(Effect.sync(() => active--)),
         Effect.annotateLogs({ server: where })
       )
@@ -227,7 +235,7 @@ export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, 
   yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
 
   const all = Effect.sync(() => [...live.values()])
-  return ChatServer.of({
+  const self: ChatServerShape = {
     address: listener.address,
     count: Effect.sync(() => live.size),
     connections: all,
@@ -240,7 +248,8 @@ export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, 
           { concurrency: "unbounded", discard: true }
         )),
     closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true }))
-  })
+  }
+  return ChatServer.of(self)
 })
 
 /**
@@ -263,5 +272,8 @@ export const make = Effect.fnUntraced(function*<E, R>(protocol: Protocol<E, R>, 
  * @category layers
  * @since 0.1.0
  */
-export const layer = <E, R>(protocol: Protocol<E, R>, options?: Options): Layer.Layer<ChatServer, never, Listener | R> =>
+export const layer = <E, R>(
+  protocol: Protocol<E, R>,
+  options?: Options
+): Layer.Layer<ChatServer, never, Listener | Exclude<R, ChatServer>> =>
   Layer.effect(ChatServer, make(protocol, options))

@@ -1,5 +1,5 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Fiber, Logger, Metric, Option, Ref, References, Stream } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Ref, References, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
@@ -322,5 +322,168 @@ describe("ChatServer limits under TestClock", () => {
       yield* fourth.chat.push("served\n")
       expect(yield* readLines(fourth, 1)).toEqual(["served"])
       expect((yield* Metric.value(ChatMetrics.connectionsRejected)).count).toBe(before)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("ChatServer: the pitfalls of the raw socket layer, made impossible", () => {
+  it.effect("a handler that throws before reading closes its connection, and shutdown does not hang", () =>
+    Effect.gen(function*() {
+      const Throws = Protocol.frames(Terminator.lf, (): Effect.Effect<void> => {
+        throw new Error("thrown before the first read")
+      })
+      const scope = yield* Scope.make()
+      yield* ChatServer.make(Throws).pipe(Scope.provide(scope))
+      const client = yield* connectLines
+      expect(yield* readAll(client)).toBe("")
+      yield* settle
+      // nothing is left open: the shutdown completes without waiting for its deadline
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      expect(closing.pollUnsafe()).toBeDefined()
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a handler gets the connection's scope: resources are released when the connection closes", () =>
+    Effect.gen(function*() {
+      const released = yield* Ref.make<Array<number>>([])
+      const Scoped = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const chat = yield* Chat.Chat
+          // no Effect.scoped here: the connection's scope owns the resource
+          yield* Effect.acquireRelease(Effect.void, () => Ref.update(released, (ids) => [...ids, chat.id]))
+          yield* Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))
+        }))
+      yield* ChatServer.make(Scoped)
+      const client = yield* connectLines
+      yield* client.chat.push("a\n")
+      expect(yield* readLines(client, 1)).toEqual(["a"])
+      expect(yield* Ref.get(released)).toEqual([])
+      yield* client.chat.close
+      yield* settle
+      expect(yield* Ref.get(released)).toEqual([1])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("graceful shutdown refuses new connections, lets a request in progress finish, then interrupts", () =>
+    Effect.gen(function*() {
+      const Slow = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, (line) => Effect.andThen(Effect.sleep("2 seconds"), Chat.push(line.bytes, "\n"))))
+      const scope = yield* Scope.make()
+      yield* ChatServer.make(Slow, { shutdownTimeout: "10 seconds" }).pipe(Scope.provide(scope))
+      const busy = yield* connectLines
+      const idle = yield* connectLines
+      yield* busy.chat.push("answer me\n")
+      yield* settle
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      const refused = yield* Effect.flip(connectLines)
+      expect(refused.reason._tag).toBe("ConnectFailed")
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* readLines(busy, 1)).toEqual(["answer me"])
+      expect(closing.pollUnsafe()).toBeUndefined() // the idle connection is still open
+      yield* TestClock.adjust("8 seconds")
+      yield* Fiber.join(closing)
+      expect(yield* readAll(idle)).toBe("")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a server launched in a child fiber shuts down when that fiber is interrupted", () =>
+    Effect.gen(function*() {
+      const fiber = yield* ChatServer.layer(Echo, { shutdownTimeout: "1 second" }).pipe(
+        Layer.launch,
+        Effect.provide(memory()),
+        Effect.forkChild
+      )
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      const interrupting = yield* Effect.forkChild(Fiber.interrupt(fiber))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(interrupting)
+    }))
+})
+
+describe("Protocol forms on a connection", () => {
+  it.effect("asyncChat: setTerminator in foundTerminator applies to bytes already received", () =>
+    Effect.gen(function*() {
+      const Http = Protocol.asyncChat({
+        terminator: Terminator.delimiter("\r\n\r\n"),
+        foundTerminator: (frame) =>
+          Effect.gen(function*() {
+            const chat = yield* Chat.Chat
+            const current = yield* chat.terminator
+            if (current._tag === "Delimiter") {
+              const length = /content-length: *(\d+)/i.exec(text(frame.bytes))?.[1]
+              return yield* chat.setTerminator(Terminator.length(Number(length)))
+            }
+            if (current._tag === "Length") {
+              yield* chat.setTerminator(Terminator.none)
+              yield* chat.push(`body=${text(frame.bytes)}\n`)
+              return yield* chat.closeWhenDone
+            }
+          })
+      })
+      yield* ChatServer.make(Http)
+      const client = yield* connectLines
+      yield* client.chat.push("POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhelloOVERSENT")
+      expect(yield* readAll(client)).toBe("body=hello\n")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("setTerminator on a connection framed up front is a defect, logged and closing only it", () =>
+    Effect.gen(function*() {
+      const Wrong = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () => Chat.setTerminator(Terminator.length(3))))
+      const server = yield* ChatServer.make(Wrong)
+      const client = yield* connectLines
+      yield* client.chat.push("x\n")
+      expect(yield* readAll(client)).toBe("")
+      expect(yield* server.count).toBe(0)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("machine: ECHO <n> then n bytes, at every chunking", () =>
+    Effect.gen(function*() {
+      const Commands = Framing.machine<number | undefined, Uint8Array, string>({
+        initial: undefined,
+        terminator: (n) => (n === undefined ? Terminator.lf : Terminator.length(n)),
+        step: (n, frame) => {
+          if (n !== undefined) return Framing.next(undefined, frame.bytes)
+          const m = /^ECHO (\d+)$/.exec(text(frame.bytes))
+          return m ? Framing.next(Number(m[1])) : Framing.fail(`bad command: ${text(frame.bytes)}`)
+        }
+      })
+      const EchoN = Protocol.machine(Commands, (bodies) =>
+        Stream.runForEach(bodies, (body) => Chat.push(`${body.length}:`, body, "\n")).pipe(
+          Effect.catchIf((e) => typeof e === "string", (e) => Chat.push(`-ERR ${e}\n`))
+        ))
+      yield* ChatServer.make(EchoN)
+      const client = yield* connectLines
+      yield* client.chat.push("ECHO 5\nab\ncdECHO 0\nECHO 3\nxyzHELLO\n")
+      expect(yield* readAll(client)).toBe("5:ab\ncd\n0:\n3:xyz\n-ERR bad command: HELLO\n")
+    }).pipe(Effect.provide(memory({ chunking: { random: 5, maxPiece: 4 } }))))
+})
+
+describe("ChatServer registry", () => {
+  it.effect("counts, looks up, broadcasts to and closes the live connections", () =>
+    Effect.gen(function*() {
+      const Room = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const server = yield* ChatServer.ChatServer
+          const chat = yield* Chat.Chat
+          yield* Stream.runForEach(lines, (line) => server.broadcast(`${chat.id}: ${text(line.bytes)}\n`, { except: chat.id }))
+        }))
+      const server = yield* ChatServer.make(Room)
+      const clients = yield* Effect.forEach([1, 2, 3], () => connectLines)
+      yield* settle
+      expect(yield* server.count).toBe(3)
+      expect((yield* server.connections).map((c) => c.id)).toEqual([1, 2, 3])
+      const second = yield* server.get(2)
+      expect(Option.map(second, (c) => Chat.formatAddress(c.remoteAddress))).toEqual(Option.some("memory:client-2"))
+      expect(Option.isNone(yield* server.get(99))).toBe(true)
+      yield* clients[0].chat.push("hello all\n")
+      expect(yield* readLines(clients[1], 1)).toEqual(["1: hello all"])
+      expect(yield* readLines(clients[2], 1)).toEqual(["1: hello all"])
+      yield* server.broadcast("* server says bye\n")
+      for (const client of clients) expect(yield* readLines(client, 1)).toEqual(["* server says bye"])
+      yield* server.closeAll
+      for (const client of clients) expect(yield* readAll(client)).toBe("")
+      yield* settle
+      expect(yield* server.count).toBe(0)
     }).pipe(Effect.provide(memory())))
 })

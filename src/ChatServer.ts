@@ -187,7 +187,7 @@ export const make: <E, R>(
   yield* Effect.addFinalizer(() =>
     Effect.gen(function*() {
       yield* listener.stopAccepting
-      if (active === 0) return
+      if (active === 0 || Duration.isZero(shutdownTimeout)) return
       yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`)
       yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeoutOption(shutdownTimeout))
       if (active > 0) yield* Effect.logInfo(`shutting down: interrupting ${active} connections`)

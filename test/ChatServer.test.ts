@@ -1,8 +1,9 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Ref, References, Scope, Stream } from "effect"
+import { Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Ref, References, Schedule, Scope, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
+import * as ChatError from "../src/ChatError.ts"
 import * as ChatMetrics from "../src/ChatMetrics.ts"
 import * as ChatServer from "../src/ChatServer.ts"
 import * as Framing from "../src/Framing.ts"
@@ -485,5 +486,110 @@ describe("ChatServer registry", () => {
       for (const client of clients) expect(yield* readAll(client)).toBe("")
       yield* settle
       expect(yield* server.count).toBe(0)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("ChatServer read backpressure", () => {
+  it.effect("reads no further ahead of the handler than one read: a stalled handler stops the peer's writer", () =>
+    Effect.gen(function*() {
+      const seen = yield* Ref.make(0)
+      const Stalls = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () => Effect.andThen(Ref.update(seen, (n) => n + 1), Effect.never)))
+      // a handler stuck forever is interrupted at once when the test's scope closes
+      yield* ChatServer.make(Stalls, { shutdownTimeout: 0 })
+      const before = (yield* Metric.value(ChatMetrics.bytesIn)).count
+      const client = yield* connectLines
+      const line = "z".repeat(99) + "\n"
+      const writing = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 10_000 }), () => client.chat.push(line), { discard: true })
+      )
+      yield* settle
+      expect(yield* Ref.get(seen)).toBe(1)
+      // one read (at most one coalesced client write: its 64 KiB high-water mark plus a line), then no more
+      const read = (yield* Metric.value(ChatMetrics.bytesIn)).count - before
+      expect(read).toBeGreaterThan(0)
+      expect(read).toBeLessThanOrEqual(64 * 1024 + 100)
+      yield* settle
+      expect((yield* Metric.value(ChatMetrics.bytesIn)).count - before).toBe(read)
+      expect(writing.pollUnsafe()).toBeUndefined() // the client's pushes are suspended
+    }).pipe(Effect.provide(memory({ capacity: 4096 }))))
+})
+
+describe("ChatClient over the in-memory transport", () => {
+  it.effect("fails with ConnectFailed when opening takes longer than connectTimeout", () =>
+    Effect.gen(function*() {
+      const nowhere: ChatClient.Connector = { target: "memory:nowhere", open: Effect.never }
+      const attempt = yield* Effect.forkChild(
+        Effect.flip(Effect.scoped(ChatClient.connect(nowhere, { terminator: Terminator.lf, connectTimeout: "2 seconds" })))
+      )
+      yield* TestClock.adjust("2 seconds")
+      const error = yield* Fiber.join(attempt)
+      expect(error.reason._tag).toBe("ConnectFailed")
+      expect(error.message).toBe("Connect to memory:nowhere failed: timed out after 2s")
+    }))
+
+  it.effect("retries a failed open with the given Schedule", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const memoryConnector = yield* MemoryTransport.connector
+      let attempts = 0
+      const flaky: ChatClient.Connector = {
+        target: "memory:flaky",
+        open: Effect.suspend(() =>
+          ++attempts < 3
+            ? Effect.fail(new ChatError.ChatError({ reason: new ChatError.ConnectFailed({ cause: "refused", message: "refused" }) }))
+            : memoryConnector.open
+        )
+      }
+      const client = yield* ChatClient.connect(flaky, { terminator: Terminator.lf, retry: Schedule.recurs(5) })
+      yield* client.chat.push("third time lucky\n")
+      expect(yield* readLines(client, 1)).toEqual(["third time lucky"])
+      expect(attempts).toBe(3)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("run: a client runs a Protocol like a server and returns its outcome", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const connector = yield* MemoryTransport.connector
+      const Ask = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          yield* Chat.push("question\n")
+          const answer = yield* Stream.runHead(lines)
+          if (Option.isNone(answer) || text(answer.value.bytes) !== "question") return yield* Effect.fail("wrong answer")
+        }))
+      yield* ChatClient.run(connector, Ask)
+      const Picky = Protocol.frames(Terminator.lf, () => Effect.fail("picky" as const))
+      expect(yield* Effect.flip(ChatClient.run(connector, Picky))).toBe("picky")
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("Observability", () => {
+  it.effect("counts bytes and frames, and runs each connection in a span with its id and peer", () =>
+    Effect.gen(function*() {
+      const value = (metric: Metric.Metric<number, { readonly count: number }>) =>
+        Effect.map(Metric.value(metric), (state) => state.count)
+      const Spanned = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.gen(function*() {
+            const span = yield* Effect.currentSpan
+            yield* Chat.push(`${span.name} ${span.attributes.get("connection.id")} ${span.attributes.get("net.peer")}\n`)
+          })))
+      yield* ChatServer.make(Spanned)
+      const [bytesIn, bytesOut, frames, total] = yield* Effect.all([
+        value(ChatMetrics.bytesIn),
+        value(ChatMetrics.bytesOut),
+        value(ChatMetrics.framesIn),
+        value(ChatMetrics.connectionsTotal)
+      ])
+      const client = yield* connectLines
+      yield* client.chat.push("?\n")
+      const reply = "effect-asynchat.connection 1 memory:client-1"
+      expect(yield* readLines(client, 1)).toEqual([reply])
+      // both ends count: the client's 2 bytes out and the reply in, the server's the other way
+      expect((yield* value(ChatMetrics.bytesIn)) - bytesIn).toBe(2 + reply.length + 1)
+      expect((yield* value(ChatMetrics.bytesOut)) - bytesOut).toBe(2 + reply.length + 1)
+      expect((yield* value(ChatMetrics.framesIn)) - frames).toBe(2)
+      expect((yield* value(ChatMetrics.connectionsTotal)) - total).toBe(2)
+      expect((yield* value(ChatMetrics.connectionsOpen))).toBeGreaterThanOrEqual(1)
     }).pipe(Effect.provide(memory())))
 })

@@ -38,6 +38,12 @@ const EMPTY = Buffer.alloc(0)
 /** How many empty `length(0)` frames in a row, with no byte consumed, mean the chooser never advances. */
 const MAX_EMPTY_RUN = 1024
 
+/**
+ * Frames of one chunk handed to `onFrame` one by one before the rest go to `onFrames` as one array: a chunk of
+ * a few lines is cheaper frame by frame, since an array and a call per chunk cost more than they save.
+ */
+const SINGLE_FRAMES = 8
+
 const asBuffer = (chunk: Uint8Array): Buffer =>
   Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
 
@@ -157,24 +163,26 @@ export class Framer {
       // Fast path: nothing buffered, every frame in this chunk is a view.
       let k = buf.indexOf(needle, pos)
       if (k >= 0) this.emptyRun = 0
-      const onFrames = this.onFrames
-      if (onFrames !== undefined && k >= 0 && k - pos <= max) {
-        // Built here and handed over whole: V8 fills an array it has just made far faster than it pushes, frame
-        // by frame, through a callback into one made elsewhere (some 10% of a whole line-splitting pipeline).
-        const frames: Array<Frame> = new Array(Math.min(((len - pos) / (k - pos + dl)) | 0, 4096))
-        let n = 0
-        do {
-          frames[n++] = { bytes: buf.subarray(pos, k), terminated: true }
-          pos = k + dl
-          k = buf.indexOf(needle, pos)
-        } while (k >= 0 && k - pos <= max)
-        frames.length = n
-        onFrames(frames)
-      }
-      // Every frame without `onFrames`; with it, only an over-long frame is left for this loop to refuse.
       const onFrame = this.onFrame
+      const onFrames = this.onFrames
+      let single = 0
       while (k >= 0) {
         if (k - pos > max) return tooLong(max, `a frame of ${k - pos} bytes`)
+        if (onFrames !== undefined && ++single > SINGLE_FRAMES) {
+          // A chunk of many frames: the rest go into an array made here, sized from this frame, and are handed
+          // over whole. V8 fills an array it has just made far faster than it pushes, through a callback, into
+          // one made elsewhere: some 10% of a whole line-splitting pipeline. Holes past `n` are cut off.
+          const frames: Array<Frame> = new Array(Math.min(((len - pos) / (k - pos + dl)) | 0, 4096))
+          let n = 0
+          do {
+            frames[n++] = { bytes: buf.subarray(pos, k), terminated: true }
+            pos = k + dl
+            k = buf.indexOf(needle, pos)
+          } while (k >= 0 && k - pos <= max)
+          frames.length = n
+          onFrames(frames)
+          continue
+        }
         const frame = buf.subarray(pos, k)
         pos = k + dl
         if (!onFrame(frame, true)) return this.stopped(buf, pos)

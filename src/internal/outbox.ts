@@ -104,15 +104,16 @@ export class Outbox {
    * Interrupting it leaves the queue as it is.
    */
   run(writer: Socket.Writer, onWrite: OnWrite): Effect.Effect<void, ChatError.ChatError> {
-    const writeAll = (batch: Arr.NonEmptyReadonlyArray<Uint8Array>, size: number) =>
-      writer.writeAll(batch).pipe(
+    const writeAll = (batch: Arr.NonEmptyReadonlyArray<Uint8Array>, size: number) => {
+      onWrite(size)
+      return writer.writeAll(batch).pipe(
         Effect.mapError((error) =>
           new ChatError.ChatError({
             reason: new ChatError.WriteFailed({ cause: error, message: `Write failed: ${writeCause(error)}` })
           })
-        ),
-        Effect.tap(() => Effect.sync(() => onWrite(size)))
+        )
       )
+    }
     const step: Effect.Effect<boolean, ChatError.ChatError> = Effect.suspend(() => {
       if (this.head === this.items.length) return Effect.as(this.awaitItems, true)
       const item = this.items[this.head]

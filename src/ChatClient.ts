@@ -21,7 +21,6 @@ import { formatAddress } from "./Chat.ts"
 import * as ChatError from "./ChatError.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
 import type * as ChatServer from "./ChatServer.ts"
-import { settingsOf } from "./ChatServer.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
 import type { Link } from "./Listener.ts"
@@ -301,7 +300,7 @@ export const connect: {
       reader,
       writer,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
-      settings: settingsOf(options),
+      settings: Runtime.settingsOf(options),
       mode: "machine" in options
         ? { _tag: "Machine", machine: options.machine }
         : { _tag: "Fixed", terminator: options.terminator },
@@ -342,7 +341,7 @@ export const run = <E, R, RC>(
     return yield* Runtime.run({
       socket: link.socket,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
-      settings: settingsOf(options),
+      settings: Runtime.settingsOf(options),
       protocol,
       role: "client"
     })

@@ -18,7 +18,6 @@ import { Context, Duration, Effect, FiberSet, Layer, Metric, Option, type Scope 
 import type { Address, ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
-import { defaultMaxFrameLength } from "./Framing.ts"
 import * as Connection from "./internal/connection.ts"
 import { type Link, Listener } from "./Listener.ts"
 import type { Protocol } from "./Protocol.ts"
@@ -75,22 +74,6 @@ export interface ConnectionOptions {
   readonly highWaterMark?: number | undefined
   /** ... until the writer has drained it to this many (default 32 KiB). */
   readonly lowWaterMark?: number | undefined
-}
-
-/** @internal */
-export const settingsOf = (options: ConnectionOptions): Connection.Settings => {
-  const timeout = (input: Duration.Input | undefined, fallback: Duration.Input) => {
-    const d = Duration.fromInputUnsafe(input ?? fallback)
-    return Duration.isFinite(d) ? d : undefined
-  }
-  const highWaterMark = options.highWaterMark ?? 64 * 1024
-  return {
-    maxFrameLength: options.maxFrameLength ?? defaultMaxFrameLength,
-    idleTimeout: timeout(options.idleTimeout, "5 minutes"),
-    frameTimeout: timeout(options.frameTimeout, "30 seconds"),
-    highWaterMark,
-    lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark)
-  }
 }
 
 /**
@@ -172,7 +155,7 @@ export const make: <E, R>(
   R
 >(protocol: Protocol<E, R>, options: Options = {}) {
   const listener = yield* Listener
-  const settings = settingsOf(options)
+  const settings = Connection.settingsOf(options)
   const maxConnections = options.maxConnections ?? 10_000
   const shutdownTimeout = Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds")
   const where = formatAddress(listener.address)

@@ -11,7 +11,8 @@ import type * as Socket from "effect/socket/Socket"
 import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
-import { FrameTooLong } from "../Framing.ts"
+import type { ConnectionOptions } from "../ChatServer.ts"
+import { defaultMaxFrameLength, FrameTooLong } from "../Framing.ts"
 import type * as Protocol from "../Protocol.ts"
 import * as Terminator from "../Terminator.ts"
 import * as Cutters from "./cutters.ts"
@@ -25,6 +26,23 @@ export interface Settings {
   readonly frameTimeout: Duration.Duration | undefined
   readonly highWaterMark: number
   readonly lowWaterMark: number
+}
+
+const finiteOrUndefined = (input: Duration.Input | undefined, fallback: Duration.Input) => {
+  const d = Duration.fromInputUnsafe(input ?? fallback)
+  return Duration.isFinite(d) ? d : undefined
+}
+
+/** The limits of `options`, with the defaults documented on `ChatServer.ConnectionOptions`. */
+export const settingsOf = (options: ConnectionOptions): Settings => {
+  const highWaterMark = options.highWaterMark ?? 64 * 1024
+  return {
+    maxFrameLength: options.maxFrameLength ?? defaultMaxFrameLength,
+    idleTimeout: finiteOrUndefined(options.idleTimeout, "5 minutes"),
+    frameTimeout: finiteOrUndefined(options.frameTimeout, "30 seconds"),
+    highWaterMark,
+    lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark)
+  }
 }
 
 /** Who a connection is. */
@@ -115,7 +133,8 @@ export const make = (options: {
       return flush()
     }
     let size = 0
-    for (let i = 0; i < chunks.length && failure === undefined; i++) {
+    for (let i = 0; i < chunks.length; i++) {
+      if (failure !== undefined) break
       const c = chunks[i]
       const chunk = typeof c === "string" ? Buffer.from(c) : c
       size += chunk.length

@@ -157,17 +157,18 @@ export class Outbox {
       )
     })
     const loop: Effect.Effect<void, ChatError.ChatError> = Effect.flatMap(step, (more) => more ? loop : Effect.void)
-    return Effect.onExit(loop, () => Effect.sync(() => this.stop()))
+    return Effect.withFiber((fiber) => {
+      this.dispatcher = fiber.currentDispatcher
+      return Effect.onExit(loop, () => Effect.sync(() => this.stop()))
+    })
   }
 
   private get awaitItems(): Effect.Effect<void> {
-    const outbox = this
-    return Effect.callback<void>(function(resume) {
-      if (outbox.head < outbox.items.length) return resume(Effect.void)
-      outbox.dispatcher ??= this.makeDispatcher()
-      outbox.writerWake = () => resume(Effect.void)
+    return Effect.callback<void>((resume) => {
+      if (this.head < this.items.length) return resume(Effect.void)
+      this.writerWake = () => resume(Effect.void)
       return Effect.sync(() => {
-        outbox.writerWake = undefined
+        this.writerWake = undefined
       })
     })
   }
@@ -189,9 +190,9 @@ export class Outbox {
    * of frames all land in the queue first, and the writer hands them to the transport in one `writeAll`.
    */
   private wake(): void {
-    if (this.writerWake === undefined || this.wakeScheduled) return
+    if (this.writerWake === undefined || this.wakeScheduled || this.dispatcher === undefined) return
     this.wakeScheduled = true
-    this.dispatcher!.scheduleTask(this.runWake, 0)
+    this.dispatcher.scheduleTask(this.runWake, 0)
   }
 
   private readonly runWake = (): void => {

@@ -1,0 +1,95 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import * as Chat from "../src/Chat.ts"
+import * as ChatClient from "../src/ChatClient.ts"
+import * as ChatServer from "../src/ChatServer.ts"
+import * as MemoryTransport from "../src/MemoryTransport.ts"
+import * as Protocol from "../src/Protocol.ts"
+import * as Terminator from "../src/Terminator.ts"
+import { text } from "./helpers.ts"
+
+const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+
+/** The raw pieces a client receives for one server write of `data`. */
+const piecesOf = (data: string) =>
+  Effect.gen(function*() {
+    const Say = Protocol.frames(Terminator.lf, () => Chat.push(data))
+    yield* ChatServer.make(Say)
+    const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
+    const reader = yield* link.socket.reader
+    const writer = yield* link.socket.writer
+    yield* writer.write("go\n")
+    const pieces: Array<string> = []
+    yield* reader.pull.pipe(
+      Effect.tap((chunks) => Effect.sync(() => chunks.forEach((c) => pieces.push(typeof c === "string" ? c : text(c))))),
+      Effect.forever,
+      Effect.ignore
+    )
+    return pieces
+  })
+
+describe("MemoryTransport", () => {
+  // The example in the README, verbatim but for the imports.
+  it.effect("echoes lines however they are cut, and hangs up on the silent", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo, { idleTimeout: "30 seconds" })
+      const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+      yield* client.chat.push("hello\nworld\n")
+      const replies = yield* Effect.forkChild(Stream.runCollect(client.input))
+      yield* TestClock.adjust("30 seconds") // nothing more said: the server closes the connection
+      const lines = (yield* Fiber.join(replies)).map((frame) => new TextDecoder().decode(frame.bytes))
+      expect(lines).toEqual(["hello", "world"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 1 }))))
+
+  it.effect("delivers a write whole by default", () =>
+    Effect.map(piecesOf("abcdefghij"), (pieces) => expect(pieces).toEqual(["abcdefghij"])).pipe(
+      Effect.provide(MemoryTransport.layer())
+    ))
+
+  it.effect("cuts writes into fixed pieces", () =>
+    Effect.map(piecesOf("abcdefghij"), (pieces) => expect(pieces.join("|")).toBe("abc|def|ghi|j")).pipe(
+      Effect.provide(MemoryTransport.layer({ chunking: 3 }))
+    ))
+
+  it.effect("cuts writes into seeded random pieces, the same on every run", () =>
+    Effect.gen(function*() {
+      const first = yield* piecesOf("the quick brown fox jumps over the lazy dog").pipe(
+        Effect.provide(MemoryTransport.layer({ chunking: { random: 42, maxPiece: 5 } }))
+      )
+      const second = yield* piecesOf("the quick brown fox jumps over the lazy dog").pipe(
+        Effect.provide(MemoryTransport.layer({ chunking: { random: 42, maxPiece: 5 } }))
+      )
+      expect(first.join("")).toBe("the quick brown fox jumps over the lazy dog")
+      expect(first.every((p) => p.length >= 1 && p.length <= 5)).toBe(true)
+      expect(first.length).toBeGreaterThan(8)
+      expect(second).toEqual(first)
+    }))
+
+  it.effect("delivers each piece after the delay, on the test clock", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+      yield* client.chat.push("ping\n")
+      const reply = yield* Effect.forkChild(Stream.runHead(client.input))
+      yield* TestClock.adjust("199 millis")
+      expect(reply.pollUnsafe()).toBeUndefined() // 100 ms there, 100 ms back
+      yield* TestClock.adjust("1 millis")
+      const frame = yield* Fiber.join(reply)
+      expect(frame._tag === "Some" && text(frame.value.bytes)).toBe("ping")
+    }).pipe(Effect.provide(MemoryTransport.layer({ delay: "100 millis" }))))
+
+  it.effect("refuses a connection when no server is accepting", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        Effect.flatMap(MemoryTransport.connector, (c) => ChatClient.connect(c, { terminator: Terminator.lf }))
+      )
+      expect(error.reason._tag).toBe("ConnectFailed")
+      expect(error.message).toContain("no server is accepting")
+    }).pipe(Effect.provide(MemoryTransport.layer())))
+
+  it("refuses a nonsensical chunking when the layer is built", () => {
+    const build = Effect.provide(Effect.void, MemoryTransport.layer({ chunking: 0 }))
+    expect(() => Effect.runSync(build)).toThrow(/chunking must be >= 1/)
+  })
+})

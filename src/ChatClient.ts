@@ -23,7 +23,7 @@ import * as ChatMetrics from "./ChatMetrics.ts"
 import type * as ChatServer from "./ChatServer.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
-import type { Link } from "./Listener.ts"
+import { closedOf, type Link } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
 
@@ -59,7 +59,8 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const conn = yield* Effect.callback<Net.Socket, ChatError.ChatError>((resume) => {
-      const conn = Net.createConnection(options)
+      // Half-open, as on the server: the peer's FIN ends our input only.
+      const conn = Net.createConnection({ ...options, allowHalfOpen: true })
       const onError = (cause: Error) => {
         conn.destroy()
         resume(Effect.fail(connectFailed(target, cause)))
@@ -81,7 +82,8 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
         : { _tag: "Inet", host: conn.localAddress ?? "", port: conn.localPort ?? 0 },
       remoteAddress: isUnix
         ? { _tag: "Unix", path: options.path }
-        : { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 }
+        : { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 },
+      closed: closedOf(conn)
     } satisfies Link
   })
 
@@ -146,13 +148,19 @@ export const duplex = <E, R>(
   open: Effect.gen(function*() {
     const stream = yield* Effect.acquireRelease(
       Effect.mapError(open, (cause) => connectFailed(`pipe:${name}`, cause)),
-      (stream) => Effect.sync(() => stream.destroy())
+      (stream) =>
+        Effect.sync(() => {
+          // destroying a half-finished Duplex.from pair emits an AbortError nobody else listens for
+          stream.on("error", () => {})
+          stream.destroy()
+        })
     )
     const socket = yield* NodeSocket.fromDuplex(Effect.succeed(stream))
     return {
       socket,
       localAddress: { _tag: "Pipe", name },
-      remoteAddress: { _tag: "Pipe", name }
+      remoteAddress: { _tag: "Pipe", name },
+      closed: closedOf(stream)
     } satisfies Link
   }) as Effect.Effect<Link, ChatError.ChatError, Scope.Scope | Exclude<R, Scope.Scope>>
 })
@@ -299,6 +307,7 @@ export const connect: {
     const connection = Runtime.make({
       reader,
       writer,
+      transportClosed: link.closed,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings: Runtime.settingsOf(options),
       mode: "machine" in options
@@ -340,6 +349,7 @@ export const run = <E, R, RC>(
     const link = yield* openWith(connector, options)
     return yield* Runtime.run({
       socket: link.socket,
+      transportClosed: link.closed,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings: Runtime.settingsOf(options),
       protocol,

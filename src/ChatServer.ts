@@ -199,6 +199,7 @@ export const make: <E, R>(
     fork(
       Connection.run({
         socket: accepted.socket,
+        transportClosed: accepted.closed,
         info: { id, localAddress: accepted.localAddress, remoteAddress: accepted.remoteAddress },
         settings,
         protocol,

@@ -289,7 +289,7 @@ export const frames: {
         sink.out.push({ bytes, terminated })
         return true
       }, (frames) => {
-        // Linear either way: whole-array copy when `frames` is the larger part, else push it element by element.
+        // Linear either way: a whole-array copy when `frames` is the larger part, else push it element by element.
         const out = sink.out
         if (out.length === 0) sink.out = frames
         else if (frames.length > out.length) sink.out = out.concat(frames)

@@ -33,7 +33,36 @@ export interface Link {
   readonly socket: Socket.Socket
   readonly localAddress: Address
   readonly remoteAddress: Address
+  /**
+   * Completes once the transport is closed for good (destroyed, reset, or both directions ended). A write
+   * racing it fails at once instead of waiting for a `drain` that will never come.
+   */
+  readonly closed: Effect.Effect<void>
 }
+
+/**
+ * When a Node socket or stream is closed for good.
+ *
+ * @example
+ * ```ts
+ * import * as Net from "node:net"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const closed = Listener.closedOf(Net.createConnection({ port: 7000 }))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const closedOf = (stream: NodeJS.EventEmitter & { readonly destroyed: boolean; readonly closed?: boolean }) =>
+  Effect.callback<void>((resume) => {
+    if (stream.closed === true) return resume(Effect.void)
+    const onClose = () => resume(Effect.void)
+    stream.once("close", onClose)
+    return Effect.sync(() => {
+      stream.off("close", onClose)
+    })
+  })
 
 /**
  * What a listener does.
@@ -179,7 +208,12 @@ const makeNode = Effect.fnUntraced(function*(
 ) {
   // Aborting the signal closes the listening socket (Node's listen option), leaving open connections alone.
   const abort = new AbortController()
-  const server = yield* NodeSocketServer.make({ ...withoutUndefined(options), signal: abort.signal })
+  // Half-open: a peer's FIN ends our input only; we still answer, then close.
+  const server = yield* NodeSocketServer.make({
+    ...withoutUndefined(options),
+    signal: abort.signal,
+    allowHalfOpen: true
+  })
   const bound = server.address
   const address: Address = bound._tag === "UnixPathAddress"
     ? { _tag: "Unix", path: bound.path }
@@ -189,7 +223,7 @@ const makeNode = Effect.fnUntraced(function*(
     accept: (onConnection) =>
       // The platform provides each connection's NetSocket to the handler it forks.
       server.run((socket) =>
-        Effect.map(NodeSocket.NetSocket, (conn) => onConnection({ socket, ...addresses(conn) }))
+        Effect.map(NodeSocket.NetSocket, (conn) => onConnection({ socket, ...addresses(conn), closed: closedOf(conn) }))
       ).pipe(Effect.orDie) as Effect.Effect<never>,
     stopAccepting: Effect.sync(() => abort.abort())
   })

@@ -237,11 +237,14 @@ export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTrans
       const toServer = pipe()
       const toClient = pipe()
       const clientAddress = { _tag: "Memory", name: `client-${++opened}` } as const
-      accept({ socket: endOf(toServer, toClient), localAddress: serverAddress, remoteAddress: clientAddress })
+      // a write to a reset pipe fails by itself: nothing here waits on a dead transport
+      const closed = Effect.never
+      accept({ socket: endOf(toServer, toClient), localAddress: serverAddress, remoteAddress: clientAddress, closed })
       return Effect.succeed<Link>({
         socket: endOf(toClient, toServer),
         localAddress: clientAddress,
-        remoteAddress: serverAddress
+        remoteAddress: serverAddress,
+        closed
       })
     })
 

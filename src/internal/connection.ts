@@ -74,6 +74,10 @@ const fromFailure = (failure: Failure): ChatError.ChatError =>
 const isEndOfInput = (error: Socket.SocketError): boolean =>
   error.reason._tag === "SocketCloseError" && error.reason.code === 1000
 
+const transportGone = chatError(
+  new ChatError.WriteFailed({ cause: new Error("socket closed"), message: "Write failed: the connection is closed" })
+)
+
 const readFailed = (error: Socket.SocketError): ChatError.ChatError => {
   const cause = "cause" in error.reason ? error.reason.cause : error
   const detail = cause instanceof Error ? cause.message : error.message
@@ -84,6 +88,8 @@ const readFailed = (error: Socket.SocketError): ChatError.ChatError => {
 export const make = (options: {
   readonly reader: Socket.Reader
   readonly writer: Socket.Writer
+  /** The transport closed for good: the writer fails at once rather than wait on a dead socket. */
+  readonly transportClosed: Effect.Effect<void>
   readonly info: Info
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
@@ -241,7 +247,10 @@ export const make = (options: {
   return {
     chat,
     input,
-    writer: outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
+    writer: Effect.raceFirst(
+      outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
+      Effect.andThen(options.transportClosed, Effect.fail(transportGone))
+    ),
     closed: Deferred.await(closeNow)
   }
 }
@@ -270,7 +279,7 @@ export const serve = <E, R>(
         handlerDone = true
         return Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)
           ? Effect.void
-          : flush.pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore)
+          : flush.pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore, Effect.interruptible)
       }),
       Effect.andThen(flush)
     )
@@ -294,6 +303,7 @@ export const classify = (cause: Cause.Cause<unknown>): { readonly reason: string
  */
 export const run = <E, R>(options: {
   readonly socket: Socket.Socket
+  readonly transportClosed: Effect.Effect<void>
   readonly info: Info
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
@@ -307,7 +317,15 @@ export const run = <E, R>(options: {
     const reader = yield* Effect.mapError(socket.reader, readFailed)
     const writer = yield* socket.writer
     const context = yield* Effect.context<never>()
-    const connection = make({ reader, writer, info, settings, mode: protocol.mode, context })
+    const connection = make({
+      reader,
+      writer,
+      transportClosed: options.transportClosed,
+      info,
+      settings,
+      mode: protocol.mode,
+      context
+    })
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
     options.onOpen?.(connection.chat)

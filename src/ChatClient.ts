@@ -12,8 +12,8 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
+import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
 import type { ChatShape } from "./Chat.ts"
@@ -214,7 +214,8 @@ const openWith = <R>(connector: Connector<R>, options: Options) => {
     return yield* connector.open.pipe(
       Effect.timeoutOrElse({
         duration: timeout,
-        orElse: () => Effect.fail(connectFailed(connector.target, new Error(`timed out after ${Duration.format(timeout)}`)))
+        orElse: () =>
+          Effect.fail(connectFailed(connector.target, new Error(`timed out after ${Duration.format(timeout)}`)))
       }),
       Scope.provide(scope),
       Effect.onExit((exit) => Exit.isFailure(exit) ? Scope.close(scope, exit) : Effect.void)

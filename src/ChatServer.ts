@@ -150,91 +150,95 @@ export class ChatServer extends Context.Service<ChatServer, ChatServerShape>()("
 export const make: <E, R>(
   protocol: Protocol<E, R>,
   options?: Options
-) => Effect.Effect<ChatServerShape, never, Listener | Scope.Scope | Exclude<R, ChatServer>> = Effect.fnUntraced(function*<
-  E,
-  R
->(protocol: Protocol<E, R>, options: Options = {}) {
-  const listener = yield* Listener
-  const settings = Connection.settingsOf(options)
-  const maxConnections = options.maxConnections ?? 10_000
-  const shutdownTimeout = Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds")
-  const where = formatAddress(listener.address)
-  const live = new Map<number, ChatShape>()
-  let active = 0
-  let nextId = 0
+) => Effect.Effect<ChatServerShape, never, Listener | Scope.Scope | Exclude<R, ChatServer>> = Effect.fnUntraced(
+  function*<
+    E,
+    R
+  >(protocol: Protocol<E, R>, options: Options = {}) {
+    const listener = yield* Listener
+    const settings = Connection.settingsOf(options)
+    const maxConnections = options.maxConnections ?? 10_000
+    const shutdownTimeout = Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds")
+    const where = formatAddress(listener.address)
+    const live = new Map<number, ChatShape>()
+    let active = 0
+    let nextId = 0
 
-  const fibers = yield* FiberSet.make<void>()
-  const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer>>()
+    const fibers = yield* FiberSet.make<void>()
+    const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer>>()
 
-  // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
-  yield* Effect.addFinalizer(() =>
-    Effect.gen(function*() {
-      yield* listener.stopAccepting
-      if (active === 0 || Duration.isZero(shutdownTimeout)) return
-      yield* Effect.logInfo(`shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`)
-      yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeoutOption(shutdownTimeout))
-      if (active > 0) yield* Effect.logInfo(`shutting down: interrupting ${active} connections`)
-    }).pipe(Effect.annotateLogs({ server: where }))
-  )
-
-  const reject = (accepted: Link) =>
-    Effect.scoped(Effect.gen(function*() {
-      yield* accepted.socket.reader
-      const writer = yield* accepted.socket.writer
-      if (options.rejectMessage !== undefined) yield* writer.write(options.rejectMessage)
-    })).pipe(
-      Effect.ignore,
-      Effect.andThen(Metric.update(ChatMetrics.connectionsRejected, 1)),
-      Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`)),
-      Effect.annotateLogs({ server: where, peer: formatAddress(accepted.remoteAddress) })
+    // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* listener.stopAccepting
+        if (active === 0 || Duration.isZero(shutdownTimeout)) return
+        yield* Effect.logInfo(
+          `shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`
+        )
+        yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeoutOption(shutdownTimeout))
+        if (active > 0) yield* Effect.logInfo(`shutting down: interrupting ${active} connections`)
+      }).pipe(Effect.annotateLogs({ server: where }))
     )
 
-  const onConnection = (accepted: Link) => {
-    if (active >= maxConnections) {
-      fork(reject(accepted))
-      return
-    }
-    active++
-    const id = ++nextId
-    fork(
-      Connection.run({
-        socket: accepted.socket,
-        transportClosed: accepted.closed,
-        info: { id, localAddress: accepted.localAddress, remoteAddress: accepted.remoteAddress },
-        settings,
-        protocol,
-        role: "server",
-        onOpen: (chat) => live.set(id, chat),
-        onClose: () => live.delete(id)
-      }).pipe(
-        // handlers may use the server they run in (a chat room broadcasts)
-        Effect.provideService(ChatServer, self),
-        Effect.ensuring(Effect.sync(() => active--)),
-        Effect.annotateLogs({ server: where })
+    const reject = (accepted: Link) =>
+      Effect.scoped(Effect.gen(function*() {
+        yield* accepted.socket.reader
+        const writer = yield* accepted.socket.writer
+        if (options.rejectMessage !== undefined) yield* writer.write(options.rejectMessage)
+      })).pipe(
+        Effect.ignore,
+        Effect.andThen(Metric.update(ChatMetrics.connectionsRejected, 1)),
+        Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`)),
+        Effect.annotateLogs({ server: where, peer: formatAddress(accepted.remoteAddress) })
       )
-    )
-  }
-  // Started at once, so the listener has its callback before `make` returns.
-  yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })
-  yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
 
-  const all = Effect.sync(() => [...live.values()])
-  const self: ChatServerShape = {
-    address: listener.address,
-    count: Effect.sync(() => live.size),
-    connections: all,
-    get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id))),
-    broadcast: (data, broadcastOptions) =>
-      Effect.flatMap(all, (chats) =>
-        Effect.forEach(
-          chats,
-          (chat) => (chat.id === broadcastOptions?.except ? Effect.void : chat.push(data)),
-          { concurrency: "unbounded", discard: true }
-        )),
-    closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true }))
+    const onConnection = (accepted: Link) => {
+      if (active >= maxConnections) {
+        fork(reject(accepted))
+        return
+      }
+      active++
+      const id = ++nextId
+      fork(
+        Connection.run({
+          socket: accepted.socket,
+          transportClosed: accepted.closed,
+          info: { id, localAddress: accepted.localAddress, remoteAddress: accepted.remoteAddress },
+          settings,
+          protocol,
+          role: "server",
+          onOpen: (chat) => live.set(id, chat),
+          onClose: () => live.delete(id)
+        }).pipe(
+          // handlers may use the server they run in (a chat room broadcasts)
+          Effect.provideService(ChatServer, self),
+          Effect.ensuring(Effect.sync(() => active--)),
+          Effect.annotateLogs({ server: where })
+        )
+      )
+    }
+    // Started at once, so the listener has its callback before `make` returns.
+    yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })
+    yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
+
+    const all = Effect.sync(() => [...live.values()])
+    const self: ChatServerShape = {
+      address: listener.address,
+      count: Effect.sync(() => live.size),
+      connections: all,
+      get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id))),
+      broadcast: (data, broadcastOptions) =>
+        Effect.flatMap(all, (chats) =>
+          Effect.forEach(
+            chats,
+            (chat) => (chat.id === broadcastOptions?.except ? Effect.void : chat.push(data)),
+            { concurrency: "unbounded", discard: true }
+          )),
+      closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true }))
+    }
+    return ChatServer.of(self)
   }
-  return ChatServer.of(self)
-})
+)
 
 /**
  * Serves `protocol` as a Layer over the `Listener` it is given.

@@ -11,8 +11,8 @@
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import { Context, Effect, Layer, type Scope } from "effect"
-import type * as SocketServer from "effect/socket/SocketServer"
 import type * as Socket from "effect/socket/Socket"
+import type * as SocketServer from "effect/socket/SocketServer"
 import type * as Net from "node:net"
 import type { Address } from "./Chat.ts"
 
@@ -206,7 +206,9 @@ const makeNode = Effect.fnUntraced(function*(
   options: Net.ListenOptions,
   addresses: (conn: Net.Socket) => Pick<Link, "localAddress" | "remoteAddress">
 ) {
-  // Aborting the signal closes the listening socket (Node's listen option), leaving open connections alone.
+  // Aborting the signal closes the listening socket (Node's listen option), leaving open connections alone:
+  // a switch for `stopAccepting`, not a cancellation of this effect.
+  // @effect-diagnostics-next-line abortControllerInEffect:off
   const abort = new AbortController()
   // Half-open: a peer's FIN ends our input only; we still answer, then close.
   const server = yield* NodeSocketServer.make({

@@ -12,13 +12,13 @@
  *
  * @since 0.1.0
  */
-import { Buffer } from "node:buffer"
 import { Context, Duration, Effect, Layer } from "effect"
 import * as Socket from "effect/socket/Socket"
-import * as ChatError from "./ChatError.ts"
+import { Buffer } from "node:buffer"
 import type { Connector } from "./ChatClient.ts"
+import * as ChatError from "./ChatError.ts"
 import { Pipe, type Split } from "./internal/pipe.ts"
-import { Listener, type Link } from "./Listener.ts"
+import { type Link, Listener } from "./Listener.ts"
 
 /**
  * How written bytes are cut into the pieces the other side reads: `"whole"` (each write arrives as written),

@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Buffer } from "node:buffer"
 import { Stream } from "effect"
+import { Buffer } from "node:buffer"
 
 /**
  * asynchat's `simple_producer`: `data` handed out in pieces of `bufferSize` bytes (default 512), the last one

@@ -117,7 +117,8 @@ export const frames = <E, R>(
 export const machine = <S, A, EI, E, R>(
   machine: Framing.Machine<S, A, EI>,
   handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
-): Protocol<E, Exclude<R, Chat | Scope.Scope>> => ({ mode: { _tag: "Machine", machine }, handler }) as Protocol<E, Exclude<R, Chat | Scope.Scope>>
+): Protocol<E, Exclude<R, Chat | Scope.Scope>> =>
+  ({ mode: { _tag: "Machine", machine }, handler }) as Protocol<E, Exclude<R, Chat | Scope.Scope>>
 
 /**
  * asynchat's imperative style: `foundTerminator` runs for every frame, in order, and may call

@@ -1,5 +1,19 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Ref, References, Schedule, Scope, Stream } from "effect"
+import {
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  Metric,
+  Option,
+  Ref,
+  References,
+  Schedule,
+  Scope,
+  Stream
+} from "effect"
 import { TestClock } from "effect/testing"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
@@ -91,7 +105,11 @@ describe("ChatServer over the in-memory transport", () => {
   it.effect("flushes queued output when the handler returns, then closes", () =>
     Effect.gen(function*() {
       const Once = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runHead(lines).pipe(Effect.andThen((line) => Chat.push(`one: ${Option.map(line, (l) => text(l.bytes)).pipe(Option.getOrElse(() => "?"))}\n`))))
+        Stream.runHead(lines).pipe(Effect.andThen((line) =>
+          Chat.push(`one: ${
+            Option.map(line, (l) => text(l.bytes)).pipe(Option.getOrElse(() => "?"))
+          }\n`)
+        )))
       yield* ChatServer.make(Once)
       const client = yield* connectLines
       yield* client.chat.push("first\nsecond\n")
@@ -103,7 +121,8 @@ describe("ChatServer over the in-memory transport", () => {
       const CountThenAnswer = Protocol.frames(Terminator.lf, (lines) =>
         Effect.flatMap(Stream.runCount(lines), (n) => Chat.push(`got ${n} lines\n`)))
       yield* ChatServer.make(CountThenAnswer)
-      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
+      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) =>
+        c.open)
       const reader = yield* link.socket.reader
       yield* Effect.scoped(Effect.gen(function*() {
         const writer = yield* link.socket.writer
@@ -111,7 +130,9 @@ describe("ChatServer over the in-memory transport", () => {
       })) // releasing the writer is the FIN
       const received: Array<string> = []
       yield* reader.pull.pipe(
-        Effect.tap((chunks) => Effect.sync(() => chunks.forEach((c) => received.push(typeof c === "string" ? c : text(c))))),
+        Effect.tap((chunks) =>
+          Effect.sync(() => chunks.forEach((c) => received.push(typeof c === "string" ? c : text(c))))
+        ),
         Effect.forever,
         Effect.ignore
       )
@@ -148,10 +169,16 @@ describe("ChatServer over the in-memory transport", () => {
   it.effect("suspends push while a client reads nothing, keeping the output queue bounded", () =>
     Effect.gen(function*() {
       const pushed = yield* Ref.make(0)
-      const Flood = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runForEach(lines, () =>
-          Effect.forEach(Array.from({ length: 1024 }), () =>
-            Effect.andThen(Chat.push("y".repeat(1023) + "\n"), Ref.update(pushed, (n) => n + 1024)), { discard: true })))
+      const Flood = Protocol.frames(
+        Terminator.lf,
+        (lines) =>
+          Stream.runForEach(lines, () =>
+            Effect.forEach(Array.from({ length: 1024 }), () =>
+              Effect.andThen(
+                Chat.push("y".repeat(1023) + "\n"),
+                Ref.update(pushed, (n) => n + 1024)
+              ), { discard: true }))
+      )
       yield* ChatServer.make(Flood, { highWaterMark: 16 * 1024, lowWaterMark: 8 * 1024 })
       const client = yield* connectLines
       yield* client.chat.push("go\n")
@@ -171,7 +198,11 @@ describe("ChatServer over the in-memory transport", () => {
     Effect.gen(function*() {
       const Burst = Protocol.frames(Terminator.lf, (lines) =>
         Stream.runForEach(lines, () =>
-          Effect.forEach(Array.from({ length: 1000 }, (_, i) => i), (i) => Chat.push(`line ${i}\n`), { discard: true })))
+          Effect.forEach(
+            Array.from({ length: 1000 }, (_, i) => i),
+            (i) => Chat.push(`line ${i}\n`),
+            { discard: true }
+          )))
       yield* ChatServer.make(Burst)
       const writes = yield* Ref.make(0)
       const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
@@ -208,7 +239,9 @@ describe("ChatServer supervision", () => {
   it.effect("a failing handler closes only its own connection among 50 healthy ones", () =>
     Effect.gen(function*() {
       const server = yield* ChatServer.make(Fragile)
-      const healthy = yield* Effect.forEach(Array.from({ length: 50 }), () => connectLines, { concurrency: "unbounded" })
+      const healthy = yield* Effect.forEach(Array.from({ length: 50 }), () => connectLines, {
+        concurrency: "unbounded"
+      })
       const doomed = yield* Effect.forEach(["fail", "die", "throw"], () => connectLines)
       expect(yield* server.count).toBe(53)
       yield* Effect.forEach(doomed, (client, i) => client.chat.push(`ok\n${["fail", "die", "throw"][i]}\nlost\n`))
@@ -225,7 +258,11 @@ describe("ChatServer supervision", () => {
     Effect.gen(function*() {
       const logs: Array<{ message: unknown; annotations: Record<string, unknown>; level: string }> = []
       const capture = Logger.make((options) => {
-        logs.push({ message: options.message, annotations: { ...options.fiber.getRef(References.CurrentLogAnnotations) }, level: options.logLevel })
+        logs.push({
+          message: options.message,
+          annotations: { ...options.fiber.getRef(References.CurrentLogAnnotations) },
+          level: options.logLevel
+        })
       })
       const before = (yield* Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason: "HandlerFailed" }))).count
       yield* Effect.gen(function*() {
@@ -245,11 +282,14 @@ describe("ChatServer supervision", () => {
 
 describe("ChatServer limits under TestClock", () => {
   // Answers the timeout it hit, then closes: a protocol may catch a ChatError by reason.
-  const Patient = Protocol.frames(Terminator.lf, (lines) =>
-    Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")).pipe(
-      Effect.catchReason("ChatError", "IdleTimeout", () => Chat.push("idle\n")),
-      Effect.catchReason("ChatError", "FrameTimeout", () => Chat.push("slow\n"))
-    ))
+  const Patient = Protocol.frames(
+    Terminator.lf,
+    (lines) =>
+      Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")).pipe(
+        Effect.catchReason("ChatError", "IdleTimeout", () => Chat.push("idle\n")),
+        Effect.catchReason("ChatError", "FrameTimeout", () => Chat.push("slow\n"))
+      )
+  )
 
   it.effect("closes a connection that sends nothing for idleTimeout", () =>
     Effect.gen(function*() {
@@ -294,9 +334,10 @@ describe("ChatServer limits under TestClock", () => {
   it.effect("answers an over-long frame by reason and closes only that connection", () =>
     Effect.gen(function*() {
       const Strict = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")).pipe(
-          Effect.catchReason("ChatError", "FrameTooLong", (reason) => Chat.push(`-ERR over ${reason.limit}\n`))
-        ))
+        Stream.runForEach(lines, (line) =>
+          Chat.push(line.bytes, "\n")).pipe(
+            Effect.catchReason("ChatError", "FrameTooLong", (reason) => Chat.push(`-ERR over ${reason.limit}\n`))
+          ))
       const server = yield* ChatServer.make(Strict, { maxFrameLength: 8 })
       const bystander = yield* connectLines
       const offender = yield* connectLines
@@ -365,8 +406,11 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
 
   it.effect("graceful shutdown refuses new connections, lets a request in progress finish, then interrupts", () =>
     Effect.gen(function*() {
-      const Slow = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runForEach(lines, (line) => Effect.andThen(Effect.sleep("2 seconds"), Chat.push(line.bytes, "\n"))))
+      const Slow = Protocol.frames(
+        Terminator.lf,
+        (lines) =>
+          Stream.runForEach(lines, (line) => Effect.andThen(Effect.sleep("2 seconds"), Chat.push(line.bytes, "\n")))
+      )
       const scope = yield* Scope.make()
       yield* ChatServer.make(Slow, { shutdownTimeout: "10 seconds" }).pipe(Scope.provide(scope))
       const busy = yield* connectLines
@@ -429,8 +473,10 @@ describe("Protocol forms on a connection", () => {
 
   it.effect("setTerminator on a connection framed up front is a defect, logged and closing only it", () =>
     Effect.gen(function*() {
-      const Wrong = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runForEach(lines, () => Chat.setTerminator(Terminator.length(3))))
+      const Wrong = Protocol.frames(
+        Terminator.lf,
+        (lines) => Stream.runForEach(lines, () => Chat.setTerminator(Terminator.length(3)))
+      )
       const server = yield* ChatServer.make(Wrong)
       const client = yield* connectLines
       yield* client.chat.push("x\n")
@@ -450,9 +496,10 @@ describe("Protocol forms on a connection", () => {
         }
       })
       const EchoN = Protocol.machine(Commands, (bodies) =>
-        Stream.runForEach(bodies, (body) => Chat.push(`${body.length}:`, body, "\n")).pipe(
-          Effect.catchIf((e) => typeof e === "string", (e) => Chat.push(`-ERR ${e}\n`))
-        ))
+        Stream.runForEach(bodies, (body) =>
+          Chat.push(`${body.length}:`, body, "\n")).pipe(
+            Effect.catchIf((e) => typeof e === "string", (e) => Chat.push(`-ERR ${e}\n`))
+          ))
       yield* ChatServer.make(EchoN)
       const client = yield* connectLines
       yield* client.chat.push("ECHO 5\nab\ncdECHO 0\nECHO 3\nxyzHELLO\n")
@@ -467,7 +514,10 @@ describe("ChatServer registry", () => {
         Effect.gen(function*() {
           const server = yield* ChatServer.ChatServer
           const chat = yield* Chat.Chat
-          yield* Stream.runForEach(lines, (line) => server.broadcast(`${chat.id}: ${text(line.bytes)}\n`, { except: chat.id }))
+          yield* Stream.runForEach(
+            lines,
+            (line) => server.broadcast(`${chat.id}: ${text(line.bytes)}\n`, { except: chat.id })
+          )
         }))
       const server = yield* ChatServer.make(Room)
       const clients = yield* Effect.forEach([1, 2, 3], () => connectLines)
@@ -493,8 +543,10 @@ describe("ChatServer read backpressure", () => {
   it.effect("reads no further ahead of the handler than one read: a stalled handler stops the peer's writer", () =>
     Effect.gen(function*() {
       const seen = yield* Ref.make(0)
-      const Stalls = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runForEach(lines, () => Effect.andThen(Ref.update(seen, (n) => n + 1), Effect.never)))
+      const Stalls = Protocol.frames(
+        Terminator.lf,
+        (lines) => Stream.runForEach(lines, () => Effect.andThen(Ref.update(seen, (n) => n + 1), Effect.never))
+      )
       // a handler stuck forever is interrupted at once when the test's scope closes
       yield* ChatServer.make(Stalls, { shutdownTimeout: 0 })
       const before = (yield* Metric.value(ChatMetrics.bytesIn)).count
@@ -520,7 +572,9 @@ describe("ChatClient over the in-memory transport", () => {
     Effect.gen(function*() {
       const nowhere: ChatClient.Connector = { target: "memory:nowhere", open: Effect.never }
       const attempt = yield* Effect.forkChild(
-        Effect.flip(Effect.scoped(ChatClient.connect(nowhere, { terminator: Terminator.lf, connectTimeout: "2 seconds" })))
+        Effect.flip(
+          Effect.scoped(ChatClient.connect(nowhere, { terminator: Terminator.lf, connectTimeout: "2 seconds" }))
+        )
       )
       yield* TestClock.adjust("2 seconds")
       const error = yield* Fiber.join(attempt)
@@ -537,7 +591,9 @@ describe("ChatClient over the in-memory transport", () => {
         target: "memory:flaky",
         open: Effect.suspend(() =>
           ++attempts < 3
-            ? Effect.fail(new ChatError.ChatError({ reason: new ChatError.ConnectFailed({ cause: "refused", message: "refused" }) }))
+            ? Effect.fail(
+              new ChatError.ChatError({ reason: new ChatError.ConnectFailed({ cause: "refused", message: "refused" }) })
+            )
             : memoryConnector.open
         )
       }
@@ -555,7 +611,9 @@ describe("ChatClient over the in-memory transport", () => {
         Effect.gen(function*() {
           yield* Chat.push("question\n")
           const answer = yield* Stream.runHead(lines)
-          if (Option.isNone(answer) || text(answer.value.bytes) !== "question") return yield* Effect.fail("wrong answer")
+          if (Option.isNone(answer) || text(answer.value.bytes) !== "question") {
+            return yield* Effect.fail("wrong answer")
+          }
         }))
       yield* ChatClient.run(connector, Ask)
       const Picky = Protocol.frames(Terminator.lf, () => Effect.fail("picky" as const))
@@ -563,16 +621,20 @@ describe("ChatClient over the in-memory transport", () => {
     }).pipe(Effect.provide(memory())))
 })
 
+/** A counter's current count. */
+const value = (metric: Metric.Metric<number, { readonly count: number }>) =>
+  Effect.map(Metric.value(metric), (state) => state.count)
+
 describe("Observability", () => {
   it.effect("counts bytes and frames, and runs each connection in a span with its id and peer", () =>
     Effect.gen(function*() {
-      const value = (metric: Metric.Metric<number, { readonly count: number }>) =>
-        Effect.map(Metric.value(metric), (state) => state.count)
       const Spanned = Protocol.frames(Terminator.lf, (lines) =>
         Stream.runForEach(lines, () =>
           Effect.gen(function*() {
             const span = yield* Effect.currentSpan
-            yield* Chat.push(`${span.name} ${span.attributes.get("connection.id")} ${span.attributes.get("net.peer")}\n`)
+            yield* Chat.push(
+              `${span.name} ${span.attributes.get("connection.id")} ${span.attributes.get("net.peer")}\n`
+            )
           })))
       yield* ChatServer.make(Spanned)
       const [bytesIn, bytesOut, frames, total] = yield* Effect.all([
@@ -590,6 +652,6 @@ describe("Observability", () => {
       expect((yield* value(ChatMetrics.bytesOut)) - bytesOut).toBe(2 + reply.length + 1)
       expect((yield* value(ChatMetrics.framesIn)) - frames).toBe(2)
       expect((yield* value(ChatMetrics.connectionsTotal)) - total).toBe(2)
-      expect((yield* value(ChatMetrics.connectionsOpen))).toBeGreaterThanOrEqual(1)
+      expect(yield* value(ChatMetrics.connectionsOpen)).toBeGreaterThanOrEqual(1)
     }).pipe(Effect.provide(memory())))
 })

@@ -22,7 +22,9 @@ const piecesOf = (data: string) =>
     yield* writer.write("go\n")
     const pieces: Array<string> = []
     yield* reader.pull.pipe(
-      Effect.tap((chunks) => Effect.sync(() => chunks.forEach((c) => pieces.push(typeof c === "string" ? c : text(c))))),
+      Effect.tap((chunks) =>
+        Effect.sync(() => chunks.forEach((c) => pieces.push(typeof c === "string" ? c : text(c))))
+      ),
       Effect.forever,
       Effect.ignore
     )

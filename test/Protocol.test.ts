@@ -11,16 +11,20 @@ import { text } from "./helpers.ts"
 
 // A JSON-lines calculator: bytes → lines (a terminator) → typed requests (a Schema) → handler → encoder → bytes.
 // Each stage is a plain function, testable alone.
-const Request = Schema.fromJsonString(Schema.Struct({ op: Schema.Literals(["add", "mul"]), args: Schema.Array(Schema.Number) }))
-const Response = Schema.fromJsonString(Schema.Struct({ result: Schema.Number }))
+const Request = Schema.fromJsonString(
+  Schema.Struct({ op: Schema.Literals(["add", "mul"]), args: Schema.Array(Schema.Finite) })
+)
+const Response = Schema.fromJsonString(Schema.Struct({ result: Schema.Finite }))
 
 const decodeRequests = <E>(lines: Stream.Stream<Framing.Frame, E>) =>
   Stream.mapEffect(lines, (line) => Schema.decodeEffect(Request)(text(line.bytes)))
 
-const answer = (request: typeof Request.Type) =>
-  ({ result: request.op === "add" ? request.args.reduce((a, b) => a + b, 0) : request.args.reduce((a, b) => a * b, 1) })
+const answer = (request: typeof Request.Type) => ({
+  result: request.op === "add" ? request.args.reduce((a, b) => a + b, 0) : request.args.reduce((a, b) => a * b, 1)
+})
 
-const encodeResponse = (response: typeof Response.Type) => Effect.map(Schema.encodeEffect(Response)(response), (json) => `${json}\n`)
+const encodeResponse = (response: typeof Response.Type) =>
+  Effect.map(Schema.encodeEffect(Response)(response), (json) => `${json}\n`)
 
 const Calculator = Protocol.frames(Terminator.lf, (lines) =>
   decodeRequests(lines).pipe(

@@ -4,10 +4,10 @@
  * to a handler. Reader and writer are acquired in one connection scope, so a peer's half-close never takes
  * the writer with it, and nothing outlives that scope.
  */
-import { Buffer } from "node:buffer"
 import { Cause, Clock, type Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
+import { Buffer } from "node:buffer"
 import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
@@ -154,7 +154,7 @@ export const make = (options: {
   const read: Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array | string> | undefined, ChatError.ChatError> = reader
     .pull.pipe(
       Effect.catch((error: Socket.SocketError) =>
-        isEndOfInput(error) ? Effect.succeed(undefined) : Effect.fail(readFailed(error))
+        isEndOfInput(error) ? Effect.undefined : Effect.fail(readFailed(error))
       )
     )
 

@@ -10,10 +10,10 @@
  * - The writer takes every buffer queued in a row and hands them to the transport in one `writeAll` (corked:
  *   one flush), so a thousand pushed lines cost a handful of syscalls, not a thousand.
  */
-import { Buffer } from "node:buffer"
 import { Cause, type Context, Effect, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
+import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
 
 /** A producer queued by `pushStream`, with the services it was pushed with. */

@@ -6,8 +6,8 @@
  * Try it: npm start -- hello --port 8080, then: curl http://127.0.0.1:8080/kongxx
  */
 import { Effect, Stream } from "effect"
-import { Command } from "effect/cli"
 import { Chat, Framing, Protocol, Terminator } from "effect-asynchat"
+import { Command } from "effect/cli"
 import * as Shared from "./shared.ts"
 
 /** The path of the request line, once the headers have ended: `undefined` for a malformed request line. */

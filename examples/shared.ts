@@ -3,8 +3,8 @@
  * (which shuts the server down gracefully).
  */
 import { Console, Effect } from "effect"
-import { Flag } from "effect/cli"
 import { Chat, ChatServer, Listener, type Protocol } from "effect-asynchat"
+import { Flag } from "effect/cli"
 
 /** `--host`, default 127.0.0.1: where to listen, or where to connect. */
 export const host = Flag.String("host").pipe(
@@ -14,7 +14,10 @@ export const host = Flag.String("host").pipe(
 
 /** `--port`, with each example's own default. */
 export const port = (fallback: number) =>
-  Flag.Int("port").pipe(Flag.withDescription(`TCP port (default ${fallback}; 0 picks a free one)`), Flag.withDefault(fallback))
+  Flag.Int("port").pipe(
+    Flag.withDescription(`TCP port (default ${fallback}; 0 picks a free one)`),
+    Flag.withDefault(fallback)
+  )
 
 /**
  * Serves `protocol` on `host:port` until interrupted, then prints how to try it: `tryIt` gets the bound

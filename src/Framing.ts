@@ -367,8 +367,11 @@ export const decode: {
           return false
         }
       }
-      const framer = new Framer.Framer(Terminator.none, max, (bytes, terminated) =>
-        apply(machine.step(state, { bytes, terminated })) && choose())
+      const framer = new Framer.Framer(
+        Terminator.none,
+        max,
+        (bytes, terminated) => apply(machine.step(state, { bytes, terminated })) && choose()
+      )
       const ending = machine.end
       return {
         start: () => choose() ? framer.push(NO_BYTES) : framer.failure,

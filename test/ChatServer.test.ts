@@ -603,6 +603,21 @@ describe("ChatClient over the in-memory transport", () => {
       expect(attempts).toBe(3)
     }).pipe(Effect.provide(memory())))
 
+  it.effect("layer: a connection as a Layer, closed with it", () =>
+    Effect.gen(function*() {
+      const server = yield* ChatServer.make(Echo)
+      const connector = yield* MemoryTransport.connector
+      const ClientLive = ChatClient.layer(connector, { terminator: Terminator.lf })
+      const echoed = yield* Effect.gen(function*() {
+        const client = yield* ChatClient.Connection
+        yield* client.chat.push("via a layer\n")
+        return yield* readLines(client, 1)
+      }).pipe(Effect.provide(ClientLive))
+      expect(echoed).toEqual(["via a layer"])
+      yield* settle
+      expect(yield* server.count).toBe(0)
+    }).pipe(Effect.provide(memory())))
+
   it.effect("run: a client runs a Protocol like a server and returns its outcome", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Echo)

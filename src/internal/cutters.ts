@@ -30,18 +30,19 @@ const cutterOf = (framer: Framer): Cutter => ({
   end: () => framer.end()
 })
 
+/** A frame sink that keeps cutting (`fixed`) or pauses after each frame (`exact`). */
+const framesInto =
+  (sink: Sink<Framing.Frame, never>, keepCutting: boolean) => (bytes: Uint8Array, terminated: boolean) => {
+    sink.out.push({ bytes, terminated })
+    return keepCutting
+  }
+
 /** Every frame cut with one terminator, as many per push as the chunk holds. */
 export const fixed = (
   terminator: Terminator.Terminator,
   maxFrameLength: number,
   sink: Sink<Framing.Frame, never>
-): Cutter =>
-  cutterOf(
-    new Framer(terminator, maxFrameLength, (bytes, terminated) => {
-      sink.out.push({ bytes, terminated })
-      return true
-    })
-  )
+): Cutter => cutterOf(new Framer(terminator, maxFrameLength, framesInto(sink, true)))
 
 /**
  * asynchat's imperative form: one frame per push, so that a terminator set while that frame is handled applies
@@ -51,13 +52,7 @@ export const exact = (
   terminator: Terminator.Terminator,
   maxFrameLength: number,
   sink: Sink<Framing.Frame, never>
-): Cutter =>
-  cutterOf(
-    new Framer(terminator, maxFrameLength, (bytes, terminated) => {
-      sink.out.push({ bytes, terminated })
-      return false
-    })
-  )
+): Cutter => cutterOf(new Framer(terminator, maxFrameLength, framesInto(sink, false)))
 
 /** A pure state machine: it picks the terminator after every frame and emits its messages to the sink. */
 export const machine = <S, A, E>(

@@ -317,6 +317,7 @@ export const connect: {
       context
     })
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
+    yield* connection.start(scope)
     yield* Effect.raceFirst(Effect.exit(connection.writer), connection.closed).pipe(
       Effect.andThen(Scope.close(scope, Exit.void)),
       Effect.forkScoped

@@ -4,7 +4,7 @@
  * to a handler. Reader and writer are acquired in one connection scope, so a peer's half-close never takes
  * the writer with it, and nothing outlives that scope.
  */
-import { Cause, Clock, type Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, Stream } from "effect"
+import { Cause, type Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, type Scope, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -17,6 +17,7 @@ import type * as Protocol from "../Protocol.ts"
 import * as Terminator from "../Terminator.ts"
 import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
+import { Inbox } from "./inbox.ts"
 import { Outbox } from "./outbox.ts"
 
 /** Limits of one connection. */
@@ -59,6 +60,8 @@ export interface Connection {
   readonly writer: Effect.Effect<void, ChatError.ChatError>
   /** Completes when `chat.close` asks for an immediate close. */
   readonly closed: Effect.Effect<void>
+  /** Starts what the connection runs beside the handler (the timeouts' pump and watchdog) in `scope`. */
+  readonly start: (scope: Scope.Scope) => Effect.Effect<void>
 }
 
 const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
@@ -109,7 +112,6 @@ export const make = (options: {
   const framer = cutter.framer
   let failure: unknown = undefined
   let ended = false
-  let frameStartedAt = -1
   const idleMillis = settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout)
   const frameMillis = settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout)
 
@@ -158,44 +160,27 @@ export const make = (options: {
       )
     )
 
-  const idleError = Effect.suspend(() =>
-    Effect.fail(chatError(
-      new ChatError.IdleTimeout({
-        timeout: Duration.format(settings.idleTimeout!),
-        message: `No input for ${Duration.format(settings.idleTimeout!)}`
-      })
-    ))
-  )
-  const frameError = Effect.suspend(() =>
-    Effect.fail(chatError(
-      new ChatError.FrameTimeout({
-        timeout: Duration.format(settings.frameTimeout!),
-        message: `Frame not complete after ${Duration.format(settings.frameTimeout!)}`
-      })
-    ))
-  )
+  const timeoutError = (
+    make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout,
+    timeout: Duration.Duration,
+    what: string
+  ) =>
+  () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
-  const idleRead = idleMillis === undefined
-    ? read
-    : Effect.timeoutOrElse(read, { duration: idleMillis, orElse: () => idleError })
-
-  // While a frame is in progress, a read is also bounded by what is left of the frame timeout.
-  const readAndCut: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = frameMillis === undefined
-    ? Effect.flatMap(idleRead, onRead)
-    : Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      const frameLeft = frameStartedAt < 0 ? Infinity : frameMillis - (now - frameStartedAt)
-      const bounded = frameLeft <= 0
-        ? frameError
-        : frameLeft === Infinity || (idleMillis !== undefined && idleMillis <= frameLeft)
-        ? idleRead
-        : Effect.timeoutOrElse(read, { duration: frameLeft, orElse: () => frameError })
-      return Effect.flatMap(bounded, (chunks) =>
-        Effect.flatMap(Clock.currentTimeMillis, (after) => {
-          const result = onRead(chunks)
-          if (framer.buffered === 0 && framer.rest === undefined) frameStartedAt = -1
-          else if (frameStartedAt < 0) frameStartedAt = after
-          return result
-        }))
+  // Timeouts cost nothing per read: a pump does the reads and a watchdog fails a wait that overstays.
+  const inbox = idleMillis === undefined && frameMillis === undefined ? undefined : new Inbox({
+    read,
+    idleMillis,
+    frameMillis,
+    idleError: timeoutError(ChatError.IdleTimeout, settings.idleTimeout!, "No input for"),
+    frameError: timeoutError(ChatError.FrameTimeout, settings.frameTimeout!, "Frame not complete after")
+  })
+  const readAndCut: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = inbox === undefined
+    ? Effect.flatMap(read, onRead)
+    : Effect.flatMap(inbox.next, (chunks) => {
+      const result = onRead(chunks)
+      inbox.frameInProgress(framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0))
+      return result
     })
 
   const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
@@ -251,7 +236,8 @@ export const make = (options: {
       outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
       Effect.andThen(options.transportClosed, Effect.fail(transportGone))
     ),
-    closed: Deferred.await(closeNow)
+    closed: Deferred.await(closeNow),
+    start: (scope) => (inbox === undefined ? Effect.void : inbox.start(scope))
   }
 }
 
@@ -326,6 +312,7 @@ export const run = <E, R>(options: {
       mode: protocol.mode,
       context
     })
+    yield* connection.start(yield* Effect.scope)
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
     options.onOpen?.(connection.chat)

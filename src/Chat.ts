@@ -98,7 +98,7 @@ export interface ChatShape {
   readonly terminator: Effect.Effect<Terminator.Terminator>
   /**
    * Sets the terminator for the next frame: asynchat's `set_terminator`. Only connections framed with
-   * `Handler.asyncChat` (which cuts one frame at a time) accept it; elsewhere framing is fixed up front by a
+   * `Protocol.asyncChat` (which cuts one frame at a time) accept it; elsewhere framing is fixed up front by a
    * terminator or a `Framing.Machine`, and calling it is a defect.
    */
   readonly setTerminator: (terminator: Terminator.Terminator) => Effect.Effect<void>
@@ -173,7 +173,7 @@ export const closeWhenDone: Effect.Effect<void, never, Chat> = Effect.flatMap(
 )
 
 /**
- * Sets the terminator of the current `Handler.asyncChat` connection.
+ * Sets the terminator of the current `Protocol.asyncChat` connection.
  *
  * @example
  * ```ts

@@ -233,7 +233,7 @@ let nextClientId = 0
  * @example
  * ```ts
  * import { Effect, Stream } from "effect"
- * import { ChatClient } from "effect-asynchat"
+ * import { ChatClient, Terminator } from "effect-asynchat"
  *
  * const ping = Effect.scoped(Effect.gen(function*() {
  *   const client = yield* ChatClient.connect(ChatClient.tcp({ port: 6379 }), { terminator: Terminator.crlf })

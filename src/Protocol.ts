@@ -124,7 +124,8 @@ export const machine = <S, A, EI, E, R>(
  * asynchat's imperative style: `foundTerminator` runs for every frame, in order, and may call
  * `Chat.setTerminator` to cut the bytes that follow (already received or not) differently. Frames that end
  * without a terminator (under `Terminator.none`, or left over at end of input) arrive with `terminated` false,
- * where asynchat would have handed them to `collect_incoming_data`.
+ * where asynchat would have handed them to `collect_incoming_data`. What asynchat keeps on `self` lives in
+ * `state`: made fresh for every connection by `initialState`, and handed to every `foundTerminator` call.
  *
  * @example
  * ```ts
@@ -134,16 +135,18 @@ export const machine = <S, A, EI, E, R>(
  * // the asynchat HTTP handler: headers, then a Content-Length body, then ignore the rest
  * const Http = Protocol.asyncChat({
  *   terminator: Terminator.delimiter("\r\n\r\n"),
- *   foundTerminator: Effect.fn(function*(frame) {
+ *   initialState: () => ({ head: "" }),
+ *   foundTerminator: Effect.fn(function*(frame, state) {
  *     const chat = yield* Chat.Chat
  *     const current = yield* chat.terminator
  *     if (current._tag === "Delimiter") {
- *       const length = /content-length: *(\d+)/i.exec(new TextDecoder().decode(frame.bytes))?.[1]
+ *       state.head = new TextDecoder().decode(frame.bytes)
+ *       const length = /content-length: *(\d+)/i.exec(state.head)?.[1]
  *       if (length !== undefined) return yield* chat.setTerminator(Terminator.length(Number(length)))
  *     }
  *     if (current._tag !== "None") {
  *       yield* chat.setTerminator(Terminator.none)
- *       yield* chat.push("HTTP/1.0 200 OK\r\n\r\nok")
+ *       yield* chat.push(`HTTP/1.0 200 OK\r\n\r\n${state.head.split("\r\n")[0]}`)
  *       yield* chat.closeWhenDone
  *     }
  *   })
@@ -153,11 +156,15 @@ export const machine = <S, A, EI, E, R>(
  * @category constructors
  * @since 0.1.0
  */
-export const asyncChat = <E, R>(options: {
+export const asyncChat = <E, R, S = void>(options: {
   readonly terminator: Terminator.Terminator
-  readonly foundTerminator: (frame: Framing.Frame) => Effect.Effect<unknown, E, R>
+  readonly initialState?: (() => S) | undefined
+  readonly foundTerminator: (frame: Framing.Frame, state: S) => Effect.Effect<unknown, E, R>
 }): Protocol<E | ChatError, Exclude<R, Chat | Scope.Scope>> =>
   ({
     mode: { _tag: "Exact", terminator: options.terminator },
-    handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => Stream.runForEach(frames, options.foundTerminator)
+    handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => {
+      const state = options.initialState?.() as S
+      return Stream.runForEach(frames, (frame) => options.foundTerminator(frame, state))
+    }
   }) as Protocol<E | ChatError, Exclude<R, Chat | Scope.Scope>>

@@ -471,6 +471,21 @@ describe("Protocol forms on a connection", () => {
       expect(yield* readAll(client)).toBe("body=hello\n")
     }).pipe(Effect.provide(memory())))
 
+  it.effect("asyncChat: state made fresh per connection, as asynchat keeps it on self", () =>
+    Effect.gen(function*() {
+      const Counting = Protocol.asyncChat({
+        terminator: Terminator.lf,
+        initialState: () => ({ seen: 0 }),
+        foundTerminator: (frame, state) => Chat.push(`${++state.seen}:${text(frame.bytes)}\n`)
+      })
+      yield* ChatServer.make(Counting)
+      const [a, b] = yield* Effect.forEach([1, 2], () => connectLines)
+      yield* a.chat.push("x\ny\n")
+      yield* b.chat.push("z\n")
+      expect(yield* readLines(a, 2)).toEqual(["1:x", "2:y"])
+      expect(yield* readLines(b, 1)).toEqual(["1:z"])
+    }).pipe(Effect.provide(memory())))
+
   it.effect("setTerminator on a connection framed up front is a defect, logged and closing only it", () =>
     Effect.gen(function*() {
       const Wrong = Protocol.frames(

@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config"
 const jsonReport = process.env.VITEST_JSON_REPORT
 
 export default defineConfig({
+  // The examples import "effect-asynchat" itself: resolve it to the TypeScript sources, as `npm start` does.
+  ssr: { resolve: { conditions: ["@effect-asynchat/source"] } },
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,

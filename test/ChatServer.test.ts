@@ -685,3 +685,22 @@ describe("Observability", () => {
       expect(yield* value(ChatMetrics.connectionsOpen)).toBeGreaterThanOrEqual(1)
     }).pipe(Effect.provide(memory())))
 })
+
+describe("Input read in several passes", () => {
+  // Regression: with frames handed out in batches, a run that stopped early (runHead, take) dropped the rest of
+  // its batch: the frames that arrived in the same read as the first one were silently lost.
+  it.effect("a handler that reads its first line with runHead, then the rest, gets every line", () =>
+    Effect.gen(function*() {
+      const GreetThenEcho = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const first = yield* Stream.runHead(lines)
+          yield* Chat.push(`hello ${Option.match(first, { onNone: () => "?", onSome: (f) => text(f.bytes) })}\n`)
+          yield* Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))
+        }))
+      yield* ChatServer.make(GreetThenEcho)
+      const client = yield* connectLines
+      yield* client.chat.push("me\nb\nc\n") // one write, one read on the server: three frames at once
+      expect(yield* readLines(client, 1)).toEqual(["hello me"])
+      expect(yield* readLines(client, 2)).toEqual(["b", "c"]) // the client's input, read in passes too
+    }).pipe(Effect.provide(memory())))
+})

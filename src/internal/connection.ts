@@ -122,12 +122,19 @@ export const make = (options: {
     return false
   }
 
+  // Frames are handed out one per pull, not in batches: a consumer that stops early (`Stream.runHead`,
+  // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
+  let ready: Array<unknown> = []
+  let readyAt = 0
   const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> => {
-    if (sink.out.length === 0) return pull
-    const batch = sink.out as unknown as Arr.NonEmptyReadonlyArray<unknown>
-    sink.out = []
-    count(ChatMetrics.framesIn, batch.length)
-    return Effect.succeed(batch)
+    if (readyAt === ready.length) {
+      if (sink.out.length === 0) return pull
+      ready = sink.out
+      readyAt = 0
+      sink.out = []
+      count(ChatMetrics.framesIn, ready.length)
+    }
+    return Effect.succeed([ready[readyAt++]])
   }
 
   const feed = (chunk: Uint8Array) => {
@@ -184,7 +191,7 @@ export const make = (options: {
     })
 
   const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
-    if (sink.out.length > 0) return flush()
+    if (readyAt < ready.length || sink.out.length > 0) return flush()
     if (failure !== undefined) return Effect.fail(failure)
     const rest = framer.rest
     if (rest !== undefined) {

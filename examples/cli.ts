@@ -6,10 +6,28 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Command } from "effect/cli"
+import * as Chatroom from "./chatroom.ts"
+import * as EchoChat from "./echo-chat.ts"
+import * as Echo from "./echo.ts"
 import * as Hello from "./hello.ts"
+import * as HttpClient from "./http-client.ts"
+import * as HttpServer from "./http-server.ts"
+import * as Http11 from "./http11.ts"
+import * as Redis from "./redis.ts"
 import * as Shared from "./shared.ts"
+import * as Stdio from "./stdio.ts"
 
-const examples = [Hello.command] as const
+const examples = [
+  Chatroom.command,
+  Echo.command,
+  EchoChat.command,
+  Hello.command,
+  HttpClient.command,
+  HttpServer.command,
+  Http11.command,
+  Redis.command,
+  Stdio.command
+] as const
 
 const root = Command.make("effect-asynchat", { host: Shared.host, port: Shared.port(8080) }, Hello.run).pipe(
   Command.withDescription(

@@ -1,0 +1,403 @@
+/**
+ * http11 — an HTTP/1.1 server with keep-alive and pipelining that answers `hello world`: a benchmark subject
+ * (wrk against it, beside node:http), written with the framework's fast paths. A `Framing.machine` cuts each
+ * request head as one frame at `\r\n\r\n` and parses it with plain string scans, reads a `Content-Length` body
+ * with a byte-count terminator, then goes back to the head; the handler pushes one precomputed answer per
+ * request, in order, and the framework coalesces the answers to pipelined requests into one write.
+ *
+ * HTTP/1.1 stays open unless the client says `Connection: close`; HTTP/1.0 closes after its answer unless it
+ * says `Connection: keep-alive`. GET, HEAD (no body) and POST (its body read and ignored) get 200; any other
+ * method 501, and the connection goes on. Malformed input gets its refusal and a close: 400 (request line,
+ * header line, Content-Length, Host), 413 (a body over 1 MiB), 431 (a head over 8 KiB), 501
+ * (Transfer-Encoding), 505 (an HTTP version but 1.0 and 1.1), 408 (a head or body piece stalled 10 seconds).
+ * An idle keep-alive connection is closed quietly after a minute.
+ *
+ * Try it: npm start -- http11 --port 8081, then: curl -v http://127.0.0.1:8081/ http://127.0.0.1:8081/ (the
+ * second request re-uses the connection), or: wrk -t1 -c50 -d5s http://127.0.0.1:8081/
+ */
+import { Data, Effect, Stream } from "effect"
+import { Chat, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
+import { Command } from "effect/cli"
+import { Buffer } from "node:buffer"
+import * as Shared from "./shared.ts"
+
+/** The bounds of one request. */
+export const limits = {
+  /** The request head is one frame; body pieces are at most this long too. */
+  maxHeadLength: 8 * 1024,
+  /** The largest `Content-Length` accepted. */
+  maxBodyLength: 1024 * 1024
+} as const
+
+/** How the server runs: heads bounded, slow requests cut off, idle keep-alive clients tolerated a while. */
+export const serverOptions: ChatServer.Options = {
+  maxFrameLength: limits.maxHeadLength,
+  frameTimeout: "10 seconds",
+  idleTimeout: "1 minute"
+}
+
+/** A request, once its body (if any) was read. */
+export interface Request {
+  readonly _tag: "Request"
+  /** GET, HEAD, POST, or any other token (answered 501). */
+  readonly method: string
+  readonly target: string
+  readonly version: "1.0" | "1.1"
+  /** Whether the connection stays open after the answer. */
+  readonly keepAlive: boolean
+  /** The body's length; its bytes are read and dropped. */
+  readonly contentLength: number
+  /** `Expect: 100-continue` with a body: the client waits for an interim answer before it sends the body. */
+  readonly expectsContinue: boolean
+}
+
+/** The interim `100 Continue`, emitted when the head asks for it, before the body is read. */
+export interface Continue {
+  readonly _tag: "Continue"
+}
+
+export type Message = Request | Continue
+
+/** A request the server refuses, with the status it answers before it closes. */
+export class HttpError extends Data.TaggedError("HttpError")<{ readonly status: number; readonly detail: string }> {}
+
+const bad = (detail: string) => new HttpError({ status: 400, detail })
+
+const reasons: Record<number, string> = {
+  100: "Continue",
+  200: "OK",
+  400: "Bad Request",
+  408: "Request Timeout",
+  413: "Content Too Large",
+  431: "Request Header Fields Too Large",
+  501: "Not Implemented",
+  505: "HTTP Version Not Supported"
+}
+
+// Parsing: the head is one latin1 string (one char per byte), scanned with indexOf and charCodeAt.
+
+/** RFC 9110 token characters, by char code. */
+const TOKEN = new Uint8Array(256)
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1
+
+const SP = 0x20
+const HTAB = 0x09
+
+/** Whether `s[from, from + lower.length)` is `lower`, ignoring ASCII case (`lower` is letters and `-` only). */
+const equalsLower = (s: string, from: number, lower: string): boolean => {
+  for (let i = 0; i < lower.length; i++) {
+    if ((s.charCodeAt(from + i) | 0x20) !== lower.charCodeAt(i)) return false
+  }
+  return true
+}
+
+/** Whether the comma-separated list `s[from, to)` has `lower` as one of its elements, ignoring case. */
+const listHas = (s: string, from: number, to: number, lower: string): boolean => {
+  for (const element of s.slice(from, to).split(",")) {
+    if (element.trim().toLowerCase() === lower) return true
+  }
+  return false
+}
+
+/** A decimal of digits only: its value (Infinity past 15 digits, which no limit here allows), or -1. */
+const decimal = (s: string): number => {
+  if (s.length === 0) return -1
+  let n = 0
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 48
+    if (d < 0 || d > 9) return -1
+    n = n * 10 + d
+  }
+  return s.length > 15 ? Number.POSITIVE_INFINITY : n
+}
+
+/** The method as a shared constant when it is one served, so a request allocates no string for it. */
+const methodOf = (s: string, from: number, to: number): string => {
+  const n = to - from
+  if (n === 3 && s.startsWith("GET", from)) return "GET"
+  if (n === 4 && s.startsWith("HEAD", from)) return "HEAD"
+  if (n === 4 && s.startsWith("POST", from)) return "POST"
+  return s.slice(from, to)
+}
+
+/** Parses a request head (without its blank line), or says why not. Pure: the machine's `step` calls it. */
+export const parseHead = (head: string): Request | HttpError => {
+  let start = 0
+  // RFC 9112 §2.2: empty lines before a request line are ignored (some clients send CRLF after a body).
+  while (head.startsWith("\r\n", start)) start += 2
+  let lineEnd = head.indexOf("\r\n", start)
+  if (lineEnd < 0) lineEnd = head.length
+
+  // method SP request-target SP HTTP-version
+  const sp1 = head.indexOf(" ", start)
+  const sp2 = sp1 < 0 ? -1 : head.indexOf(" ", sp1 + 1)
+  if (sp1 <= start || sp2 <= sp1 + 1 || sp2 >= lineEnd) return bad("malformed request line")
+  for (let i = start; i < sp1; i++) if (TOKEN[head.charCodeAt(i)] === 0) return bad("malformed request line")
+  for (let i = sp1 + 1; i < sp2; i++) {
+    const c = head.charCodeAt(i)
+    if (c <= SP || c >= 0x7f) return bad("malformed request line")
+  }
+  let version: "1.0" | "1.1"
+  if (lineEnd - sp2 === 9 && head.startsWith("HTTP/1.1", sp2 + 1)) version = "1.1"
+  else if (lineEnd - sp2 === 9 && head.startsWith("HTTP/1.0", sp2 + 1)) version = "1.0"
+  else if (/^HTTP\/\d\.\d$/.test(head.slice(sp2 + 1, lineEnd))) {
+    return new HttpError({ status: 505, detail: "only HTTP/1.0 and HTTP/1.1 are served" })
+  } else return bad("malformed request line")
+
+  // Header lines: a token, a colon, a value without control characters (a bare CR or LF smuggles requests).
+  let hosts = 0
+  let contentLength = -1
+  let close = false
+  let keepAlive = false
+  let expectsContinue = false
+  let chunked = false
+  let pos = lineEnd + 2
+  while (pos < head.length) {
+    let end = head.indexOf("\r\n", pos)
+    if (end < 0) end = head.length
+    let colon = pos
+    while (colon < end && TOKEN[head.charCodeAt(colon)] === 1) colon++
+    if (colon === pos || colon === end || head.charCodeAt(colon) !== 0x3a) return bad("malformed header line")
+    let from = colon + 1
+    let to = end
+    for (let i = from; i < to; i++) {
+      const c = head.charCodeAt(i)
+      if ((c < SP && c !== HTAB) || c === 0x7f) return bad("malformed header line")
+    }
+    while (from < to && (head.charCodeAt(from) === SP || head.charCodeAt(from) === HTAB)) from++
+    while (to > from && (head.charCodeAt(to - 1) === SP || head.charCodeAt(to - 1) === HTAB)) to--
+    // Only four names matter; their lengths tell them apart before any comparison.
+    switch (colon - pos) {
+      case 4:
+        if (equalsLower(head, pos, "host")) hosts++
+        break
+      case 6:
+        if (equalsLower(head, pos, "expect")) expectsContinue = listHas(head, from, to, "100-continue")
+        break
+      case 10:
+        if (equalsLower(head, pos, "connection")) {
+          close ||= listHas(head, from, to, "close")
+          keepAlive ||= listHas(head, from, to, "keep-alive")
+        }
+        break
+      case 14:
+        if (equalsLower(head, pos, "content-length")) {
+          // A list of equal values (`5, 5`) is one length (RFC 9110 §8.6); anything else is refused.
+          for (const element of head.slice(from, to).split(",")) {
+            const n = decimal(element.trim())
+            if (n < 0) return bad("Content-Length must be a decimal number")
+            if (contentLength >= 0 && n !== contentLength) return bad("conflicting Content-Length headers")
+            contentLength = n
+          }
+        }
+        break
+      case 17:
+        if (equalsLower(head, pos, "transfer-encoding")) chunked = true
+        break
+    }
+    pos = end + 2
+  }
+  // Without framing for a chunked body the rest of the input cannot be read: refused, and the connection closed.
+  if (chunked) return new HttpError({ status: 501, detail: "Transfer-Encoding is not supported" })
+  if (hosts > 1 || (version === "1.1" && hosts === 0)) return bad("an HTTP/1.1 request needs one Host header")
+  if (contentLength > limits.maxBodyLength) {
+    return new HttpError({ status: 413, detail: `the body may be at most ${limits.maxBodyLength} bytes` })
+  }
+  const length = contentLength < 0 ? 0 : contentLength
+  return {
+    _tag: "Request",
+    method: methodOf(head, start, sp1),
+    target: head.slice(sp1 + 1, sp2),
+    version,
+    keepAlive: !close && (version === "1.1" || keepAlive),
+    contentLength: length,
+    expectsContinue: expectsContinue && version === "1.1" && length > 0
+  }
+}
+
+type State =
+  | { readonly _tag: "Head" }
+  | { readonly _tag: "Body"; readonly request: Request; readonly remaining: number }
+  | { readonly _tag: "Closing" }
+
+const HEAD: State = { _tag: "Head" }
+/** After a request that closes the connection: whatever else the client sends is ignored. */
+const CLOSING: State = { _tag: "Closing" }
+const HEAD_END = Terminator.delimiter("\r\n\r\n")
+const CONTINUE: Continue = { _tag: "Continue" }
+
+/** Only CR and LF: what a client may leave after its last request before it closes. */
+const blank = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0x0d || b === 0x0a)
+
+const latin1 = (bytes: Uint8Array): string =>
+  (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString("latin1")
+
+/** After a request: the next head, or nothing more if it closes the connection. */
+const after = (request: Request): State => (request.keepAlive ? HEAD : CLOSING)
+
+/**
+ * Requests: the head up to `\r\n\r\n`; for a `Content-Length`, the body counted down in pieces of at most
+ * `maxHeadLength` (a count over the connection's frame limit would fail), then the next head.
+ */
+export const Http11Requests = Framing.machine<State, Message, HttpError>({
+  initial: HEAD,
+  terminator: (state) => {
+    switch (state._tag) {
+      case "Head":
+        return HEAD_END
+      case "Body":
+        return Terminator.length(Math.min(state.remaining, limits.maxHeadLength))
+      case "Closing":
+        return Terminator.none
+    }
+  },
+  step: (state, frame) => {
+    switch (state._tag) {
+      case "Head": {
+        if (!frame.terminated) {
+          return blank(frame.bytes) ? Framing.next(state) : Framing.fail(bad("the request head ended before its blank line"))
+        }
+        if (frame.bytes.length === 0) return Framing.next(state) // a stray CRLF pair between requests
+        const request = parseHead(latin1(frame.bytes))
+        if (request instanceof HttpError) return Framing.fail(request)
+        if (request.contentLength === 0) return Framing.next<State, Message>(after(request), request)
+        const body: State = { _tag: "Body", request, remaining: request.contentLength }
+        return request.expectsContinue ? Framing.next<State, Message>(body, CONTINUE) : Framing.next(body)
+      }
+      case "Body": {
+        const remaining = state.remaining - frame.bytes.length
+        if (!frame.terminated) {
+          return Framing.fail(bad(`the body ended after ${state.request.contentLength - remaining} bytes`))
+        }
+        return remaining === 0
+          ? Framing.next<State, Message>(after(state.request), state.request)
+          : Framing.next({ _tag: "Body", request: state.request, remaining })
+      }
+      case "Closing":
+        return Framing.next(state)
+    }
+  },
+  end: (state) =>
+    state._tag === "Body"
+      ? Framing.fail(bad(`the body ended after ${state.request.contentLength - state.remaining} bytes`))
+      : Framing.next(state)
+})
+
+// Answers: whole responses as bytes, made once a second (their Date header) and pushed as they are.
+
+const BODY = "hello world"
+
+/** A whole response; `withBody` false for HEAD, whose headers still describe the body. */
+const response = (
+  status: number,
+  date: string,
+  connection: "" | "keep-alive" | "close",
+  body: string,
+  withBody = true
+): Buffer =>
+  Buffer.from(
+    `HTTP/1.1 ${status} ${reasons[status]}\r\n` +
+      "Content-Type: text/plain\r\n" +
+      `Content-Length: ${body.length}\r\n` +
+      `Date: ${date}\r\n` +
+      (connection === "" ? "" : `Connection: ${connection}\r\n`) +
+      "\r\n" +
+      (withBody ? body : ""),
+    "latin1"
+  )
+
+/** The `Connection` header an answer needs: none when the version implies it. */
+const connectionOf = (request: Request): "" | "keep-alive" | "close" =>
+  !request.keepAlive ? "close" : request.version === "1.0" ? "keep-alive" : ""
+
+/**
+ * The hello-world answers, rebuilt when the second changes, so a request costs a table lookup: index
+ * `2 * kind + (HEAD ? 1 : 0)`, kind 0 for an HTTP/1.1 keep-alive, 1 for an HTTP/1.0 keep-alive, 2 for a close.
+ * Module state, like Node's own date cache: every server in the process shares it.
+ */
+const cache = { second: -1, date: "", answers: [] as Array<Buffer> }
+
+const answersAt = (millis: number): Array<Buffer> => {
+  const second = Math.floor(millis / 1000)
+  if (second !== cache.second) {
+    const date = new Date(second * 1000).toUTCString() // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+    cache.second = second
+    cache.date = date
+    cache.answers = ["", "keep-alive", "close"].flatMap((connection) => [
+      response(200, date, connection as "" | "keep-alive" | "close", BODY),
+      response(200, date, connection as "" | "keep-alive" | "close", BODY, false)
+    ])
+  }
+  return cache.answers
+}
+
+const CONTINUE_BYTES = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1")
+
+/** The bytes that answer one message. */
+const answerOf = (message: Message, answers: Array<Buffer>): Uint8Array => {
+  if (message._tag === "Continue") return CONTINUE_BYTES
+  const kind = !message.keepAlive ? 4 : message.version === "1.0" ? 2 : 0
+  switch (message.method) {
+    case "GET":
+    case "POST":
+      return answers[kind]
+    case "HEAD":
+      return answers[kind + 1]
+    default:
+      return response(501, cache.date, connectionOf(message), `501 Not Implemented: method ${message.method}\n`)
+  }
+}
+
+/**
+ * Answers a batch of messages in order. `push` queues at once and returns what to wait for when the output is
+ * over its high-water mark; the batch goes on only after that wait, so a client that pipelines without
+ * reading is held to the watermarks.
+ */
+const answerAll = (chat: Chat.ChatShape, messages: ReadonlyArray<Message>, from: number): Effect.Effect<void> => {
+  const answers = answersAt(Date.now())
+  for (let i = from; i < messages.length; i++) {
+    const message = messages[i]
+    const wait = chat.push(answerOf(message, answers))
+    if (message._tag === "Request" && !message.keepAlive) return Effect.andThen(wait, chat.closeWhenDone)
+    if (i === messages.length - 1) return wait
+    if (wait !== Effect.void) return Effect.andThen(wait, Effect.suspend(() => answerAll(chat, messages, i + 1)))
+  }
+  return Effect.void
+}
+
+/** Answers a refused request, then the connection closes (the handler returns). */
+const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
+  Effect.suspend(() => {
+    answersAt(Date.now()) // the Date of the refusal
+    return chat.push(response(status, cache.date, "close", `${status} ${reasons[status]}: ${detail}\n`))
+  })
+
+/** The server: every request answered in order; a refusal or the end of input ends the connection. */
+export const Http11 = Protocol.machine(Http11Requests, (messages) =>
+  Effect.flatMap(Chat.Chat, (chat) =>
+    Stream.runForEachArray(messages, (batch) => answerAll(chat, batch, 0)).pipe(
+      Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
+      Effect.catchReasons("ChatError", {
+        FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),
+        FrameTimeout: () => refuse(chat, 408, "the request arrived too slowly"),
+        // Idle keep-alive connections are normal; after a while they are closed without a word.
+        IdleTimeout: () => Effect.void
+      })
+    )))
+
+/** Runs the server on `host:port`. */
+export const run = (options: { readonly host: string; readonly port: number }) =>
+  Shared.serveTcp(Http11, {
+    ...options,
+    name: "http11",
+    tryIt: (host, port) => [
+      `curl -v http://${host}:${port}/ http://${host}:${port}/`,
+      `wrk -t1 -c50 -d5s http://${host}:${port}/`
+    ],
+    server: serverOptions
+  })
+
+/** `npm start -- http11 [--host H] [--port N]` */
+export const command = Command.make("http11", { host: Shared.host, port: Shared.port(8081) }, run).pipe(
+  Command.withDescription("HTTP/1.1 hello world with keep-alive and pipelining, a benchmark subject for wrk")
+)

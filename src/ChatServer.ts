@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, FiberSet, Layer, Metric, Option, type Scope } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import type { Address, ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
@@ -110,6 +110,11 @@ export interface ChatServerShape {
   ) => Effect.Effect<void>
   /** Closes every open connection now (asyncore's `close_all`). */
   readonly closeAll: Effect.Effect<void>
+  /**
+   * Completes when a graceful shutdown begins: a handler that holds an idle connection open (a chat room, a
+   * subscription) can race it to say goodbye and return, instead of waiting to be interrupted.
+   */
+  readonly draining: Effect.Effect<void>
 }
 
 /**
@@ -167,10 +172,12 @@ export const make: <E, R>(
     const fibers = yield* FiberSet.make<void>()
     const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer>>()
 
+    const draining = Deferred.makeUnsafe<void>()
     // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         yield* listener.stopAccepting
+        Deferred.doneUnsafe(draining, Exit.void)
         if (active === 0 || Duration.isZero(shutdownTimeout)) return
         yield* Effect.logInfo(
           `shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`
@@ -234,7 +241,8 @@ export const make: <E, R>(
             (chat) => (chat.id === broadcastOptions?.except ? Effect.void : chat.push(data)),
             { concurrency: "unbounded", discard: true }
           )),
-      closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true }))
+      closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
+      draining: Deferred.await(draining)
     }
     return ChatServer.of(self)
   }

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { type Effect, type Scope, Stream } from "effect"
+import { Effect, type Scope, Stream } from "effect"
 import type { Chat } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
 import type * as Framing from "./Framing.ts"
@@ -125,7 +125,8 @@ export const machine = <S, A, EI, E, R>(
  * `Chat.setTerminator` to cut the bytes that follow (already received or not) differently. Frames that end
  * without a terminator (under `Terminator.none`, or left over at end of input) arrive with `terminated` false,
  * where asynchat would have handed them to `collect_incoming_data`. What asynchat keeps on `self` lives in
- * `state`: made fresh for every connection by `initialState`, and handed to every `foundTerminator` call.
+ * `state`: made fresh for every connection by `initialState`, and handed to `onConnect` (asynchat's
+ * `handle_connect`) and to every `foundTerminator` call.
  *
  * @example
  * ```ts
@@ -156,15 +157,18 @@ export const machine = <S, A, EI, E, R>(
  * @category constructors
  * @since 0.1.0
  */
-export const asyncChat = <E, R, S = void>(options: {
+export const asyncChat = <E, R, S = void, E2 = never, R2 = never>(options: {
   readonly terminator: Terminator.Terminator
   readonly initialState?: (() => S) | undefined
+  /** asynchat's `handle_connect`: runs once, before the first frame (a client that speaks first pushes here). */
+  readonly onConnect?: ((state: S) => Effect.Effect<unknown, E2, R2>) | undefined
   readonly foundTerminator: (frame: Framing.Frame, state: S) => Effect.Effect<unknown, E, R>
-}): Protocol<E | ChatError, Exclude<R, Chat | Scope.Scope>> =>
+}): Protocol<E | E2 | ChatError, Exclude<R | R2, Chat | Scope.Scope>> =>
   ({
     mode: { _tag: "Exact", terminator: options.terminator },
     handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => {
       const state = options.initialState?.() as S
-      return Stream.runForEach(frames, (frame) => options.foundTerminator(frame, state))
+      const run = Stream.runForEach(frames, (frame) => options.foundTerminator(frame, state))
+      return options.onConnect === undefined ? run : Effect.andThen(options.onConnect(state), run)
     }
-  }) as Protocol<E | ChatError, Exclude<R, Chat | Scope.Scope>>
+  }) as Protocol<E | E2 | ChatError, Exclude<R | R2, Chat | Scope.Scope>>

@@ -429,6 +429,26 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
       expect(yield* readAll(idle)).toBe("")
     }).pipe(Effect.provide(memory())))
 
+  it.effect("draining tells idle handlers that a graceful shutdown began, so they say goodbye at once", () =>
+    Effect.gen(function*() {
+      const Room = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const server = yield* ChatServer.ChatServer
+          yield* Effect.raceFirst(
+            Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")),
+            Effect.andThen(server.draining, Chat.push("* server going down\n"))
+          )
+        }))
+      const scope = yield* Scope.make()
+      yield* ChatServer.make(Room, { shutdownTimeout: "1 hour" }).pipe(Scope.provide(scope))
+      const client = yield* connectLines
+      yield* client.chat.push("hi\n")
+      expect(yield* readLines(client, 1)).toEqual(["hi"])
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      expect(yield* readAll(client)).toBe("* server going down\n")
+      yield* Fiber.join(closing) // no clock advanced: nobody waited for the hour
+    }).pipe(Effect.provide(memory())))
+
   it.effect("a server launched in a child fiber shuts down when that fiber is interrupted", () =>
     Effect.gen(function*() {
       const fiber = yield* ChatServer.layer(Echo, { shutdownTimeout: "1 second" }).pipe(
@@ -484,6 +504,20 @@ describe("Protocol forms on a connection", () => {
       yield* b.chat.push("z\n")
       expect(yield* readLines(a, 2)).toEqual(["1:x", "2:y"])
       expect(yield* readLines(b, 1)).toEqual(["1:z"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("asyncChat: onConnect runs before the first frame (asynchat's handle_connect: speak first)", () =>
+    Effect.gen(function*() {
+      const Greeter = Protocol.asyncChat({
+        terminator: Terminator.lf,
+        onConnect: () => Chat.push("220 ready\n"),
+        foundTerminator: (frame) => Chat.push(`250 ${text(frame.bytes)}\n`)
+      })
+      yield* ChatServer.make(Greeter)
+      const client = yield* connectLines
+      expect(yield* readLines(client, 1)).toEqual(["220 ready"])
+      yield* client.chat.push("HELO\n")
+      expect(yield* readLines(client, 1)).toEqual(["250 HELO"])
     }).pipe(Effect.provide(memory())))
 
   it.effect("setTerminator on a connection framed up front is a defect, logged and closing only it", () =>

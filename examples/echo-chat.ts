@@ -8,7 +8,7 @@
  * just read, and `setTerminator` inside `foundTerminator` switches to it (applying to bytes already received);
  * the per-connection state says which part comes next, as the seed's `process_data` does. The client is
  * a `Framing.machine`: it knows its one count before it connects, so a pure machine states all it expects (the
- * count, then nothing more) and checks it without a socket; and asyncChat has no `handle_connect` to send from.
+ * count, then nothing more) and checks it without a socket.
  *
  * The seed's 64-byte `ac_out_buffer_size` is the producers' piece size; its `ac_in_buffer_size` (the size of one
  * `recv`) has no counterpart: reads are what the transport delivers, and frames do not depend on it.

@@ -18,7 +18,8 @@
 import { Cause, Effect, Pull, Schema, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { dual } from "effect/Function"
-import * as Framer from "./internal/framer.ts"
+import * as Cutters from "./internal/cutters.ts"
+import type * as Framer from "./internal/framer.ts"
 import * as Terminator from "./Terminator.ts"
 
 /**
@@ -284,19 +285,7 @@ export const frames: {
       )
     }
     const max = maxFrameLengthOf(options)
-    return cut(self, (sink) => {
-      const framer = new Framer.Framer(terminator, max, (bytes, terminated) => {
-        sink.out.push({ bytes, terminated })
-        return true
-      }, (frames) => {
-        // Linear either way: a whole-array copy when `frames` is the larger part, else push it element by element.
-        const out = sink.out
-        if (out.length === 0) sink.out = frames
-        else if (frames.length > out.length) sink.out = out.concat(frames)
-        else for (let i = 0; i < frames.length; i++) out.push(frames[i])
-      })
-      return { start: () => framer.push(NO_BYTES), push: (chunk) => framer.push(chunk), end: () => framer.end() }
-    })
+    return cut(self, (sink) => Cutters.fixed(terminator, max, sink as Cutters.Sink<Frame, never>))
   }
 )
 
@@ -346,65 +335,9 @@ export const decode: {
     options?: Options
   ): Stream.Stream<A, E | E2 | FramingError, R> => {
     const max = maxFrameLengthOf(options)
-    return cut<E, R, A, E2>(self, (sink) => {
-      let state = machine.initial
-      const apply = (step: Step<S, A, E2>): boolean => {
-        if (step._tag === "Fail") {
-          sink.error = step.error
-          return false
-        }
-        state = step.state
-        for (const message of step.messages) sink.out.push(message)
-        return true
-      }
-      const choose = (): boolean => {
-        try {
-          framer.terminator = machine.terminator(state)
-          return true
-        } catch (error) {
-          if (!(error instanceof Terminator.InvalidTerminator)) throw error
-          framer.failure = { _tag: "InvalidTerminator", message: error.message }
-          return false
-        }
-      }
-      const framer = new Framer.Framer(
-        Terminator.none,
-        max,
-        (bytes, terminated) => apply(machine.step(state, { bytes, terminated })) && choose()
-      )
-      const ending = machine.end
-      return {
-        start: () => choose() ? framer.push(NO_BYTES) : framer.failure,
-        push: (chunk) => framer.push(chunk),
-        end: () => {
-          const failure = framer.end()
-          if (failure === undefined && sink.error === undefined && ending !== undefined) apply(ending(state))
-          return failure
-        }
-      }
-    })
+    return cut<E, R, A, E2>(self, (sink) => Cutters.machine(machine, max, sink))
   }
 )
-
-/**
- * What `cut` drives: the static framer, or a machine around one. A cutter reports its own framing failures;
- * a machine's typed error goes to `sink.error`.
- */
-interface Cutter {
-  /** Runs before any input: a count of 0 fires, a count over the limit fails, at once. */
-  readonly start: () => Framer.Failure | undefined
-  readonly push: (chunk: Uint8Array) => Framer.Failure | undefined
-  readonly end: () => Framer.Failure | undefined
-}
-
-/** Where a cutter puts what it produces during one pull. */
-interface Sink<A, E2> {
-  /** Output of the current pull, handed downstream as one batch; pushed to directly, it is the hottest path. */
-  out: Array<A>
-  error: E2 | undefined
-}
-
-const NO_BYTES = new Uint8Array(0)
 
 /** Output frames after which `cut` stops at the next chunk boundary and hands the batch downstream. */
 const BATCH_FRAMES = 1024
@@ -430,11 +363,11 @@ const toError = (failure: Framer.Failure): FramingError =>
  */
 const cut = <E, R, A, E2 = never>(
   self: Stream.Stream<Uint8Array, E, R>,
-  make: (sink: Sink<A, E2>) => Cutter
+  make: (sink: Cutters.Sink<A, E2>) => Cutters.Cutter
 ): Stream.Stream<A, E | E2 | FramingError, R> =>
   Stream.transformPull(self, (upstream) =>
     Effect.sync(() => {
-      const sink: Sink<A, E2> = { out: [], error: undefined }
+      const sink: Cutters.Sink<A, E2> = { out: [], error: undefined }
       const cutter = make(sink)
       let failure: E2 | FramingError | undefined = undefined
       let ended = false

@@ -4,7 +4,7 @@
  */
 import type * as Framing from "../Framing.ts"
 import * as Terminator from "../Terminator.ts"
-import { type Failure, Framer } from "./framer.ts"
+import { type Failure, Frame, Framer } from "./framer.ts"
 
 /** Where a cutter puts what it produces: frames or messages to hand downstream, or a machine's own error. */
 export interface Sink<A, E> {
@@ -33,16 +33,25 @@ const cutterOf = (framer: Framer): Cutter => ({
 /** A frame sink that keeps cutting (`fixed`) or pauses after each frame (`exact`). */
 const framesInto =
   (sink: Sink<Framing.Frame, never>, keepCutting: boolean) => (bytes: Uint8Array, terminated: boolean) => {
-    sink.out.push({ bytes, terminated })
+    sink.out.push(new Frame(bytes, terminated))
     return keepCutting
   }
 
-/** Every frame cut with one terminator, as many per push as the chunk holds. */
+/** Every frame cut with one terminator, as many per push as the chunk holds; a chunk of many comes as one array. */
 export const fixed = (
   terminator: Terminator.Terminator,
   maxFrameLength: number,
   sink: Sink<Framing.Frame, never>
-): Cutter => cutterOf(new Framer(terminator, maxFrameLength, framesInto(sink, true)))
+): Cutter =>
+  cutterOf(
+    new Framer(terminator, maxFrameLength, framesInto(sink, true), (frames) => {
+      // Linear either way: a whole-array copy when `frames` is the larger part, else push it element by element.
+      const out = sink.out
+      if (out.length === 0) sink.out = frames
+      else if (frames.length > out.length) sink.out = out.concat(frames)
+      else for (let i = 0; i < frames.length; i++) out.push(frames[i])
+    })
+  )
 
 /**
  * asynchat's imperative form: one frame per push, so that a terminator set while that frame is handled applies
@@ -83,7 +92,7 @@ export const machine = <S, A, E>(
   const framer = new Framer(
     Terminator.none,
     maxFrameLength,
-    (bytes, terminated) => apply(machine.step(state, { bytes, terminated })) && choose()
+    (bytes, terminated) => apply(machine.step(state, new Frame(bytes, terminated))) && choose()
   )
   const ending = machine.end
   return {

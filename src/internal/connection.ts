@@ -87,6 +87,13 @@ const readFailed = (error: Socket.SocketError): ChatError.ChatError => {
   return chatError(new ChatError.ReadFailed({ cause, message: `Read failed: ${detail}` }))
 }
 
+const timeoutError = (
+  make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout,
+  timeout: Duration.Duration,
+  what: string
+) =>
+() => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
+
 /** Builds a connection over an acquired reader and writer. Metrics are reported in `context`. */
 export const make = (options: {
   readonly reader: Socket.Reader
@@ -166,13 +173,6 @@ export const make = (options: {
         isEndOfInput(error) ? Effect.undefined : Effect.fail(readFailed(error))
       )
     )
-
-  const timeoutError = (
-    make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout,
-    timeout: Duration.Duration,
-    what: string
-  ) =>
-  () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
   // Timeouts cost nothing per read: a pump does the reads and a watchdog fails a wait that overstays.
   const inbox = idleMillis === undefined && frameMillis === undefined ? undefined : new Inbox({

@@ -112,8 +112,8 @@ describe("redis example: commands", () => {
   })
 })
 
-/** redis-cli's answer to one command, trailing newlines trimmed. */
-const redisCliAt = (port: number, args: ReadonlyArray<string>) =>
+/** redis-cli against `port`: its answer to one command, trailing newlines trimmed. */
+const redisCliAt = (port: number) => (...args: ReadonlyArray<string>) =>
   Effect.map(runProcess("redis-cli", ["-p", String(port), ...args]), (r) => r.stdout.toString().trimEnd())
 
 describe("redis example over TCP", () => {
@@ -133,7 +133,7 @@ describe("redis example over TCP", () => {
       withServer(Redis(new Store()), {}, (port) =>
         Effect.gen(function*() {
           redisCli.require()
-          const cli = (...args: ReadonlyArray<string>) => redisCliAt(port, args)
+          const cli = redisCliAt(port)
           expect(yield* cli("PING")).toBe("PONG")
           expect(yield* cli("SET", "greeting", "hello world")).toBe("OK")
           expect(yield* cli("GET", "greeting")).toBe("hello world")

@@ -108,7 +108,9 @@ export class Inbox<A, E> {
   }
 
   private get watchdog(): Effect.Effect<void> {
+    // a sleep cut short when a frame starts and brings its deadline forward: not a timeout with a fallback
     const sleepUntil = (millis: number) =>
+      // @effect-diagnostics-next-line raceFirstWithSleepToTimeout:off
       Effect.raceFirst(
         Effect.sleep(millis),
         Effect.callback<void>((resume) => {

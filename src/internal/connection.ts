@@ -201,7 +201,9 @@ export const make = (options: {
       return flush()
     }
     if (ended) return Cause.done()
-    return readAndCut
+    // every frame of the last read is consumed: what the handler queued goes out now, before we wait
+    const flushed = outbox.flushInline()
+    return flushed === undefined ? readAndCut : Effect.andThen(flushed, readAndCut)
   })
   const started = record(cutter.start())
   const input = Stream.fromPull(Effect.succeed(started ? pull : Effect.suspend(() => Effect.fail(failure))))

@@ -99,6 +99,41 @@ export class Outbox {
     this.releaseSpace()
   }
 
+  /** Takes the buffers at the head of the queue, up to a producer or the close marker: one transport write. */
+  private takeBuffers(): { readonly batch: Arr.NonEmptyReadonlyArray<Uint8Array>; readonly size: number } {
+    const batch: Array<Uint8Array> = []
+    let size = 0
+    while (this.head < this.items.length) {
+      const next = this.items[this.head]
+      if (!(next instanceof Uint8Array)) break
+      batch.push(next)
+      size += next.length
+      this.head++
+    }
+    this.compact()
+    return { batch: batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size }
+  }
+
+  private writeAll:
+    | ((batch: Arr.NonEmptyReadonlyArray<Uint8Array>, size: number) => Effect.Effect<void, ChatError.ChatError>)
+    | undefined = undefined
+
+  /**
+   * Writes the queued buffers from the caller's fiber, when the writer fiber is idle: the connection calls it
+   * when its handler has consumed every frame of a read and is about to wait for the next, the natural end of a
+   * batch. Answers go out then, in one write, without waking the writer fiber; if the transport pushes back,
+   * the caller waits for it to drain, which stops reading from a peer that does not read. Undefined when there is
+   * nothing to write or the writer fiber is busy (it keeps the order: a producer in progress, say).
+   */
+  flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
+    if (this.writerWake === undefined || this.writeAll === undefined || this.head === this.items.length) {
+      return undefined
+    }
+    if (!(this.items[this.head] instanceof Uint8Array)) return undefined
+    const { batch, size } = this.takeBuffers()
+    return Effect.ensuring(this.writeAll(batch, size), Effect.sync(() => this.written(size)))
+  }
+
   /**
    * The writer loop: runs until the close marker is reached (success) or the transport or a producer fails.
    * Interrupting it leaves the queue as it is.
@@ -114,27 +149,13 @@ export class Outbox {
         )
       )
     }
+    this.writeAll = writeAll
     const step: Effect.Effect<boolean, ChatError.ChatError> = Effect.suspend(() => {
       if (this.head === this.items.length) return Effect.as(this.awaitItems, true)
       const item = this.items[this.head]
       if (item instanceof Uint8Array) {
-        const batch: Array<Uint8Array> = []
-        let size = 0
-        while (this.head < this.items.length) {
-          const next = this.items[this.head]
-          if (!(next instanceof Uint8Array)) break
-          batch.push(next)
-          size += next.length
-          this.head++
-        }
-        this.compact()
-        return Effect.as(
-          Effect.ensuring(
-            writeAll(batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size),
-            Effect.sync(() => this.written(size))
-          ),
-          true
-        )
+        const { batch, size } = this.takeBuffers()
+        return Effect.as(Effect.ensuring(writeAll(batch, size), Effect.sync(() => this.written(size))), true)
       }
       this.head++
       this.compact()
@@ -197,6 +218,8 @@ export class Outbox {
 
   private readonly runWake = (): void => {
     this.wakeScheduled = false
+    // an inline flush may have written everything already: then the writer stays parked
+    if (this.head === this.items.length) return
     const wake = this.writerWake
     this.writerWake = undefined
     wake?.()

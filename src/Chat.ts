@@ -84,6 +84,12 @@ export interface ChatShape {
    */
   readonly push: (...data: ReadonlyArray<Uint8Array | string>) => Effect.Effect<void>
   /**
+   * Queues bytes or strings without waiting, past the high-water mark up to the connection's `outputLimit`:
+   * false, with nothing queued, when that much is already waiting (the peer is not keeping up). For fan-out,
+   * where one slow reader must not hold up the others.
+   */
+  readonly offer: (...data: ReadonlyArray<Uint8Array | string>) => Effect.Effect<boolean>
+  /**
    * Queues a producer: its bytes are written after everything queued before, and before anything queued after.
    * A failing producer closes the connection with `ChatError` / `ProducerFailed`.
    */

@@ -74,6 +74,11 @@ export interface ConnectionOptions {
   readonly highWaterMark?: number | undefined
   /** ... until the writer has drained it to this many (default 32 KiB). */
   readonly lowWaterMark?: number | undefined
+  /**
+   * What `offer` and `broadcast` may queue without waiting, beyond the high-water mark (default 16 times it:
+   * 1 MiB); a broadcast recipient over it is a slow consumer and is closed.
+   */
+  readonly outputLimit?: number | undefined
 }
 
 /**
@@ -101,8 +106,10 @@ export interface ChatServerShape {
   readonly connections: Effect.Effect<ReadonlyArray<ChatShape>>
   readonly get: (id: number) => Effect.Effect<Option.Option<ChatShape>>
   /**
-   * Pushes `data` to every open connection but `except`, concurrently; it completes when every recipient has
-   * queued it, so a recipient whose output is full slows the broadcast down rather than growing memory.
+   * Queues `data` on every open connection but `except`, without waiting for any of them (`Chat.offer`). A
+   * recipient that already has `outputLimit` bytes of unread output is a slow consumer: it is closed, as Redis
+   * closes a client over its output buffer limit, so one reader that stalls neither holds up the others nor
+   * grows memory.
    */
   readonly broadcast: (
     data: Uint8Array | string,
@@ -235,12 +242,20 @@ export const make: <E, R>(
       connections: all,
       get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id))),
       broadcast: (data, broadcastOptions) =>
-        Effect.flatMap(all, (chats) =>
-          Effect.forEach(
-            chats,
-            (chat) => (chat.id === broadcastOptions?.except ? Effect.void : chat.push(data)),
-            { concurrency: "unbounded", discard: true }
-          )),
+        Effect.flatMap(
+          all,
+          (chats) =>
+            Effect.forEach(chats, (chat) =>
+              chat.id === broadcastOptions?.except ?
+                Effect.void :
+                Effect.flatMap(chat.offer(data), (queued) =>
+                  queued ? Effect.void : Effect.andThen(
+                    chat.close,
+                    Effect.logWarning("closed a slow consumer: its output queue is full").pipe(
+                      Effect.annotateLogs({ connection: chat.id, peer: formatAddress(chat.remoteAddress) })
+                    )
+                  )), { discard: true })
+        ),
       closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
       draining: Deferred.await(draining)
     }

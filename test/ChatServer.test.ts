@@ -738,3 +738,54 @@ describe("Input read in several passes", () => {
       expect(yield* readLines(client, 2)).toEqual(["b", "c"]) // the client's input, read in passes too
     }).pipe(Effect.provide(memory())))
 })
+
+describe("Fan-out", () => {
+  it.effect("offer queues without waiting up to outputLimit, then refuses", () =>
+    Effect.gen(function*() {
+      const results = yield* Ref.make<Array<boolean>>([])
+      const Offers = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.gen(function*() {
+            const chat = yield* Chat.Chat
+            for (let i = 0; i < 6; i++) {
+              const queued = yield* chat.offer("o".repeat(1023), "\n")
+              yield* Ref.update(results, (r) => [...r, queued])
+            }
+          })))
+      yield* ChatServer.make(Offers, { highWaterMark: 2048, lowWaterMark: 1024, outputLimit: 4096 })
+      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
+      yield* link.socket.reader // open, never read
+      const writer = yield* link.socket.writer
+      yield* writer.write("go\n")
+      yield* settle
+      // four 1 KiB lines reach the 4 KiB limit (offer does not wait at the 2 KiB high-water mark); then no more
+      expect(yield* Ref.get(results)).toEqual([true, true, true, true, false, false])
+    }).pipe(Effect.provide(memory({ capacity: 1 }))))
+
+  it.effect("broadcast closes a slow consumer instead of stalling the room", () =>
+    Effect.gen(function*() {
+      const Room = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const server = yield* ChatServer.ChatServer
+          const chat = yield* Chat.Chat
+          yield* Stream.runForEach(lines, (line) => server.broadcast(`${text(line.bytes)}\n`, { except: chat.id }))
+        }))
+      const server = yield* ChatServer.make(Room, { highWaterMark: 4096, lowWaterMark: 1024, outputLimit: 64 * 1024 })
+      const speaker = yield* connectLines
+      const listener = yield* connectLines
+      const silent = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open) // connected, never reads
+      yield* silent.socket.reader
+      yield* settle
+      expect(yield* server.count).toBe(3)
+      const heard = yield* Effect.forkChild(readLines(listener, 2000))
+      yield* Effect.forEach(Array.from({ length: 2000 }, (_, i) => i), (i) =>
+        speaker.chat.push(`line ${i} ${"x".repeat(100)}\n`), {
+        discard: true
+      })
+      const lines = yield* Fiber.join(heard)
+      expect(lines.length).toBe(2000)
+      expect(lines[1999]).toBe(`line 1999 ${"x".repeat(100)}`)
+      yield* settle
+      expect(yield* server.count).toBe(2) // the silent one was closed as a slow consumer
+    }).pipe(Effect.provide(memory({ capacity: 1024 }))))
+})

@@ -27,6 +27,7 @@ export interface Settings {
   readonly frameTimeout: Duration.Duration | undefined
   readonly highWaterMark: number
   readonly lowWaterMark: number
+  readonly outputLimit: number
 }
 
 const finiteOrUndefined = (input: Duration.Input | undefined, fallback: Duration.Input) => {
@@ -42,7 +43,8 @@ export const settingsOf = (options: ConnectionOptions): Settings => {
     idleTimeout: finiteOrUndefined(options.idleTimeout, "5 minutes"),
     frameTimeout: finiteOrUndefined(options.frameTimeout, "30 seconds"),
     highWaterMark,
-    lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark)
+    lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark),
+    outputLimit: Math.max(options.outputLimit ?? 16 * highWaterMark, highWaterMark)
   }
 }
 
@@ -106,7 +108,7 @@ export const make = (options: {
   readonly context: Context.Context<never>
 }): Connection => {
   const { context, info, mode, reader, settings } = options
-  const outbox = new Outbox(settings.highWaterMark, settings.lowWaterMark)
+  const outbox = new Outbox(settings.highWaterMark, settings.lowWaterMark, settings.outputLimit)
   const count = (metric: Metric.Metric<number, unknown>, n: number) => metric.updateUnsafe(n, context)
 
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
@@ -215,6 +217,7 @@ export const make = (options: {
     localAddress: info.localAddress,
     remoteAddress: info.remoteAddress,
     push: (...data) => outbox.push(data),
+    offer: (...data) => Effect.sync(() => outbox.offer(data)),
     pushStream: (stream) => outbox.pushStream(stream),
     closeWhenDone: Effect.sync(() => outbox.closeWhenDone()),
     close: Effect.sync(() => {
@@ -339,11 +342,15 @@ export const run = <E, R>(options: {
       if (options.role === "client") return Effect.void
       if (Cause.hasInterruptsOnly(exit.cause)) return Effect.logDebug("connection interrupted")
       const { defect, reason } = classify(exit.cause)
-      const log = defect ? Effect.logError : Effect.logWarning
-      return Effect.andThen(
-        Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1),
-        log(`connection closed by ${reason}`, exit.cause)
-      )
+      const error = Cause.squash(exit.cause)
+      // The framework's own reasons (a timeout, an over-long frame, a reset) are routine: one line, no stack.
+      // A handler's own failure or a defect is a bug to look into: its whole cause.
+      const log = defect
+        ? Effect.logError(`connection closed by ${reason}`, exit.cause)
+        : ChatError.isChatError(error)
+        ? Effect.logWarning(`connection closed by ${reason}: ${error.message}`)
+        : Effect.logWarning(`connection closed by ${reason}`, exit.cause)
+      return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
     }),
     options.role === "server" ? Effect.ignore : (self) => self,
     Effect.annotateLogs({ connection: info.id, peer }),

@@ -158,7 +158,7 @@ export class Framer {
           const j = this.searchBoundary(delim, w, buf, pos, c)
           if (j >= 0) {
             const frameLen = this.accLen - w + j
-            if (frameLen > max) return tooLong(max, `a frame of ${frameLen} bytes`)
+            if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`)
             pos += j + dl - w
             this.emptyRun = 0
             if (!this.emit(this.take(frameLen), true)) return this.stopped(buf, pos)
@@ -172,7 +172,7 @@ export class Framer {
           return undefined
         }
         const frameLen = this.accLen + k - pos
-        if (frameLen > max) return tooLong(max, `a frame of ${frameLen} bytes`)
+        if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`)
         this.append(buf, pos, k, frameLen)
         pos = k + dl
         this.emptyRun = 0
@@ -187,7 +187,7 @@ export class Framer {
       const first = pos
       let single = 0
       while (k >= 0) {
-        if (k - pos > max) return tooLong(max, `a frame of ${k - pos} bytes`)
+        if (k - pos > max) return tooLong(max, `a frame of ${bytes(k - pos)}`)
         if (onFrames !== undefined && ++single > SINGLE_FRAMES) {
           pos = this.many(buf, pos, k, needle, dl, (pos - first) / SINGLE_FRAMES, onFrames)
           k = this.found
@@ -242,7 +242,7 @@ export class Framer {
   /** End of input: the unterminated remainder, if any, becomes a final frame with `terminated` false. */
   end(): Failure | undefined {
     if (this.accLen === 0) return undefined
-    if (this.accLen > this.maxFrameLength) return tooLong(this.maxFrameLength, `a frame of ${this.accLen} bytes`)
+    if (this.accLen > this.maxFrameLength) return tooLong(this.maxFrameLength, `a frame of ${bytes(this.accLen)}`)
     return this.emit(this.take(this.accLen), false) ? undefined : this.failure
   }
 
@@ -305,12 +305,15 @@ export class Framer {
 const tooLong = (limit: number, what: string): Failure => ({
   _tag: "FrameTooLong",
   limit,
-  message: `Frame too long: ${what} exceeds the limit of ${limit} bytes`
+  message: `Frame too long: ${what} exceeds the limit of ${bytes(limit)}`
 })
+
+/** "1 byte", "2 bytes". */
+const bytes = (n: number): string => (n === 1 ? "1 byte" : `${n} bytes`)
 
 /** With `buffered` bytes and no delimiter among them, the frame is at least this long. */
 const atLeast = (buffered: number, delimiterLength: number): string =>
-  `a frame of at least ${buffered - delimiterLength + 1} bytes`
+  `a frame of at least ${bytes(buffered - delimiterLength + 1)}`
 
 const stalled = (): Failure => ({
   _tag: "InvalidTerminator",

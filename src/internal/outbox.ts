@@ -42,10 +42,12 @@ export class Outbox {
   private readonly spaceWaiters: Array<() => void> = []
   readonly highWaterMark: number
   readonly lowWaterMark: number
+  readonly outputLimit: number
 
-  constructor(highWaterMark: number, lowWaterMark: number) {
+  constructor(highWaterMark: number, lowWaterMark: number, outputLimit: number) {
     this.highWaterMark = highWaterMark
     this.lowWaterMark = lowWaterMark
+    this.outputLimit = outputLimit
   }
 
   /** Bytes queued and not yet handed to the transport. */
@@ -61,6 +63,19 @@ export class Outbox {
   /** Queues `data`; suspends while the queue is at or above the high-water mark. */
   push(data: ReadonlyArray<Uint8Array | string>): Effect.Effect<void> {
     if (this.isClosing) return Effect.void
+    this.enqueue(data)
+    return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
+  }
+
+  /** Queues `data` unless the queue already holds `outputLimit` bytes: false, with nothing queued, then. */
+  offer(data: ReadonlyArray<Uint8Array | string>): boolean {
+    if (this.isClosing) return true
+    if (this.queuedBytes >= this.outputLimit) return false
+    this.enqueue(data)
+    return true
+  }
+
+  private enqueue(data: ReadonlyArray<Uint8Array | string>): void {
     for (let i = 0; i < data.length; i++) {
       const d = data[i]
       const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
@@ -69,7 +84,6 @@ export class Outbox {
       this.queuedBytes += bytes.length
     }
     this.wake()
-    return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
   }
 
   /** Queues a producer; it runs with the services of the caller. */

@@ -142,7 +142,9 @@ describe("echo-chat: our client and our server", () => {
       expect(logs.filter((line) => line.startsWith("connection closed by"))).toEqual([
         "connection closed by HandlerFailed",
         "connection closed by HandlerFailed",
-        "connection closed by FrameTooLong"
+        `connection closed by FrameTooLong: Frame too long: a length of ${
+          MAX_BODY + 1
+        } exceeds the limit of ${MAX_BODY} bytes`
       ])
     }))
 

@@ -181,7 +181,7 @@ export const echo = (options: { readonly host: string; readonly port: number; re
 // ---------------------------------------------------------------------------------------------------------------
 // The program
 
-/** The client's body: `--message`, else `--size` bytes of lorem ipsum, else the seed's lorem.txt. */
+/** The client's body: `--message`, else `--size` bytes of lorem ipsum, else the seed's 701-byte text. */
 export const messageOf = (options: { readonly message: Option.Option<string>; readonly size: Option.Option<number> }) =>
   Option.match(options.message, {
     onSome: (text) => Buffer.from(text, "utf8"),
@@ -244,7 +244,10 @@ export const command = Command.make("echo-chat", {
     Flag.withDescription("Run the server, the client, or both in one process (default both)"),
     Flag.withDefault("both" as const)
   ),
-  message: Flag.String("message").pipe(Flag.withDescription("The client's body (default: lorem.txt)"), Flag.optional),
+  message: Flag.String("message").pipe(
+    Flag.withDescription("The client's body (default: the seed's 701-byte lorem ipsum text)"),
+    Flag.optional
+  ),
   size: Flag.Int("size").pipe(
     Flag.withDescription("A body of this many bytes of lorem ipsum instead"),
     Flag.filter((n) => n >= 0 && n <= MAX_BODY, (n) => `--size must be between 0 and ${MAX_BODY}, got ${n}`),

@@ -61,6 +61,7 @@ export const run = (options: { readonly host: string; readonly port: number; rea
 const path = Flag.String("path").pipe(Flag.withDescription("The path to GET (default /)"), Flag.withDefault("/"))
 
 /** `npm start -- http-client [--host H] [--port N] [--path P]` */
-export const command = Command.make("http-client", { host: Shared.host, port: Shared.port(8000), path }, run).pipe(
-  Command.withDescription("asyncore's HTTP client: GET a path over HTTP/1.0 and print the raw response")
-)
+export const command = Command.make("http-client", { host: Shared.host, port: Shared.port(8000, "client"), path }, run)
+  .pipe(
+    Command.withDescription("asyncore's HTTP client: GET a path over HTTP/1.0 and print the raw response")
+  )

@@ -1,7 +1,7 @@
 /**
  * The README's client: sends each argument as a line to the quickstart server and prints the answers.
  *
- * Try it: node examples/quickstart-client.ts 7000 hello world QUIT
+ * Try it: npx node --conditions=@effect-asynchat/source examples/quickstart-client.ts 7000 hello world QUIT
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Schedule, Stream } from "effect"

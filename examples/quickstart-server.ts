@@ -2,10 +2,10 @@
  * The README's server: an upper-casing line server. Each line (up to 1 KiB) comes back upper-cased; "QUIT"
  * answers "BYE" and closes; a line that is too long gets an error and the connection is closed.
  *
- * Try it: node examples/quickstart-server.ts 7000, then: nc 127.0.0.1 7000
+ * Try it: npx node --conditions=@effect-asynchat/source examples/quickstart-server.ts 7000, then: nc 127.0.0.1 7000
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer, Stream } from "effect"
+import { Console, Effect, Stream } from "effect"
 import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
 
 const Upper = Protocol.frames(Terminator.lf, (lines) =>
@@ -14,13 +14,11 @@ const Upper = Protocol.frames(Terminator.lf, (lines) =>
     return text === "QUIT"
       ? Chat.push("BYE\n").pipe(Effect.andThen(Chat.closeWhenDone))
       : Chat.push(text.toUpperCase(), "\n")
-  }).pipe(
-    Effect.catchReason("ChatError", "FrameTooLong", () => Chat.push("ERR line too long\n"))
-  ))
+  }).pipe(Effect.catchReason("ChatError", "FrameTooLong", () => Chat.push("ERR line too long\n"))))
 
 const port = Number(process.argv[2] ?? 7000)
-ChatServer.layer(Upper, { maxFrameLength: 1024, idleTimeout: "1 minute" }).pipe(
-  Layer.provide(Listener.layerTcp({ host: "127.0.0.1", port })),
-  Layer.launch,
-  NodeRuntime.runMain
-)
+Effect.gen(function*() {
+  const server = yield* ChatServer.make(Upper, { maxFrameLength: 1024, idleTimeout: "1 minute" })
+  yield* Console.log(`listening on ${Chat.formatAddress(server.address)}`)
+  return yield* Effect.never // until Ctrl-C, which closes the scope: a graceful shutdown
+}).pipe(Effect.scoped, Effect.provide(Listener.layerTcp({ host: "127.0.0.1", port })), NodeRuntime.runMain)

@@ -13,9 +13,13 @@ export const host = Flag.String("host").pipe(
 )
 
 /** `--port`, with each example's own default. */
-export const port = (fallback: number) =>
+export const port = (fallback: number, role: "server" | "client" = "server") =>
   Flag.Int("port").pipe(
-    Flag.withDescription(`TCP port (default ${fallback}; 0 picks a free one)`),
+    Flag.withDescription(
+      role === "server"
+        ? `TCP port to listen on (default ${fallback}; 0 picks a free one)`
+        : `TCP port to connect to (default ${fallback})`
+    ),
     Flag.withDefault(fallback)
   )
 

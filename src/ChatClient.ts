@@ -257,7 +257,7 @@ export interface Client<A, EI = never> {
  * ```ts
  * import { ChatClient, Terminator } from "effect-asynchat"
  *
- * const lines: ChatClient.Framing<never> = { terminator: Terminator.lf }
+ * const lines: ChatClient.FramingOption<never, never> = { terminator: Terminator.lf }
  * ```
  *
  * @category models

@@ -43,10 +43,10 @@ export type Mode<EI> =
  *
  * @example
  * ```ts
- * import { Effect, Stream } from "effect"
- * import { Chat, Protocol, Terminator } from "effect-asynchat"
+ * import { Stream } from "effect"
+ * import { Chat, type ChatError, Protocol, Terminator } from "effect-asynchat"
  *
- * const Echo: Protocol.Protocol<never, never> = Protocol.frames(
+ * const Echo: Protocol.Protocol<ChatError.ChatError, never> = Protocol.frames(
  *   Terminator.lf,
  *   (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))
  * )

@@ -78,7 +78,9 @@ const reasons: Record<number, string> = {
 
 /** RFC 9110 token characters, by char code. */
 const TOKEN = new Uint8Array(256)
-for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TOKEN[c.charCodeAt(0)] = 1
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
+  TOKEN[c.charCodeAt(0)] = 1
+}
 
 const SP = 0x20
 const HTAB = 0x09
@@ -255,7 +257,9 @@ export const Http11Requests = Framing.machine<State, Message, HttpError>({
     switch (state._tag) {
       case "Head": {
         if (!frame.terminated) {
-          return blank(frame.bytes) ? Framing.next(state) : Framing.fail(bad("the request head ended before its blank line"))
+          return blank(frame.bytes)
+            ? Framing.next(state)
+            : Framing.fail(bad("the request head ended before its blank line"))
         }
         if (frame.bytes.length === 0) return Framing.next(state) // a stray CRLF pair between requests
         const request = parseHead(latin1(frame.bytes))
@@ -373,17 +377,22 @@ const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
   })
 
 /** The server: every request answered in order; a refusal or the end of input ends the connection. */
-export const Http11 = Protocol.machine(Http11Requests, (messages) =>
-  Effect.flatMap(Chat.Chat, (chat) =>
-    Stream.runForEachArray(messages, (batch) => answerAll(chat, batch, 0)).pipe(
-      Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
-      Effect.catchReasons("ChatError", {
-        FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),
-        FrameTimeout: () => refuse(chat, 408, "the request arrived too slowly"),
-        // Idle keep-alive connections are normal; after a while they are closed without a word.
-        IdleTimeout: () => Effect.void
-      })
-    )))
+export const Http11 = Protocol.machine(
+  Http11Requests,
+  (messages) =>
+    Effect.flatMap(Chat.Chat, (chat) =>
+      Stream.runForEachArray(messages, (batch) => answerAll(chat, batch, 0)).pipe(
+        Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
+        Effect.catchReasons("ChatError", {
+          FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),
+          FrameTimeout: () => refuse(chat, 408, "the request arrived too slowly"),
+          // Idle keep-alive connections are normal; after a while they are closed without a word.
+          IdleTimeout: () => Effect.void,
+          // A client may reset rather than close (wrk does, at its end): it is gone, nothing to answer or log.
+          ReadFailed: () => Effect.void
+        })
+      ))
+)
 
 /** Runs the server on `host:port`. */
 export const run = (options: { readonly host: string; readonly port: number }) =>

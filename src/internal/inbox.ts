@@ -83,14 +83,19 @@ export class Inbox<A, E> {
     })
   }
 
+  /**
+   * Reads, hands each read to the waiting consumer (or holds it), and reads again at once while the consumer
+   * keeps up: one read ahead at most, and a consumer that keeps up finds its next read already under way. Once a
+   * read is held, the pump waits for the consumer to ask before reading more.
+   */
   private get pump(): Effect.Effect<void> {
     const awaitDemand = Effect.callback<void>((resume) => {
-      if (this.demanded) return resume(Effect.void)
+      if (this.demanded || this.held === undefined) return resume(Effect.void)
       this.pumpWake = () => resume(Effect.void)
     })
-    const loop: Effect.Effect<void> = Effect.flatMap(awaitDemand, () => {
-      this.demanded = false
-      return Effect.flatMap(Effect.exit(this.read), (exit) =>
+    const loop: Effect.Effect<void> = Effect.flatMap(
+      Effect.exit(this.read),
+      (exit) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           this.lastDataAt = now
           const consumer = this.consumer
@@ -101,10 +106,12 @@ export class Inbox<A, E> {
             this.held = exit
           }
           // after the end of input or a failure there is nothing more to read
-          return Exit.isSuccess(exit) && exit.value !== undefined ? loop : Effect.void
-        }))
-    })
-    return loop
+          if (!(Exit.isSuccess(exit) && exit.value !== undefined)) return Effect.void
+          this.demanded = false
+          return Effect.andThen(awaitDemand, loop)
+        })
+    )
+    return Effect.andThen(awaitDemand, loop)
   }
 
   private get watchdog(): Effect.Effect<void> {

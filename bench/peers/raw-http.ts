@@ -1,0 +1,46 @@
+/**
+ * The floor for the http11 section of `bench/servers.ts`: a raw `node:net` server that answers every request
+ * head (up to `\r\n\r\n`) with the bytes `examples/http11.ts` sends for a keep-alive GET, all answers to one
+ * incoming chunk in one write. It parses nothing else: what is left is the cost of Node's sockets.
+ *
+ * Run: node bench/peers/raw-http.ts PORT
+ */
+import { Buffer } from "node:buffer"
+import { createServer } from "node:net"
+
+const HEAD_END = Buffer.from("\r\n\r\n")
+const cache = { second: -1, answer: Buffer.alloc(0), answers: [] as Array<Buffer> }
+
+/** `n` answers in one buffer, made once per second and per count (the Date header changes each second). */
+const answers = (n: number): Buffer => {
+  const second = Math.floor(Date.now() / 1000)
+  if (second !== cache.second) {
+    const date = new Date(second * 1000).toUTCString()
+    cache.second = second
+    cache.answer = Buffer.from(
+      `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nDate: ${date}\r\n\r\nhello world`,
+      "latin1"
+    )
+    cache.answers = []
+  }
+  return (cache.answers[n] ??= Buffer.concat(Array.from({ length: n }, () => cache.answer)))
+}
+
+const port = Number(process.argv[2] ?? 8083)
+createServer((socket) => {
+  // Up to 3 bytes of a head end split across reads.
+  let tail: Buffer | undefined
+  socket.on("data", (chunk: Buffer) => {
+    const buf = tail === undefined ? chunk : Buffer.concat([tail, chunk])
+    let n = 0
+    let end = 0
+    for (let k = buf.indexOf(HEAD_END); k >= 0; k = buf.indexOf(HEAD_END, end)) {
+      n++
+      end = k + 4
+    }
+    const keep = Math.max(end, buf.length - 3)
+    tail = keep < buf.length ? Buffer.from(buf.subarray(keep)) : undefined
+    if (n > 0) socket.write(answers(n))
+  })
+  socket.on("error", () => socket.destroy())
+}).listen(port, "127.0.0.1", () => console.log(`raw-http listening on 127.0.0.1:${port}`))

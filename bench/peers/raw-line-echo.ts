@@ -1,0 +1,34 @@
+/**
+ * The floor for the line-echo and memory sections of `bench/servers.ts`: a raw `node:net` server with a
+ * hand-written `\n` splitter (views within a chunk, a copy of a line split across reads) that echoes every
+ * complete line, all the lines of one incoming chunk in one write.
+ *
+ * Run: node bench/peers/raw-line-echo.ts PORT
+ */
+import { Buffer } from "node:buffer"
+import { createServer } from "node:net"
+
+const NL = Buffer.from("\n")
+const MAX_LINE = 1024
+
+const port = Number(process.argv[2] ?? 7001)
+createServer((socket) => {
+  let partial: Buffer | undefined
+  socket.on("data", (chunk: Buffer) => {
+    const out: Array<Buffer> = []
+    let pos = 0
+    for (let k = chunk.indexOf(10); k >= 0; k = chunk.indexOf(10, pos)) {
+      if (partial !== undefined) {
+        out.push(Buffer.concat([partial, chunk.subarray(0, k)]), NL)
+        partial = undefined
+      } else out.push(chunk.subarray(pos, k), NL)
+      pos = k + 1
+    }
+    if (pos < chunk.length) {
+      partial = partial === undefined ? Buffer.from(chunk.subarray(pos)) : Buffer.concat([partial, chunk])
+      if (partial.length > MAX_LINE) socket.destroy()
+    }
+    if (out.length > 0) socket.write(Buffer.concat(out))
+  })
+  socket.on("error", () => socket.destroy())
+}).listen({ port, host: "127.0.0.1", backlog: 4096 }, () => console.log(`raw-line-echo listening on 127.0.0.1:${port}`))

@@ -1,0 +1,724 @@
+/**
+ * Servers against their peers: the server process's CPU time per operation (utime + stime from
+ * /proc/PID/stat), ours and the peer's side by side in one run, alternating, several rounds, median of the
+ * per-round ratios ours/peer (lower is better). On a 2-core machine client and server share the cores, so
+ * requests per second would measure the machine; CPU per operation measures the server.
+ *
+ * 1. redis: examples/redis.ts vs redis-server 7, under redis-benchmark (-P 1 and -P 16).
+ * 2. http11: examples/http11.ts vs a node:http hello world under wrk; a raw node:net server answering the same
+ *    bytes is printed as the floor.
+ * 3. line echo: bench/servers/echo-lines.ts vs a raw node:net splitter and CPython's asynchat, 20 connections
+ *    with 16 lines of 64 bytes in flight each (bench/load/line-echo-client.ts).
+ * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net.
+ *
+ * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
+ * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.
+ * The whole run takes about 5 minutes. It prints a table and writes docs/benchmarks.md and docs/benchmarks.svg.
+ *
+ * Run: `npm run bench`. `BENCH_ONLY=redis,http,echo,memory` runs some sections (docs are then not written),
+ * `BENCH_ROUNDS=5` sets the rounds (default 3), `BENCH_DEBUG=1` prints every measurement, `BENCH_PROFILE=DIR`
+ * runs our servers under `node --cpu-prof` writing into DIR (summarise with bench/profile-summary.ts). Exits 0
+ * when it measured, met or not: it is a report, not a gate.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { accessSync, constants, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { connect, createServer } from "node:net"
+import { cpus, release } from "node:os"
+import { delimiter, join } from "node:path"
+import { performance } from "node:perf_hooks"
+import { setTimeout as sleep } from "node:timers/promises"
+
+const ROOT = join(import.meta.dirname, "..")
+const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3))
+const ONLY = process.env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter((s) => s !== "")
+const DEBUG = process.env.BENCH_DEBUG !== undefined && process.env.BENCH_DEBUG !== ""
+const PROFILE = process.env.BENCH_PROFILE
+const NODE = process.execPath
+const SOURCE = "--conditions=@effect-asynchat/source"
+const INSTALL = "apt-get install redis-server redis-tools wrk"
+
+// Workload sizes. redis-benchmark's `-t ping` is two tests (inline and multibulk), so one run is 4 x -n
+// requests; at -P 16 redis-server spends well under 1 µs a request, so that run is repeated to pass 1 s of CPU.
+const REDIS_N = 200_000
+const REDIS_P16_RUNS = 4
+const WRK_SECONDS = 5
+const ECHO = { connections: 20, depth: 16, line: 64, linesPerConnection: 150_000 }
+const IDLE_CONNECTIONS = 10_000
+
+// --- processes ---------------------------------------------------------------------------------------------
+
+/** Every child started, so that an error or Ctrl-C can stop them by PID. */
+const children = new Set<ChildProcess>()
+
+const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
+
+const killAll = () => {
+  for (const child of children) if (alive(child)) child.kill("SIGKILL")
+}
+process.on("exit", killAll)
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    console.error(`\n${signal}: stopping ${[...children].filter(alive).map((c) => c.pid).join(", ") || "nothing"}`)
+    killAll()
+    process.exit(130)
+  })
+}
+
+/** Runs `argv` with a raised open-file limit: `exec` keeps the PID, so the PID measured is the program's. */
+const withFileLimit = (argv: ReadonlyArray<string>): Array<string> => [
+  "bash",
+  "-c",
+  "n=$(ulimit -Hn); [ \"$n\" = unlimited ] && n=1048576; ulimit -n \"$n\" && exec \"$0\" \"$@\"",
+  ...argv
+]
+
+interface Proc {
+  readonly child: ChildProcess
+  readonly pid: number
+  /** The end of what it wrote, for error messages. */
+  output: string
+  readonly exited: Promise<void>
+}
+
+const start = (argv: ReadonlyArray<string>): Proc => {
+  const child = spawn(argv[0], argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+  children.add(child)
+  if (child.pid === undefined) throw new Error(`cannot start ${argv.join(" ")}`)
+  const proc: Proc = {
+    child,
+    pid: child.pid,
+    output: "",
+    exited: new Promise((resolve) => child.once("close", () => resolve()))
+  }
+  const keep = (data: Buffer) => {
+    proc.output = (proc.output + data.toString()).slice(-64 * 1024)
+  }
+  child.stdout?.on("data", keep)
+  child.stderr?.on("data", keep)
+  child.once("error", (e) => {
+    proc.output += `\n${e.message}`
+  })
+  return proc
+}
+
+/** Stops `proc` by PID: SIGTERM (a graceful exit, which `--cpu-prof` needs), SIGKILL if it lingers. */
+const stop = async (proc: Proc): Promise<void> => {
+  if (alive(proc.child)) proc.child.kill("SIGTERM")
+  const gone = await Promise.race([proc.exited.then(() => true), sleep(8000).then(() => false)])
+  if (!gone) {
+    proc.child.kill("SIGKILL")
+    await proc.exited
+  }
+  children.delete(proc.child)
+}
+
+/** Runs a load generator to its end, killed after `timeoutMs`; fails unless it exits 0. */
+const runLoad = async (argv: ReadonlyArray<string>, timeoutMs: number): Promise<string> => {
+  const proc = start(argv)
+  const timer = setTimeout(() => proc.child.kill("SIGKILL"), timeoutMs)
+  await proc.exited
+  clearTimeout(timer)
+  children.delete(proc.child)
+  if (proc.child.exitCode !== 0) {
+    throw new Error(
+      `${argv.join(" ")} ${
+        proc.child.signalCode === "SIGKILL" ? `timed out after ${timeoutMs} ms` : `exited ${proc.child.exitCode}`
+      }:\n${proc.output.slice(-2000)}`
+    )
+  }
+  return proc.output
+}
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject()))
+    })
+  })
+
+const canConnect = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = connect({ port, host: "127.0.0.1" })
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
+
+interface Server extends Proc {
+  readonly name: string
+  readonly port: number
+}
+
+/** Starts a server on a free port (`argv` gets it through `PORT`) and waits until it accepts a connection. */
+const startServer = async (
+  name: string,
+  argv: ReadonlyArray<string>,
+  options: { readonly fileLimit?: boolean } = {}
+): Promise<Server> => {
+  const port = await freePort()
+  const withPort = argv.map((a) => a.replaceAll("PORT", String(port)))
+  const proc = start(options.fileLimit === true ? withFileLimit(withPort) : withPort)
+  const deadline = performance.now() + 30_000
+  while (!(await canConnect(port))) {
+    if (!alive(proc.child)) throw new Error(`${name} exited on start:\n${proc.output.slice(-2000)}`)
+    if (performance.now() > deadline) {
+      await stop(proc)
+      throw new Error(`${name} did not accept connections within 30 s:\n${proc.output.slice(-2000)}`)
+    }
+    await sleep(100)
+  }
+  return Object.assign(proc, { name, port })
+}
+
+// --- /proc -------------------------------------------------------------------------------------------------
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
+/** utime + stime of the whole process (all its threads), in seconds. */
+const cpuSeconds = (pid: number): number => {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+  // Fields after the command name, which may hold spaces: state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+}
+
+const rssKiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1])
+
+const openFiles = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length
+
+// --- measuring ---------------------------------------------------------------------------------------------
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = xs.toSorted((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** A row of the report: ours and the peer in `unit` per operation, the median ratio, the target if any. */
+interface Row {
+  readonly section: string
+  readonly workload: string
+  readonly ours: string
+  readonly oursValue: number
+  readonly peer: string
+  readonly peerValue: number
+  readonly unit: string
+  readonly ratio: number
+  readonly rounds: ReadonlyArray<number>
+  /** The largest acceptable ratio; undefined for a figure shown for information. */
+  readonly target: number | undefined
+  readonly targetText: string
+}
+
+const rows: Array<Row> = []
+const notes: Array<string> = []
+/** What ran, by section: "role: command". */
+const commands: Array<{ readonly what: string; readonly argv: ReadonlyArray<string>; readonly note?: string }> = []
+
+const met = (row: Row) => row.target === undefined || row.ratio <= row.target
+
+/** Server CPU seconds per operation of one load run. */
+const cpuPerOp = async (server: Server, load: (server: Server) => Promise<number>): Promise<number> => {
+  const before = cpuSeconds(server.pid)
+  const ops = await load(server)
+  await sleep(200) // the last replies and the hang-ups are part of the work
+  if (!alive(server.child)) throw new Error(`${server.name} died during the load:\n${server.output.slice(-2000)}`)
+  const seconds = cpuSeconds(server.pid) - before
+  if (DEBUG) {
+    console.log(`  ${server.name}: ${ops} ops, ${seconds.toFixed(2)} s CPU, ${(seconds / ops * 1e6).toFixed(3)} µs/op`)
+  }
+  if (seconds < 1) notes.push(`${server.name}: a run used only ${seconds.toFixed(2)} s of CPU (ticks of 10 ms)`)
+  return seconds / ops
+}
+
+/**
+ * Measures every server `ROUNDS` times, rotating which goes first so drift falls on all alike, after one
+ * warm-up load each (JIT). Returns each server's per-round figures.
+ */
+const alternate = async (
+  servers: ReadonlyArray<Server>,
+  load: (server: Server) => Promise<number>,
+  warmup: (server: Server) => Promise<unknown>
+): Promise<Array<Array<number>>> => {
+  for (const server of servers) await warmup(server)
+  const results = servers.map((): Array<number> => [])
+  for (let round = 0; round < ROUNDS; round++) {
+    if (DEBUG) console.log(`  round ${round + 1}`)
+    for (let k = 0; k < servers.length; k++) {
+      const i = (k + round) % servers.length
+      results[i].push(await cpuPerOp(servers[i], load))
+    }
+  }
+  return results
+}
+
+const addRow = (
+  fields: Omit<Row, "ratio" | "oursValue" | "peerValue" | "rounds" | "targetText">,
+  ours: ReadonlyArray<number>,
+  peer: ReadonlyArray<number>,
+  scale: number
+) => {
+  const rounds = ours.map((x, i) => x / peer[i])
+  const row: Row = {
+    ...fields,
+    oursValue: median(ours) * scale,
+    peerValue: median(peer) * scale,
+    ratio: median(rounds),
+    rounds,
+    targetText: fields.target === undefined ? "" : `≤ ${fields.target}x`
+  }
+  rows.push(row)
+  console.log(
+    `  ${row.workload}: ${row.ours} ${row.oursValue.toFixed(2)} vs ${row.peer} ${
+      row.peerValue.toFixed(2)
+    } ${row.unit},` +
+      ` ratio ${row.ratio.toFixed(2)} (rounds ${rounds.map((r) => r.toFixed(2)).join(", ")})` +
+      (row.target === undefined ? "" : ` target ${row.targetText}: ${met(row) ? "met" : "MISSED"}`)
+  )
+}
+
+// --- tools -------------------------------------------------------------------------------------------------
+
+const onPath = (tool: string): boolean =>
+  (process.env.PATH ?? "").split(delimiter).some((dir) => {
+    try {
+      accessSync(join(dir, tool), constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  })
+
+/** The tools of `tools` not found, said once; true when all are there. */
+const need = (section: string, tools: ReadonlyArray<string>, install: string): boolean => {
+  const missing = tools.filter((t) => !onPath(t))
+  if (missing.length === 0) return true
+  const message = `${section}: skipped, ${missing.join(", ")} not found (install: ${install})`
+  console.log(message)
+  notes.push(message)
+  return false
+}
+
+const exampleRegistered = (name: string): boolean => {
+  try {
+    return readFileSync(join(ROOT, "examples", "cli.ts"), "utf8").includes(`${name}.command`)
+  } catch {
+    return false
+  }
+}
+
+/** Our servers: Node with the source condition, under `--cpu-prof` when BENCH_PROFILE is set. */
+const ours = (...args: ReadonlyArray<string>): Array<string> => [
+  NODE,
+  SOURCE,
+  ...(PROFILE === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${PROFILE}`]),
+  ...args
+]
+
+const shown = (argv: ReadonlyArray<string>) =>
+  argv.map((a) => (a === NODE ? "node" : a === "" ? "\"\"" : a)).filter((a) => !a.startsWith("--cpu-prof")).join(" ")
+
+// --- 1. redis ----------------------------------------------------------------------------------------------
+
+const redisBenchmark = (pipeline: number, n = REDIS_N) =>
+  ["redis-benchmark", "-h", "127.0.0.1", "-p", "PORT", "-c", "50", "-n", String(n), "-t", "ping,set,get"].concat(
+    ["-P", String(pipeline), "-q"]
+  )
+
+const redis = async () => {
+  console.log("\nredis: examples/redis.ts vs redis-server, redis-benchmark -c 50 -n 200000 -t ping,set,get")
+  if (!need("redis", ["redis-server", "redis-benchmark"], INSTALL)) return
+  if (!exampleRegistered("Redis")) {
+    const message = "redis: skipped, examples/cli.ts does not list the redis example"
+    console.log(message)
+    notes.push(message)
+    return
+  }
+  const oursArgv = ours("examples/cli.ts", "redis", "--port", "PORT")
+  const peerArgv = ["redis-server", "--port", "PORT", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+  commands.push(
+    { what: "redis, ours", argv: oursArgv },
+    { what: "redis, peer", argv: peerArgv },
+    { what: "redis, load", argv: redisBenchmark(1), note: "once per measurement" },
+    { what: "redis, load", argv: redisBenchmark(16), note: `${REDIS_P16_RUNS} times per measurement` }
+  )
+  const servers = [await startServer("ours (redis)", oursArgv), await startServer("redis-server", peerArgv)]
+  try {
+    const run = async (server: Server, pipeline: number, n = REDIS_N) => {
+      const out = await runLoad(redisBenchmark(pipeline, n).map((a) => a.replace("PORT", String(server.port))), 180_000)
+      const tests = [...out.matchAll(/^\s*([A-Z_]+): [\d.]+ requests per second/gm)].length
+      if (tests !== 4) throw new Error(`redis-benchmark reported ${tests} tests, not 4:\n${out.slice(-2000)}`)
+      return tests * n
+    }
+    for (const pipeline of [1, 16]) {
+      const runs = pipeline === 1 ? 1 : REDIS_P16_RUNS
+      const [o, p] = await alternate(
+        servers,
+        async (server) => {
+          let ops = 0
+          for (let i = 0; i < runs; i++) ops += await run(server, pipeline)
+          return ops
+        },
+        (server) => run(server, pipeline, 20_000)
+      )
+      addRow(
+        {
+          section: "redis",
+          workload: `redis-benchmark -P ${pipeline}`,
+          ours: "ours",
+          peer: "redis-server",
+          unit: "µs/req",
+          target: pipeline === 1 ? 1.2 : 2
+        },
+        o,
+        p,
+        1e6
+      )
+    }
+  } finally {
+    for (const server of servers) await stop(server)
+  }
+}
+
+// --- 2. http11 ---------------------------------------------------------------------------------------------
+
+const wrk = (seconds: number) => ["wrk", "-t1", "-c50", `-d${seconds}s`, "http://127.0.0.1:PORT/"]
+
+const http = async () => {
+  console.log(`\nhttp11: examples/http11.ts vs node:http, wrk -t1 -c50 -d${WRK_SECONDS}s`)
+  if (!need("http11", ["wrk"], INSTALL)) return
+  if (!exampleRegistered("Http11")) {
+    const message = "http11: skipped, examples/http11.ts is not there yet (or examples/cli.ts does not list it)"
+    console.log(message)
+    notes.push(message)
+    return
+  }
+  const oursArgv = ours("examples/cli.ts", "http11", "--port", "PORT")
+  const nodeArgv = [NODE, "bench/peers/node-http.ts", "PORT"]
+  const rawArgv = [NODE, "bench/peers/raw-http.ts", "PORT"]
+  commands.push(
+    { what: "http11, ours", argv: oursArgv },
+    { what: "http11, peer", argv: nodeArgv },
+    { what: "http11, floor", argv: rawArgv },
+    { what: "http11, load", argv: wrk(WRK_SECONDS) }
+  )
+  const servers = [
+    await startServer("ours (http11)", oursArgv),
+    await startServer("node:http", nodeArgv),
+    await startServer("raw node:net (http)", rawArgv)
+  ]
+  try {
+    const run = async (server: Server, seconds: number) => {
+      const out = await runLoad(wrk(seconds).map((a) => a.replace("PORT", String(server.port))), 60_000)
+      const requests = Number(/(\d+) requests in/.exec(out)?.[1])
+      if (!(requests > 0) || /Non-2xx/.test(out)) throw new Error(`wrk against ${server.name}:\n${out}`)
+      if (/Socket errors/.test(out)) notes.push(`wrk against ${server.name}: ${/Socket errors.*/.exec(out)?.[0]}`)
+      return requests
+    }
+    const [o, n, r] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
+    const fields = { section: "http11", workload: `wrk -t1 -c50 -d${WRK_SECONDS}s`, unit: "µs/req" }
+    addRow({ ...fields, ours: "ours", peer: "node:http", target: 0.7 }, o, n, 1e6)
+    addRow({ ...fields, ours: "raw node:net", peer: "node:http", target: undefined }, r, n, 1e6)
+    addRow({ ...fields, ours: "ours", peer: "raw node:net", target: undefined }, o, r, 1e6)
+  } finally {
+    for (const server of servers) await stop(server)
+  }
+}
+
+// --- 3. line echo ------------------------------------------------------------------------------------------
+
+const hasAsynchat = (): boolean => {
+  if (!onPath("python3")) return false
+  try {
+    execFileSync("python3", ["-W", "ignore", "-c", "import asynchat, asyncore"], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+}
+
+const echo = async () => {
+  const { connections, depth, line, linesPerConnection } = ECHO
+  console.log(`\nline echo: ${connections} connections x ${depth} lines of ${line} B in flight`)
+  const python = hasAsynchat()
+  if (!python) {
+    const message =
+      "line echo: asynchat skipped, python3 with asynchat (3.11 or older) not found (apt-get install python3)"
+    console.log(message)
+    notes.push(message)
+  }
+  const oursArgv = ours("bench/servers/echo-lines.ts", "PORT")
+  const framedArgv = ours("bench/servers/echo-lines.ts", "PORT", "--frame-timeout")
+  const rawArgv = [NODE, "bench/peers/raw-line-echo.ts", "PORT"]
+  const pyArgv = ["python3", "bench/peers/asynchat_line_echo.py", "PORT"]
+  const client = (lines: number) => [
+    NODE,
+    "bench/load/line-echo-client.ts",
+    "PORT",
+    ...[connections, depth, line, lines, 60_000].map(String)
+  ]
+  commands.push(
+    { what: "line echo, ours", argv: oursArgv },
+    { what: "line echo, ours with its frame timeout", argv: framedArgv },
+    { what: "line echo, peer", argv: rawArgv },
+    ...(python ? [{ what: "line echo, peer", argv: pyArgv }] : []),
+    { what: "line echo, load", argv: client(linesPerConnection) }
+  )
+  const servers = [
+    await startServer("ours (echo-lines)", oursArgv),
+    await startServer("ours (echo-lines, frame timeout)", framedArgv),
+    await startServer("raw node:net (echo)", rawArgv)
+  ]
+  if (python) servers.push(await startServer("asynchat", pyArgv))
+  try {
+    const run = async (server: Server, lines: number) => {
+      const out = await runLoad(client(lines).map((a) => a.replace("PORT", String(server.port))), 90_000)
+      const result = JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as { lines?: number }
+      if (result.lines !== connections * lines) throw new Error(`line-echo-client against ${server.name}:\n${out}`)
+      return result.lines
+    }
+    const [o, f, r, p] = await alternate(
+      servers,
+      (server) => run(server, linesPerConnection),
+      (server) => run(server, linesPerConnection / 10)
+    )
+    const fields = { section: "line echo", workload: `${connections} conns x ${depth} in flight`, unit: "µs/line" }
+    addRow({ ...fields, ours: "ours", peer: "raw node:net", target: 1.25 }, o, r, 1e6)
+    if (p !== undefined) addRow({ ...fields, ours: "ours", peer: "asynchat", target: 0.25 }, o, p, 1e6)
+    addRow({ ...fields, ours: "ours, frame timeout", peer: "raw node:net", target: undefined }, f, r, 1e6)
+  } finally {
+    for (const server of servers) await stop(server)
+  }
+}
+
+// --- 4. memory ---------------------------------------------------------------------------------------------
+
+const memory = async () => {
+  console.log(`\nmemory: ${IDLE_CONNECTIONS} idle connections, server RSS per connection`)
+  const oursArgv = ours("bench/servers/echo-lines.ts", "PORT")
+  const framedArgv = ours("bench/servers/echo-lines.ts", "PORT", "--frame-timeout")
+  const rawArgv = [NODE, "bench/peers/raw-line-echo.ts", "PORT"]
+  const client = [NODE, "bench/load/idle-client.ts", "PORT", String(IDLE_CONNECTIONS), "200", "120000"]
+  commands.push(
+    { what: "memory, ours", argv: oursArgv },
+    { what: "memory, ours with its frame timeout", argv: framedArgv },
+    { what: "memory, peer", argv: rawArgv },
+    { what: "memory, load", argv: client }
+  )
+  /** Bytes of RSS per connection on a fresh server: after minus before, once every connection is accepted. */
+  const perConnection = async (name: string, argv: ReadonlyArray<string>): Promise<number> => {
+    const server = await startServer(name, argv, { fileLimit: true })
+    let load: Proc | undefined
+    try {
+      await sleep(1000) // past start-up and the readiness probe
+      const before = rssKiB(server.pid)
+      const files = openFiles(server.pid)
+      load = start(withFileLimit(client.map((a) => a.replace("PORT", String(server.port)))))
+      // Accepted means a file descriptor in the server, which the client's "connected" does not promise.
+      const deadline = performance.now() + 60_000
+      while (openFiles(server.pid) < files + IDLE_CONNECTIONS) {
+        if (!alive(load.child)) throw new Error(`idle-client exited:\n${load.output.slice(-2000)}`)
+        if (!alive(server.child)) throw new Error(`${name} died:\n${server.output.slice(-2000)}`)
+        if (performance.now() > deadline) throw new Error(`${name} did not accept ${IDLE_CONNECTIONS} connections`)
+        await sleep(100)
+      }
+      await sleep(2000) // let allocations that follow an accept settle
+      const after = rssKiB(server.pid)
+      if (DEBUG) console.log(`  ${name}: RSS ${before} KiB -> ${after} KiB`)
+      return ((after - before) * 1024) / IDLE_CONNECTIONS
+    } finally {
+      if (load !== undefined) await stop(load)
+      await stop(server)
+    }
+  }
+  const subjects = [
+    { name: "ours (echo-lines)", argv: oursArgv },
+    { name: "ours (echo-lines, frame timeout)", argv: framedArgv },
+    { name: "raw node:net (echo)", argv: rawArgv }
+  ]
+  const results = subjects.map((): Array<number> => [])
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < subjects.length; k++) {
+      const i = (k + round) % subjects.length
+      results[i].push(await perConnection(subjects[i].name, subjects[i].argv))
+    }
+  }
+  const [o, f, r] = results
+  const fields = { section: "memory", workload: `${IDLE_CONNECTIONS} idle connections`, unit: "KiB/conn" }
+  addRow({ ...fields, ours: "ours", peer: "raw node:net", target: 2 }, o, r, 1 / 1024)
+  addRow({ ...fields, ours: "ours, frame timeout", peer: "raw node:net", target: undefined }, f, r, 1 / 1024)
+}
+
+// --- report ------------------------------------------------------------------------------------------------
+
+const machine = () => {
+  const os = /PRETTY_NAME="([^"]*)"/.exec((() => {
+    try {
+      return readFileSync("/etc/os-release", "utf8")
+    } catch {
+      return ""
+    }
+  })())?.[1] ?? "Linux"
+  return {
+    cpu: cpus()[0]?.model.trim() ?? "unknown CPU",
+    cores: cpus().length,
+    node: process.version,
+    os: `${os}, kernel ${release()}`
+  }
+}
+
+const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
+
+const tableRows = () =>
+  rows.map((r) => [
+    r.section,
+    r.workload,
+    `${r.ours} ${fmt(r.oursValue)}`,
+    `${r.peer} ${fmt(r.peerValue)}`,
+    r.unit,
+    `${r.ratio.toFixed(2)}x`,
+    r.rounds.map((x) => x.toFixed(2)).join(" "),
+    r.targetText || "(info)",
+    r.target === undefined ? "" : met(r) ? "met" : "MISSED"
+  ])
+
+const HEADER = ["section", "workload", "ours", "peer", "unit", "ours/peer", "rounds", "target", "verdict"]
+
+/** A padded table: dprint formats Markdown tables this way, so the file stays `dprint check` clean. */
+const table = (cells: ReadonlyArray<ReadonlyArray<string>>, markdown: boolean): string => {
+  const all = [HEADER, ...cells]
+  const width = HEADER.map((_, c) => Math.max(...all.map((row) => [...row[c]].length)))
+  const line = (row: ReadonlyArray<string>) =>
+    markdown
+      ? `| ${row.map((cell, c) => cell + " ".repeat(width[c] - [...cell].length)).join(" | ")} |`
+      : row.map((cell, c) => cell + " ".repeat(width[c] - [...cell].length)).join("  ").trimEnd()
+  const rule = markdown
+    ? `| ${width.map((w) => "-".repeat(w)).join(" | ")} |`
+    : width.map((w) => "-".repeat(w)).join("  ")
+  return [line(HEADER), rule, ...cells.map(line)].join("\n")
+}
+
+const escapeXml = (s: string) => s.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;")
+
+/** One horizontal bar per row: the ratio, its target as a red tick (a row without target is grey). */
+const svg = (date: string): string => {
+  const bar = { left: 300, width: 440, height: 24, gap: 16, top: 60 }
+  const max = Math.max(1.5, ...rows.map((r) => Math.max(r.ratio, r.target ?? 0))) * 1.08
+  const x = (v: number) => bar.left + (v / max) * bar.width
+  const height = bar.top + rows.length * (bar.height + bar.gap) + 36
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="900" height="${height}" viewBox="0 0 900 ${height}"` +
+    ` font-family="sans-serif" font-size="13">`,
+    `<rect width="900" height="${height}" fill="white"/>`,
+    `<text x="16" y="24" font-size="16" font-weight="bold">effect-asynchat vs peers: server CPU per operation` +
+    ` (memory: RSS per connection), ours / peer</text>`,
+    `<text x="16" y="44" fill="#555">median of ${ROUNDS} rounds, ${escapeXml(date)}; lower is better;` +
+    ` black tick: target; green: met, red: missed, grey: for information</text>`
+  ]
+  rows.forEach((r, i) => {
+    const y = bar.top + i * (bar.height + bar.gap)
+    const color = r.target === undefined ? "#b0b0b0" : met(r) ? "#43a047" : "#e57373"
+    const end = x(r.ratio)
+    parts.push(
+      `<text x="16" y="${y + 10}">${escapeXml(`${r.section}: ${r.workload}`)}</text>`,
+      `<text x="16" y="${y + 25}" fill="#555" font-size="12">${escapeXml(`${r.ours} / ${r.peer}`)}</text>`,
+      `<rect x="${bar.left}" y="${y}" width="${(end - bar.left).toFixed(1)}" height="${bar.height}" fill="${color}"/>`,
+      `<text x="${(end + 6).toFixed(1)}" y="${y + 17}">${r.ratio.toFixed(2)}x` +
+        `${r.target === undefined ? "" : ` (target ${escapeXml(r.targetText)})`}</text>`
+    )
+    if (r.target !== undefined) {
+      const t = x(r.target).toFixed(1)
+      parts.push(`<line x1="${t}" x2="${t}" y1="${y - 5}" y2="${y + bar.height + 5}" stroke="black" stroke-width="3"/>`)
+    }
+  })
+  const base = height - 28
+  const one = x(1).toFixed(1)
+  parts.push(
+    `<line x1="${bar.left}" x2="${bar.left}" y1="${bar.top - 8}" y2="${base}" stroke="#333"/>`,
+    `<line x1="${one}" x2="${one}" y1="${bar.top - 8}" y2="${base}" stroke="#333" stroke-dasharray="4 3"/>`,
+    `<text x="${one}" y="${base + 16}" text-anchor="middle" fill="#333">1x: parity</text>`,
+    `</svg>`
+  )
+  return parts.join("\n") + "\n"
+}
+
+const markdown = (date: string, seconds: number): string => {
+  const m = machine()
+  const verdicts = rows.filter((r) => r.target !== undefined)
+  return [
+    "# Benchmarks",
+    "",
+    "Server CPU time per operation (utime + stime from `/proc/PID/stat`; RSS per connection for memory), ours and",
+    `the peer side by side in one run, alternating, ${ROUNDS} rounds; \`ours/peer\` is the median of the per-round`,
+    "ratios (lower is better). On a 2-core machine client and server share the cores, so CPU per operation, not",
+    "requests per second, is what compares servers. Absolute figures drift ±15% between runs; ratios from one run",
+    "hold. Written by `npm run bench` (`bench/servers.ts`).",
+    "",
+    `- Date: ${date} (the run took ${Math.round(seconds)} s)`,
+    `- Machine: ${m.cpu}, ${m.cores} cores; ${m.os}`,
+    `- Node ${m.node}`,
+    "",
+    table(tableRows(), true),
+    "",
+    `Targets met: ${verdicts.filter(met).length} of ${verdicts.length}.`,
+    "",
+    "![ratios and targets](benchmarks.svg)",
+    "",
+    "## Commands",
+    "",
+    "`PORT` is a free port picked for each server; every server listens on 127.0.0.1. In the memory section the",
+    "server and the load run under `bash -c 'ulimit -n <hard limit> && exec ...'`, a fresh server each time.",
+    "",
+    ...commands.map((c) => `- ${c.what}: \`${shown(c.argv)}\`${c.note === undefined ? "" : ` (${c.note})`}`),
+    ...(notes.length === 0 ? [] : ["", "## Notes", "", ...[...new Set(notes)].map((n) => `- ${n}`)]),
+    ""
+  ].join("\n")
+}
+
+// --- main --------------------------------------------------------------------------------------------------
+
+const sections: Record<string, () => Promise<void>> = { redis, http, echo, memory }
+
+const main = async () => {
+  const began = performance.now()
+  const m = machine()
+  console.log(`${m.cpu}, ${m.cores} cores, node ${m.node}, ${m.os}; ${ROUNDS} rounds`)
+  if (PROFILE !== undefined) mkdirSync(PROFILE, { recursive: true })
+  for (const [name, section] of Object.entries(sections)) {
+    if (ONLY !== undefined && !ONLY.includes(name)) continue
+    try {
+      await section()
+    } catch (error) {
+      const message = `${name}: failed: ${error instanceof Error ? error.message : String(error)}`
+      console.error(message)
+      notes.push(message.split("\n")[0])
+    }
+  }
+  const seconds = (performance.now() - began) / 1000
+  console.log(`\n${table(tableRows(), false)}\n`)
+  for (const note of new Set(notes)) console.log(`note: ${note}`)
+  const verdicts = rows.filter((r) => r.target !== undefined)
+  console.log(`targets met: ${verdicts.filter(met).length} of ${verdicts.length}; ${Math.round(seconds)} s`)
+  if (ONLY !== undefined) {
+    console.log("BENCH_ONLY is set: docs/benchmarks.md and docs/benchmarks.svg not written")
+    return
+  }
+  const date = new Date().toISOString().replace(/\.\d+Z$/, "Z")
+  mkdirSync(join(ROOT, "docs"), { recursive: true })
+  writeFileSync(join(ROOT, "docs", "benchmarks.md"), markdown(date, seconds))
+  writeFileSync(join(ROOT, "docs", "benchmarks.svg"), svg(date))
+  console.log("wrote docs/benchmarks.md and docs/benchmarks.svg")
+}
+
+await main()

@@ -13,7 +13,7 @@
  * @since 0.1.0
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
 import type { ChatShape } from "./Chat.ts"
@@ -23,7 +23,7 @@ import * as ChatMetrics from "./ChatMetrics.ts"
 import type * as ChatServer from "./ChatServer.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
-import { closedOf, type Link } from "./Listener.ts"
+import { type Link, onClosedOf } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
 
@@ -83,7 +83,7 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
       remoteAddress: isUnix
         ? { _tag: "Unix", path: options.path }
         : { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 },
-      closed: closedOf(conn)
+      onClosed: onClosedOf(conn)
     } satisfies Link
   })
 
@@ -160,7 +160,7 @@ export const duplex = <E, R>(
       socket,
       localAddress: { _tag: "Pipe", name },
       remoteAddress: { _tag: "Pipe", name },
-      closed: closedOf(stream)
+      onClosed: onClosedOf(stream)
     } satisfies Link
   }) as Effect.Effect<Link, ChatError.ChatError, Scope.Scope | Exclude<R, Scope.Scope>>
 })
@@ -308,7 +308,6 @@ export const connect: {
     const connection = Runtime.make({
       reader,
       writer,
-      transportClosed: link.closed,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings: Runtime.settingsOf(options),
       mode: "machine" in options
@@ -318,9 +317,13 @@ export const connect: {
     })
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
     yield* connection.start(scope)
-    yield* Effect.raceFirst(Effect.exit(connection.writer), connection.closed).pipe(
-      Effect.andThen(Scope.close(scope, Exit.void)),
-      Effect.forkScoped
+    yield* Scope.provide(Runtime.watchTransport(connection, link.onClosed), scope)
+    // The writer runs in the connection's scope; its end (closeWhenDone, a failure), `close` or the transport
+    // closing ends the connection: its scope closes, and with it the socket.
+    const writerFiber = yield* Effect.forkIn(connection.writer, scope, { startImmediately: true })
+    writerFiber.addObserver((exit) => Deferred.doneUnsafe(connection.ended, exit))
+    yield* Effect.forkScoped(
+      Effect.andThen(Effect.exit(Deferred.await(connection.ended)), Scope.close(scope, Exit.void))
     )
     return { chat: connection.chat, input: connection.input } as Client<any, any>
   }) as any
@@ -351,7 +354,7 @@ export const run = <E, R, RC>(
     const link = yield* openWith(connector, options)
     return yield* Runtime.run({
       socket: link.socket,
-      transportClosed: link.closed,
+      onClosed: link.onClosed,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings: Runtime.settingsOf(options),
       protocol,

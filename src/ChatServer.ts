@@ -216,7 +216,7 @@ export const make: <E, R>(
       fork(
         Connection.run({
           socket: accepted.socket,
-          transportClosed: accepted.closed,
+          onClosed: accepted.onClosed,
           info: { id, localAddress: accepted.localAddress, remoteAddress: accepted.remoteAddress },
           settings,
           protocol,

@@ -34,35 +34,38 @@ export interface Link {
   readonly localAddress: Address
   readonly remoteAddress: Address
   /**
-   * Completes once the transport is closed for good (destroyed, reset, or both directions ended). A write
-   * racing it fails at once instead of waiting for a `drain` that will never come.
+   * Calls `listener` once the transport is closed for good (destroyed, reset, or both directions ended), and
+   * returns a function that removes it. A connection stops at once then, instead of waiting on a dead socket.
    */
-  readonly closed: Effect.Effect<void>
+  readonly onClosed: (listener: () => void) => () => void
 }
 
 /**
- * When a Node socket or stream is closed for good.
+ * `Link.onClosed` for a Node socket or stream.
  *
  * @example
  * ```ts
  * import * as Net from "node:net"
  * import { Listener } from "effect-asynchat"
  *
- * const closed = Listener.closedOf(Net.createConnection({ port: 7000 }))
+ * const onClosed = Listener.onClosedOf(Net.createConnection({ port: 7000 }))
+ * const remove = onClosed(() => console.log("closed"))
  * ```
  *
  * @category constructors
  * @since 0.1.0
  */
-export const closedOf = (stream: NodeJS.EventEmitter & { readonly destroyed: boolean; readonly closed?: boolean }) =>
-  Effect.callback<void>((resume) => {
-    if (stream.closed === true) return resume(Effect.void)
-    const onClose = () => resume(Effect.void)
-    stream.once("close", onClose)
-    return Effect.sync(() => {
-      stream.off("close", onClose)
-    })
-  })
+export const onClosedOf =
+  (stream: NodeJS.EventEmitter & { readonly closed?: boolean }) => (listener: () => void): () => void => {
+    if (stream.closed === true) {
+      listener()
+      return () => {}
+    }
+    stream.once("close", listener)
+    return () => {
+      stream.off("close", listener)
+    }
+  }
 
 /**
  * What a listener does.
@@ -225,7 +228,8 @@ const makeNode = Effect.fnUntraced(function*(
     accept: (onConnection) =>
       // The platform provides each connection's NetSocket to the handler it forks.
       server.run((socket) =>
-        Effect.map(NodeSocket.NetSocket, (conn) => onConnection({ socket, ...addresses(conn), closed: closedOf(conn) }))
+        Effect.map(NodeSocket.NetSocket, (conn) =>
+          onConnection({ socket, ...addresses(conn), onClosed: onClosedOf(conn) }))
       ).pipe(Effect.orDie) as Effect.Effect<never>,
     stopAccepting: Effect.sync(() => abort.abort())
   })

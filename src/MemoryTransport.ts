@@ -238,13 +238,13 @@ export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTrans
       const toClient = pipe()
       const clientAddress = { _tag: "Memory", name: `client-${++opened}` } as const
       // a write to a reset pipe fails by itself: nothing here waits on a dead transport
-      const closed = Effect.never
-      accept({ socket: endOf(toServer, toClient), localAddress: serverAddress, remoteAddress: clientAddress, closed })
+      const onClosed = () => () => {}
+      accept({ socket: endOf(toServer, toClient), localAddress: serverAddress, remoteAddress: clientAddress, onClosed })
       return Effect.succeed<Link>({
         socket: endOf(toClient, toServer),
         localAddress: clientAddress,
         remoteAddress: serverAddress,
-        closed
+        onClosed
       })
     })
 

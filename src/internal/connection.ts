@@ -60,8 +60,12 @@ export interface Connection {
   readonly chat: ChatShape
   readonly input: Stream.Stream<unknown, unknown>
   readonly writer: Effect.Effect<void, ChatError.ChatError>
-  /** Completes when `chat.close` asks for an immediate close. */
-  readonly closed: Effect.Effect<void>
+  /**
+   * The connection's outcome, decided once by whichever comes first: the handler's end (after its output is
+   * flushed), the writer's end (`closeWhenDone` reached, or a write failed), `chat.close`, or the transport
+   * closing under us.
+   */
+  readonly ended: Deferred.Deferred<void, unknown>
   /** Starts what the connection runs beside the handler (the timeouts' pump and watchdog) in `scope`. */
   readonly start: (scope: Scope.Scope) => Effect.Effect<void>
 }
@@ -100,8 +104,6 @@ const timeoutError = (
 export const make = (options: {
   readonly reader: Socket.Reader
   readonly writer: Socket.Writer
-  /** The transport closed for good: the writer fails at once rather than wait on a dead socket. */
-  readonly transportClosed: Effect.Effect<void>
   readonly info: Info
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
@@ -211,7 +213,7 @@ export const make = (options: {
   const input = Stream.fromPull(Effect.succeed(started ? pull : Effect.suspend(() => Effect.fail(failure))))
 
   // Output and the handle.
-  const closeNow = Deferred.makeUnsafe<void>()
+  const outcome = Deferred.makeUnsafe<void, unknown>()
   const chat: ChatShape = {
     id: info.id,
     localAddress: info.localAddress,
@@ -222,7 +224,7 @@ export const make = (options: {
     closeWhenDone: Effect.sync(() => outbox.closeWhenDone()),
     close: Effect.sync(() => {
       outbox.discard()
-      Deferred.doneUnsafe(closeNow, Exit.void)
+      Deferred.doneUnsafe(outcome, Exit.void)
     }),
     discardBuffers: Effect.sync(() => {
       outbox.discard()
@@ -244,11 +246,8 @@ export const make = (options: {
   return {
     chat,
     input,
-    writer: Effect.raceFirst(
-      outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
-      Effect.andThen(options.transportClosed, Effect.fail(transportGone))
-    ),
-    closed: Deferred.await(closeNow),
+    writer: outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
+    ended: outcome,
     start: (scope) => (inbox === undefined ? Effect.void : inbox.start(scope))
   }
 }
@@ -267,9 +266,14 @@ export const serve = <E, R>(
   handler: Protocol.Protocol<E, R>["handler"]
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
   Effect.gen(function*() {
-    const writer = yield* Effect.forkChild(connection.writer)
+    const ended = connection.ended
+    // Both run as children of this fiber: when the outcome is decided and this returns, they are interrupted.
+    const writer = yield* Effect.forkChild(connection.writer, { startImmediately: true })
     // Once the handler is done, the writer ending is part of its flush, not a verdict of its own.
     let handlerDone = false
+    writer.addObserver((exit) => {
+      if (!handlerDone) Deferred.doneUnsafe(ended, exit)
+    })
     const flush = Effect.andThen(connection.chat.closeWhenDone, Fiber.join(writer))
     const handled = Effect.suspend(() => handler(connection.input)).pipe(
       Effect.provideService(Chat, connection.chat),
@@ -281,9 +285,20 @@ export const serve = <E, R>(
       }),
       Effect.andThen(flush)
     )
-    const writerEnded = Effect.flatMap(Fiber.await(writer), (exit) => handlerDone ? Effect.never : exit)
-    yield* Effect.raceAllFirst([handled, writerEnded, connection.closed])
+    const running = yield* Effect.forkChild(handled, { startImmediately: true })
+    running.addObserver((exit) => Deferred.doneUnsafe(ended, exit))
+    return yield* Deferred.await(ended)
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
+
+/** Ends `connection` with a write failure when its transport closes under it; stops watching with the scope. */
+export const watchTransport = (
+  connection: Connection,
+  onClosed: (listener: () => void) => () => void
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.asVoid(Effect.acquireRelease(
+    Effect.sync(() => onClosed(() => Deferred.doneUnsafe(connection.ended, Exit.fail(transportGone)))),
+    (remove) => Effect.sync(remove)
+  ))
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
 export const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {
@@ -301,7 +316,7 @@ export const classify = (cause: Cause.Cause<unknown>): { readonly reason: string
  */
 export const run = <E, R>(options: {
   readonly socket: Socket.Socket
-  readonly transportClosed: Effect.Effect<void>
+  readonly onClosed: (listener: () => void) => () => void
   readonly info: Info
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
@@ -318,13 +333,13 @@ export const run = <E, R>(options: {
     const connection = make({
       reader,
       writer,
-      transportClosed: options.transportClosed,
       info,
       settings,
       mode: protocol.mode,
       context
     })
     yield* connection.start(yield* Effect.scope)
+    yield* watchTransport(connection, options.onClosed)
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
     options.onOpen?.(connection.chat)

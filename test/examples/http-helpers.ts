@@ -6,26 +6,10 @@
 import { type Duration, Effect } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
-import * as Path from "node:path"
-import { Chat, ChatServer, Listener, type Protocol } from "../../src/index.ts"
+import { root } from "./peers.ts"
 
-/** The repository root, where `npm start` and the examples' CLI run. */
-export const root = Path.resolve(import.meta.dirname, "../..")
-
-/**
- * Serves `protocol` on 127.0.0.1 with a port the system picks, runs `body` with that port, then shuts the server
- * down (gracefully: open connections get their shutdown time).
- */
-export const withServer = <E, R, A, EB, RB>(
-  protocol: Protocol.Protocol<E, R>,
-  options: ChatServer.Options,
-  body: (port: number, server: ChatServer.ChatServerShape) => Effect.Effect<A, EB, RB>
-) =>
-  Effect.scoped(Effect.gen(function*() {
-    const server = yield* ChatServer.make(protocol, options)
-    if (server.address._tag !== "Inet") return yield* Effect.die(`not TCP: ${Chat.formatAddress(server.address)}`)
-    return yield* body(server.address.port, server)
-  })).pipe(Effect.provide(Listener.layerTcp({ host: "127.0.0.1", port: 0 })))
+// One way to serve on a system-chosen port, shared with the other examples' tests.
+export { root, serve as withServer } from "./peers.ts"
 
 /** How a child process ended, and everything it wrote. */
 export interface Finished {

@@ -181,6 +181,9 @@ const endOf = (incoming: Pipe, outgoing: Pipe): Socket.Socket => {
   })
 }
 
+/** A write to a reset pipe fails by itself: nothing waits on a dead in-memory transport, so none is reported. */
+const neverClosed = () => () => {}
+
 const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? Buffer.from(chunk) : chunk
 
 /**
@@ -237,14 +240,17 @@ export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTrans
       const toServer = pipe()
       const toClient = pipe()
       const clientAddress = { _tag: "Memory", name: `client-${++opened}` } as const
-      // a write to a reset pipe fails by itself: nothing here waits on a dead transport
-      const onClosed = () => () => {}
-      accept({ socket: endOf(toServer, toClient), localAddress: serverAddress, remoteAddress: clientAddress, onClosed })
+      accept({
+        socket: endOf(toServer, toClient),
+        localAddress: serverAddress,
+        remoteAddress: clientAddress,
+        onClosed: neverClosed
+      })
       return Effect.succeed<Link>({
         socket: endOf(toClient, toServer),
         localAddress: clientAddress,
         remoteAddress: serverAddress,
-        onClosed
+        onClosed: neverClosed
       })
     })
 

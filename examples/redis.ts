@@ -2,9 +2,9 @@
  * redis — a mini Redis speaking RESP2, the protocol `redis-cli` and `redis-benchmark` use: inline commands
  * (`PING\r\n`) and multibulk ones (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), where every bulk string is read with a
  * byte-count terminator chosen by a `Framing.Machine`. Commands: PING, ECHO, GET, SET (EX/PX), DEL, EXISTS, INCR,
- * MGET, plus the CONFIG GET / COMMAND probes clients send on start. Pipelined commands are answered in order and
- * their replies coalesced into one write. A protocol error gets `-ERR Protocol error: ...` and a close, as in
- * Redis.
+ * MGET, plus the CONFIG GET / COMMAND probes clients send on start. Pipelined commands arrive together, one
+ * batch per read, and are answered in order with one write. A protocol error gets `-ERR Protocol error: ...`
+ * and a close, as in Redis.
  *
  * Try it: npm start -- redis --port 6380, then: redis-cli -p 6380 set greeting hello; redis-cli -p 6380 get
  * greeting; redis-benchmark -p 6380 -t ping,set,get,incr -q
@@ -228,15 +228,23 @@ export const execute = (store: Store, args: Command, now: number): ReadonlyArray
   }
 }
 
-/** A RESP server over `store`. */
+/**
+ * A RESP server over `store`. Commands come in batches, one per read (`Protocol.batches`): a pipelined batch is
+ * executed with one clock reading and answered with one push.
+ */
 export const Redis = (store: Store) =>
-  Protocol.machine(RespRequests, (commands) =>
+  Protocol.batches(RespRequests, (batches) =>
     Effect.gen(function*() {
       const chat = yield* Chat.Chat
-      yield* Stream.runForEach(
-        commands,
-        (args) => Effect.flatMap(Clock.currentTimeMillis, (now) => chat.push(...execute(store, args, now)))
-      )
+      yield* Stream.runForEach(batches, (commands) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const replies: Array<Uint8Array | string> = []
+          for (let i = 0; i < commands.length; i++) {
+            const reply = execute(store, commands[i], now)
+            for (let j = 0; j < reply.length; j++) replies.push(reply[j])
+          }
+          return chat.push(...replies)
+        }))
     }).pipe(
       Effect.catchIf(
         (e): e is ProtocolError => e instanceof ProtocolError,

@@ -31,9 +31,13 @@ import * as Terminator from "./Terminator.ts"
  * @since 0.1.0
  */
 export type Mode<EI> =
-  | { readonly _tag: "Fixed"; readonly terminator: Terminator.Terminator }
+  | { readonly _tag: "Fixed"; readonly terminator: Terminator.Terminator; readonly batched?: boolean | undefined }
   | { readonly _tag: "Exact"; readonly terminator: Terminator.Terminator }
-  | { readonly _tag: "Machine"; readonly machine: Framing.Machine<any, any, EI> }
+  | {
+    readonly _tag: "Machine"
+    readonly machine: Framing.Machine<any, any, EI>
+    readonly batched?: boolean | undefined
+  }
 
 /**
  * A protocol: its framing and its handler. `E` and `R` are the handler's errors and requirements; `Chat` and
@@ -60,6 +64,13 @@ export interface Protocol<E, R> {
   readonly handler: (input: Stream.Stream<any, any>) => Effect.Effect<unknown, E, R | Chat | Scope.Scope>
 }
 
+/** A fixed `length(0)` would cut empty frames forever without consuming a byte. */
+const refuseEndlessZero = (terminator: Terminator.Terminator): void => {
+  if (terminator._tag === "Length" && terminator.length === 0) {
+    throw new Terminator.InvalidTerminator({ message: "A fixed length(0) terminator would emit empty frames forever" })
+  }
+}
+
 /**
  * A protocol with one terminator for every frame. The handler receives the frames as a Stream that fails with
  * `ChatError` (a frame over `maxFrameLength`, a timeout, a read error) and ends at the peer's end of input,
@@ -83,10 +94,46 @@ export const frames = <E, R>(
   terminator: Terminator.Terminator,
   handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => Effect.Effect<unknown, E, R>
 ): Protocol<E, Exclude<R, Chat | Scope.Scope>> => {
-  if (terminator._tag === "Length" && terminator.length === 0) {
-    throw new Terminator.InvalidTerminator({ message: "A fixed length(0) terminator would emit empty frames forever" })
-  }
+  refuseEndlessZero(terminator)
   return { mode: { _tag: "Fixed", terminator }, handler } as Protocol<E, Exclude<R, Chat | Scope.Scope>>
+}
+
+/**
+ * {@link frames} or {@link machine}, for hot paths: the handler receives, for every read, the array of frames
+ * (or machine messages) it completed, so per-element costs (a Stream pull, an Effect) are paid once per read
+ * instead of once per frame, and the answers to a pipelined batch can be pushed together. Reading in several
+ * passes still loses nothing: each element is a whole read's frames.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Stream } from "effect"
+ * import { Chat, Protocol, Terminator } from "effect-asynchat"
+ *
+ * // a line echo that answers each read's lines with one push
+ * const EchoLines = Protocol.batches(Terminator.lf, (batches) =>
+ *   Effect.flatMap(Chat.Chat, (chat) =>
+ *     Stream.runForEach(batches, (lines) => chat.push(...lines.flatMap((line) => [line.bytes, "\n"])))))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const batches: {
+  <E, R>(
+    terminator: Terminator.Terminator,
+    handler: (batches: Stream.Stream<ReadonlyArray<Framing.Frame>, ChatError>) => Effect.Effect<unknown, E, R>
+  ): Protocol<E, Exclude<R, Chat | Scope.Scope>>
+  <S, A, EI, E, R>(
+    machine: Framing.Machine<S, A, EI>,
+    handler: (batches: Stream.Stream<ReadonlyArray<A>, ChatError | EI>) => Effect.Effect<unknown, E, R>
+  ): Protocol<E, Exclude<R, Chat | Scope.Scope>>
+} = (
+  framing: Terminator.Terminator | Framing.Machine<any, any, any>,
+  handler: Protocol<any, any>["handler"]
+): Protocol<any, any> => {
+  if ("step" in framing) return { mode: { _tag: "Machine", machine: framing, batched: true }, handler }
+  refuseEndlessZero(framing)
+  return { mode: { _tag: "Fixed", terminator: framing, batched: true }, handler }
 }
 
 /**

@@ -790,3 +790,30 @@ describe("Fan-out", () => {
       expect(yield* server.count).toBe(2) // the silent one was closed as a slow consumer
     }).pipe(Effect.provide(memory({ capacity: 1024 }))))
 })
+
+describe("Protocol.batches", () => {
+  it.effect("hands the handler each read's frames as one array, and loses nothing across passes", () =>
+    Effect.gen(function*() {
+      const Sizes = Protocol.batches(Terminator.lf, (batches) =>
+        Effect.gen(function*() {
+          const first = yield* Stream.runHead(batches)
+          yield* Chat.push(`first read: ${
+            Option.match(first, {
+              onNone: () => "",
+              onSome: (b) => b.map((f) => text(f.bytes)).join(",")
+            })
+          }\n`)
+          yield* Stream.runForEach(batches, (lines) => Chat.push(`${lines.map((f) => text(f.bytes)).join(",")}\n`))
+        }))
+      yield* ChatServer.make(Sizes)
+      const client = yield* connectLines
+      yield* client.chat.push("a\nb\nc\n")
+      expect(yield* readLines(client, 1)).toEqual(["first read: a,b,c"])
+      yield* client.chat.push("d\ne\n")
+      expect(yield* readLines(client, 1)).toEqual(["d,e"])
+    }).pipe(Effect.provide(memory())))
+
+  it("refuses a fixed length(0), like frames", () => {
+    expect(() => Protocol.batches(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
+  })
+})

@@ -1,6 +1,6 @@
 /**
- * The line-echo server `bench/servers.ts` measures as ours: every `\n`-terminated line back as it came, each
- * batch of lines read together pushed in one `push` (the framework coalesces it into one write). Idle timeouts
+ * The line-echo server `bench/servers.ts` measures as ours: every `\n`-terminated line back as it came, the
+ * lines of each read handed over together (`Protocol.batches`) and pushed in one `push`. Idle timeouts
  * are off so the memory section can hold 10,000 silent connections; the connection cap is raised past that.
  *
  * Run: node --conditions=@effect-asynchat/source bench/servers/echo-lines.ts PORT
@@ -12,11 +12,12 @@ import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asyncha
 
 const NL = new Uint8Array([10])
 
-export const EchoLines = Protocol.frames(
+// Protocol.batches: each read's lines arrive as one array, answered with one push.
+export const EchoLines = Protocol.batches(
   Terminator.lf,
-  (lines) =>
+  (batches) =>
     Effect.flatMap(Chat.Chat, (chat) =>
-      Stream.runForEachArray(lines, (batch) => {
+      Stream.runForEach(batches, (batch) => {
         const out: Array<Uint8Array> = []
         for (let i = 0; i < batch.length; i++) {
           const line = batch[i]

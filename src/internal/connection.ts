@@ -137,7 +137,15 @@ export const make = (options: {
   // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
   let ready: Array<unknown> = []
   let readyAt = 0
+  const batched = mode._tag !== "Exact" && mode.batched === true
   const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> => {
+    if (batched) {
+      if (sink.out.length === 0) return pull
+      const batch = sink.out
+      sink.out = []
+      count(ChatMetrics.framesIn, batch.length)
+      return Effect.succeed([batch])
+    }
     if (readyAt === ready.length) {
       if (sink.out.length === 0) return pull
       ready = sink.out

@@ -376,12 +376,15 @@ const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
     return chat.push(response(status, cache.date, "close", `${status} ${reasons[status]}: ${detail}\n`))
   })
 
-/** The server: every request answered in order; a refusal or the end of input ends the connection. */
-export const Http11 = Protocol.machine(
+/**
+ * The server: every request answered in order, the requests of one read together (`Protocol.batches`); a refusal
+ * or the end of input ends the connection.
+ */
+export const Http11 = Protocol.batches(
   Http11Requests,
-  (messages) =>
+  (batches) =>
     Effect.flatMap(Chat.Chat, (chat) =>
-      Stream.runForEachArray(messages, (batch) => answerAll(chat, batch, 0)).pipe(
+      Stream.runForEach(batches, (batch) => answerAll(chat, batch, 0)).pipe(
         Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
         Effect.catchReasons("ChatError", {
           FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),

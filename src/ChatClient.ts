@@ -19,7 +19,6 @@ import * as NodeStream from "node:stream"
 import type { ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatError from "./ChatError.ts"
-import * as ChatMetrics from "./ChatMetrics.ts"
 import type * as ChatServer from "./ChatServer.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
@@ -299,25 +298,16 @@ export const connect: {
     // The connection's own scope: closed by `close`, `closeWhenDone` or a write failure, or with the caller's.
     const scope = yield* Scope.fork(yield* Effect.scope)
     const link = yield* Scope.provide(openWith(connector, options), scope)
-    const reader = yield* link.socket.reader.pipe(
-      Effect.mapError((cause) => connectFailed(connector.target, cause)),
-      Scope.provide(scope)
-    )
-    const writer = yield* Scope.provide(link.socket.writer, scope)
-    const context = yield* Effect.context<never>()
-    const connection = Runtime.make({
-      reader,
-      writer,
+    const connection = yield* Runtime.open({
+      socket: link.socket,
+      onClosed: link.onClosed,
       info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings: Runtime.settingsOf(options),
       mode: "machine" in options
         ? { _tag: "Machine", machine: options.machine }
         : { _tag: "Fixed", terminator: options.terminator },
-      context
-    })
-    ChatMetrics.connectionsTotal.updateUnsafe(1, context)
-    yield* connection.start(scope)
-    yield* Scope.provide(Runtime.watchTransport(connection, link.onClosed), scope)
+      openError: (cause) => connectFailed(connector.target, cause)
+    }).pipe(Scope.provide(scope))
     // The writer runs in the connection's scope; its end (closeWhenDone, a failure), `close` or the transport
     // closing ends the connection: its scope closes, and with it the socket.
     const writerFiber = yield* Effect.forkIn(connection.writer, scope, { startImmediately: true })

@@ -350,12 +350,17 @@ const maxFrameLengthOf = (options: Options | undefined): number => {
   return max
 }
 
-const toError = (failure: Framer.Failure): FramingError =>
-  new FramingError({
-    reason: failure._tag === "FrameTooLong"
-      ? new FrameTooLong({ limit: failure.limit, message: failure.message })
-      : new Terminator.InvalidTerminator({ message: failure.message })
-  })
+/**
+ * The error reason for a framer's failure; the connection runtime wraps the same reasons in `ChatError`.
+ *
+ * @internal
+ */
+export const reasonOf = (failure: Framer.Failure): FrameTooLong | Terminator.InvalidTerminator =>
+  failure._tag === "FrameTooLong"
+    ? new FrameTooLong({ limit: failure.limit, message: failure.message })
+    : new Terminator.InvalidTerminator({ message: failure.message })
+
+const toError = (failure: Framer.Failure): FramingError => new FramingError({ reason: reasonOf(failure) })
 
 /**
  * Drives a cutter over a byte stream. Output produced before a failure is emitted first; the failure

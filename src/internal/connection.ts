@@ -12,13 +12,12 @@ import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
 import type { ConnectionOptions } from "../ChatServer.ts"
-import { defaultMaxFrameLength, FrameTooLong } from "../Framing.ts"
+import { defaultMaxFrameLength, reasonOf } from "../Framing.ts"
 import type * as Protocol from "../Protocol.ts"
-import * as Terminator from "../Terminator.ts"
 import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
-import { Outbox } from "./outbox.ts"
+import { Outbox, socketErrorDetail } from "./outbox.ts"
 
 /** Limits of one connection. */
 export interface Settings {
@@ -72,12 +71,7 @@ export interface Connection {
 
 const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
 
-const fromFailure = (failure: Failure): ChatError.ChatError =>
-  chatError(
-    failure._tag === "FrameTooLong"
-      ? new FrameTooLong({ limit: failure.limit, message: failure.message })
-      : new Terminator.InvalidTerminator({ message: failure.message })
-  )
+const fromFailure = (failure: Failure): ChatError.ChatError => chatError(reasonOf(failure))
 
 /** A peer's FIN arrives as a close with code 1000: the normal end of input, not an error. */
 const isEndOfInput = (error: Socket.SocketError): boolean =>
@@ -87,11 +81,13 @@ const transportGone = chatError(
   new ChatError.WriteFailed({ cause: new Error("socket closed"), message: "Write failed: the connection is closed" })
 )
 
-const readFailed = (error: Socket.SocketError): ChatError.ChatError => {
-  const cause = "cause" in error.reason ? error.reason.cause : error
-  const detail = cause instanceof Error ? cause.message : error.message
-  return chatError(new ChatError.ReadFailed({ cause, message: `Read failed: ${detail}` }))
-}
+const readFailed = (error: Socket.SocketError): ChatError.ChatError =>
+  chatError(
+    new ChatError.ReadFailed({
+      cause: "cause" in error.reason ? error.reason.cause : error,
+      message: `Read failed: ${socketErrorDetail(error)}`
+    })
+  )
 
 const timeoutError = (
   make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout,
@@ -299,7 +295,7 @@ export const serve = <E, R>(
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 
 /** Ends `connection` with a write failure when its transport closes under it; stops watching with the scope. */
-export const watchTransport = (
+const watchTransport = (
   connection: Connection,
   onClosed: (listener: () => void) => () => void
 ): Effect.Effect<void, never, Scope.Scope> =>
@@ -307,6 +303,39 @@ export const watchTransport = (
     Effect.sync(() => onClosed(() => Deferred.doneUnsafe(connection.ended, Exit.fail(transportGone)))),
     (remove) => Effect.sync(remove)
   ))
+
+/**
+ * Opens a connection in the current scope, for a server and a client alike: acquires the socket's reader and
+ * writer (a failure to open becomes `openError`'s error), builds the connection, starts its timeouts, watches
+ * the transport, and counts it in the metrics while it is open.
+ */
+export const open = (options: {
+  readonly socket: Socket.Socket
+  readonly onClosed: (listener: () => void) => () => void
+  readonly info: Info
+  readonly settings: Settings
+  readonly mode: Protocol.Mode<unknown>
+  readonly openError: (error: Socket.SocketError) => ChatError.ChatError
+}): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const reader = yield* Effect.mapError(options.socket.reader, options.openError)
+    const writer = yield* options.socket.writer
+    const context = yield* Effect.context<never>()
+    const connection = make({
+      reader,
+      writer,
+      info: options.info,
+      settings: options.settings,
+      mode: options.mode,
+      context
+    })
+    yield* connection.start(yield* Effect.scope)
+    yield* watchTransport(connection, options.onClosed)
+    ChatMetrics.connectionsOpen.updateUnsafe(1, context)
+    ChatMetrics.connectionsTotal.updateUnsafe(1, context)
+    yield* Effect.addFinalizer(() => Effect.sync(() => ChatMetrics.connectionsOpen.updateUnsafe(-1, context)))
+    return connection
+  })
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
 export const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {
@@ -332,31 +361,15 @@ export const run = <E, R>(options: {
   readonly onOpen?: ((chat: ChatShape) => void) | undefined
   readonly onClose?: ((chat: ChatShape) => void) | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const { info, protocol, settings, socket } = options
+  const { info, protocol } = options
   const peer = formatAddress(info.remoteAddress)
   return Effect.scoped(Effect.gen(function*() {
-    const reader = yield* Effect.mapError(socket.reader, readFailed)
-    const writer = yield* socket.writer
-    const context = yield* Effect.context<never>()
-    const connection = make({
-      reader,
-      writer,
-      info,
-      settings,
-      mode: protocol.mode,
-      context
-    })
-    yield* connection.start(yield* Effect.scope)
-    yield* watchTransport(connection, options.onClosed)
-    ChatMetrics.connectionsOpen.updateUnsafe(1, context)
-    ChatMetrics.connectionsTotal.updateUnsafe(1, context)
+    const connection = yield* open({ ...options, mode: protocol.mode, openError: readFailed })
     options.onOpen?.(connection.chat)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        options.onClose?.(connection.chat)
-        ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
-      })
-    )
+    if (options.onClose !== undefined) {
+      const onClose = options.onClose
+      yield* Effect.addFinalizer(() => Effect.sync(() => onClose(connection.chat)))
+    }
     yield* Effect.logDebug("connection opened")
     return yield* serve(connection, protocol.handler)
   })).pipe(

@@ -158,7 +158,7 @@ export class Outbox {
       return writer.writeAll(batch).pipe(
         Effect.mapError((error) =>
           new ChatError.ChatError({
-            reason: new ChatError.WriteFailed({ cause: error, message: `Write failed: ${writeCause(error)}` })
+            reason: new ChatError.WriteFailed({ cause: error, message: `Write failed: ${socketErrorDetail(error)}` })
           })
         )
       )
@@ -275,7 +275,8 @@ const isWriteFailure = (cause: Cause.Cause<unknown>): boolean => {
   return error instanceof ChatError.ChatError && error.reason._tag === "WriteFailed"
 }
 
-const writeCause = (error: Socket.SocketError): string => {
+/** What went wrong under a socket error, for its message: the cause's own message when there is one. */
+export const socketErrorDetail = (error: Socket.SocketError): string => {
   const cause = "cause" in error.reason ? error.reason.cause : undefined
   return cause instanceof Error ? cause.message : error.message
 }

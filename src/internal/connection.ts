@@ -97,7 +97,7 @@ const timeoutError = (
 () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
 /** Builds a connection over an acquired reader and writer. Metrics are reported in `context`. */
-export const make = (options: {
+const make = (options: {
   readonly reader: Socket.Reader
   readonly writer: Socket.Writer
   readonly info: Info
@@ -265,7 +265,7 @@ const FLUSH_AFTER_FAILURE = Duration.seconds(5)
  * queued (answers to earlier requests) is still flushed, for at most a few seconds, before the failure closes
  * the connection. The caller's scope closes the socket.
  */
-export const serve = <E, R>(
+const serve = <E, R>(
   connection: Connection,
   handler: Protocol.Protocol<E, R>["handler"]
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
@@ -338,7 +338,7 @@ export const open = (options: {
   })
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
-export const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {
+const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {
   if (Cause.hasDies(cause)) return { reason: "Defect", defect: true }
   const error = Cause.squash(cause)
   return ChatError.isChatError(error)

@@ -61,17 +61,18 @@ export interface Exchange {
 }
 
 /**
- * Connects, writes `pieces` one by one (a short pause between them, so each travels on its own), then waits
+ * Connects, writes `pieces` one by one (`pauseMillis`, 20 by default, between them, so each travels on its own), then waits
  * for the server to close; with `halfClose` it also sends its own FIN after the last piece. Dies, saying what
  * arrived, if the server has not closed within 5 seconds.
  */
 export const rawExchange = (
   port: number,
   pieces: ReadonlyArray<string | Uint8Array>,
-  options: { readonly halfClose?: boolean } = {}
+  options: { readonly halfClose?: boolean; readonly pauseMillis?: number } = {}
 ): Effect.Effect<Exchange> =>
   Effect.callback<Exchange>((resume) => {
-    const socket = Net.createConnection({ host: "127.0.0.1", port, allowHalfOpen: true })
+    // no Nagle: each piece travels on its own, however short the pause
+    const socket = Net.createConnection({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true })
     const received: Array<Buffer> = []
     const text = () => Buffer.concat(received).toString("latin1")
     let timer: NodeJS.Timeout | undefined = undefined
@@ -81,7 +82,7 @@ export const rawExchange = (
         return
       }
       socket.write(pieces[index])
-      timer = setTimeout(() => write(index + 1), 20)
+      timer = setTimeout(() => write(index + 1), options.pauseMillis ?? 20)
     }
     socket.once("connect", () => write(0))
     socket.on("data", (data: Buffer) => received.push(data))
@@ -191,3 +192,13 @@ export const startJob = (command: string, args: ReadonlyArray<string>) =>
         }
       })
   )
+
+/** The exact answer the http-server example gives for `status` (code and reason) with `body` (one char per byte). */
+export const httpServerAnswer = (status: string, body: string) =>
+  `HTTP/1.0 ${status}\r\n` +
+  "Server: effect-asynchat\r\n" +
+  "Content-Type: text/plain; charset=utf-8\r\n" +
+  `Content-Length: ${body.length}\r\n` +
+  "Connection: close\r\n" +
+  "\r\n" +
+  body

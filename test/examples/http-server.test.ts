@@ -12,21 +12,13 @@ import { HttpRequest, HttpServer, type RequestPart, serverOptions } from "../../
 import { Framing } from "../../src/index.ts"
 import { chunkEvery } from "../helpers.ts"
 import { curl } from "../tools.ts"
-import { rawExchange, runCurl, withServer } from "./http-helpers.ts"
+import { httpServerAnswer, rawExchange, runCurl, withServer } from "./http-helpers.ts"
 
 const curlTest = curl.available ? it.live : it.live.skip
 
 const sha256 = (data: string | Uint8Array) => Crypto.createHash("sha256").update(data).digest("hex")
 
-/** The exact answer expected for `status` (code and reason) with `body` (one char per byte). */
-const answer = (status: string, body: string) =>
-  `HTTP/1.0 ${status}\r\n` +
-  "Server: effect-asynchat\r\n" +
-  "Content-Type: text/plain; charset=utf-8\r\n" +
-  `Content-Length: ${body.length}\r\n` +
-  "Connection: close\r\n" +
-  "\r\n" +
-  body
+const answer = httpServerAnswer
 
 const refused = (status: string, detail: string) => answer(status, `${status}: ${detail}\n`)
 

@@ -6,12 +6,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { spawnSync } from "node:child_process"
-import * as Net from "node:net"
 import { Http11, Http11Requests, limits, type Message, serverOptions } from "../../examples/http11.ts"
 import { Framing } from "../../src/index.ts"
 import { bytes, chunkEvery, splitAt } from "../helpers.ts"
 import { curl } from "../tools.ts"
-import { runCurl, runProcess, withServer } from "./http-helpers.ts"
+import { rawExchange, runCurl, runProcess, withServer } from "./http-helpers.ts"
 
 /**
  * wrk, gated as `tools.ts` gates its tools; its own probe because `wrk -v` and `wrk --version` print the
@@ -67,49 +66,12 @@ const answer = (status: string, detail: string, connection?: "close") => {
 
 const refused = (status: string, detail: string) => answer(status, detail, "close")
 
-/** What a raw client received (Date headers normalized), and whether the server ended the connection. */
-interface Exchange {
-  readonly received: string
-  readonly serverClosed: boolean
-}
-
-/**
- * Connects, writes `pieces` one by one with `pauseMillis` between them (each then travels on its own: no
- * Nagle), then waits for the server to close; `halfClose` sends our FIN after the last piece. Dies, saying what
- * arrived, if the server has not closed within 5 seconds.
- */
+/** `rawExchange`, with the Date headers of what arrived normalized. */
 const exchange = (
   port: number,
   pieces: ReadonlyArray<string | Uint8Array>,
   options: { readonly pauseMillis?: number; readonly halfClose?: boolean } = {}
-): Effect.Effect<Exchange> =>
-  Effect.callback<Exchange>((resume) => {
-    const socket = Net.createConnection({ host: "127.0.0.1", port, allowHalfOpen: true, noDelay: true })
-    const received: Array<Buffer> = []
-    const text = () => normalized(Buffer.concat(received).toString("latin1"))
-    let timer: NodeJS.Timeout | undefined = undefined
-    const write = (index: number) => {
-      if (index === pieces.length) {
-        if (options.halfClose === true) socket.end()
-        return
-      }
-      socket.write(pieces[index])
-      timer = setTimeout(() => write(index + 1), options.pauseMillis ?? 20)
-    }
-    socket.once("connect", () => write(0))
-    socket.on("data", (data: Buffer) => received.push(data))
-    socket.once("end", () => resume(Effect.succeed({ received: text(), serverClosed: true })))
-    socket.once("error", (error) => resume(Effect.die(new Error(`${error.message} after ${JSON.stringify(text())}`))))
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      socket.destroy()
-    })
-  }).pipe(
-    Effect.timeoutOrElse({
-      duration: "5 seconds",
-      orElse: () => Effect.die(new Error("the server did not close the connection within 5 seconds"))
-    })
-  )
+) => Effect.map(rawExchange(port, pieces, options), (e) => ({ ...e, received: normalized(e.received) }))
 
 /** Six pipelined requests, the last of which closes, and their answers in order. */
 const pipelined = {

@@ -76,6 +76,7 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
     const isUnix = "path" in options
     return {
       socket,
+      stream: conn,
       localAddress: isUnix
         ? { _tag: "Unix", path: options.path }
         : { _tag: "Inet", host: conn.localAddress ?? "", port: conn.localPort ?? 0 },
@@ -157,6 +158,7 @@ export const duplex = <E, R>(
     const socket = yield* NodeSocket.fromDuplex(Effect.succeed(stream))
     return {
       socket,
+      stream,
       localAddress: { _tag: "Pipe", name },
       remoteAddress: { _tag: "Pipe", name },
       onClosed: onClosedOf(stream)
@@ -299,9 +301,8 @@ export const connect: {
     const scope = yield* Scope.fork(yield* Effect.scope)
     const link = yield* Scope.provide(openWith(connector, options), scope)
     const connection = yield* Runtime.open({
-      socket: link.socket,
-      onClosed: link.onClosed,
-      info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+      link,
+      id: ++nextClientId,
       settings: Runtime.settingsOf(options),
       mode: "machine" in options
         ? { _tag: "Machine", machine: options.machine }
@@ -343,9 +344,8 @@ export const run = <E, R, RC>(
   Effect.scoped(Effect.gen(function*() {
     const link = yield* openWith(connector, options)
     return yield* Runtime.run({
-      socket: link.socket,
-      onClosed: link.onClosed,
-      info: { id: ++nextClientId, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+      link,
+      id: ++nextClientId,
       settings: Runtime.settingsOf(options),
       protocol,
       role: "client"

@@ -215,9 +215,8 @@ export const make: <E, R>(
       const id = ++nextId
       fork(
         Connection.run({
-          socket: accepted.socket,
-          onClosed: accepted.onClosed,
-          info: { id, localAddress: accepted.localAddress, remoteAddress: accepted.remoteAddress },
+          link: accepted,
+          id,
           settings,
           protocol,
           role: "server",

@@ -14,6 +14,7 @@ import { Context, Effect, Layer, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import type * as SocketServer from "effect/socket/SocketServer"
 import type * as Net from "node:net"
+import type * as NodeStream from "node:stream"
 import type { Address } from "./Chat.ts"
 
 /**
@@ -31,6 +32,11 @@ import type { Address } from "./Chat.ts"
  */
 export interface Link {
   readonly socket: Socket.Socket
+  /**
+   * The Node stream under `socket`, when there is one (TCP, Unix, a Duplex): connections then read and write it
+   * directly, one callback per read instead of a pull through `socket`. Leave it out for other transports.
+   */
+  readonly stream?: NodeStream.Duplex | undefined
   readonly localAddress: Address
   readonly remoteAddress: Address
   /**
@@ -229,7 +235,7 @@ const makeNode = Effect.fnUntraced(function*(
       // The platform provides each connection's NetSocket to the handler it forks.
       server.run((socket) =>
         Effect.map(NodeSocket.NetSocket, (conn) =>
-          onConnection({ socket, ...addresses(conn), onClosed: onClosedOf(conn) }))
+          onConnection({ socket, stream: conn, ...addresses(conn), onClosed: onClosedOf(conn) }))
       ).pipe(Effect.orDie) as Effect.Effect<never>,
     stopAccepting: Effect.sync(() => abort.abort())
   })

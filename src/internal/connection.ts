@@ -4,7 +4,20 @@
  * to a handler. Reader and writer are acquired in one connection scope, so a peer's half-close never takes
  * the writer with it, and nothing outlives that scope.
  */
-import { Cause, type Context, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, type Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  type Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Metric,
+  Pull,
+  type Scope,
+  Stream
+} from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -13,11 +26,13 @@ import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
 import type { ConnectionOptions } from "../ChatServer.ts"
 import { defaultMaxFrameLength, reasonOf } from "../Framing.ts"
+import type { Link } from "../Listener.ts"
 import type * as Protocol from "../Protocol.ts"
 import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
-import { Outbox, socketErrorDetail } from "./outbox.ts"
+import { Outbox } from "./outbox.ts"
+import * as Transport from "./transport.ts"
 
 /** Limits of one connection. */
 export interface Settings {
@@ -73,21 +88,7 @@ const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason
 
 const fromFailure = (failure: Failure): ChatError.ChatError => chatError(reasonOf(failure))
 
-/** A peer's FIN arrives as a close with code 1000: the normal end of input, not an error. */
-const isEndOfInput = (error: Socket.SocketError): boolean =>
-  error.reason._tag === "SocketCloseError" && error.reason.code === 1000
-
-const transportGone = chatError(
-  new ChatError.WriteFailed({ cause: new Error("socket closed"), message: "Write failed: the connection is closed" })
-)
-
-const readFailed = (error: Socket.SocketError): ChatError.ChatError =>
-  chatError(
-    new ChatError.ReadFailed({
-      cause: "cause" in error.reason ? error.reason.cause : error,
-      message: `Read failed: ${socketErrorDetail(error)}`
-    })
-  )
+const transportGone = Transport.writeFailed(new Error("socket closed"), "the connection is closed")
 
 const timeoutError = (
   make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout,
@@ -96,16 +97,16 @@ const timeoutError = (
 ) =>
 () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
-/** Builds a connection over an acquired reader and writer. Metrics are reported in `context`. */
+/** Builds a connection over its transport, which delivers input to `inbox`. Metrics are reported in `context`. */
 const make = (options: {
-  readonly reader: Socket.Reader
-  readonly writer: Socket.Writer
+  readonly inbox: Inbox
+  readonly transport: Transport.Transport
   readonly info: Info
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
   readonly context: Context.Context<never>
 }): Connection => {
-  const { context, info, mode, reader, settings } = options
+  const { context, inbox, info, mode, settings } = options
   const outbox = new Outbox(settings.highWaterMark, settings.lowWaterMark, settings.outputLimit)
   const count = (metric: Metric.Metric<number, unknown>, n: number) => metric.updateUnsafe(n, context)
 
@@ -119,8 +120,6 @@ const make = (options: {
   const framer = cutter.framer
   let failure: unknown = undefined
   let ended = false
-  const idleMillis = settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout)
-  const frameMillis = settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout)
 
   const record = (result: Failure | undefined): boolean => {
     if (result !== undefined) failure = fromFailure(result)
@@ -156,7 +155,7 @@ const make = (options: {
     record(cutter.push(chunk))
   }
 
-  const onRead = (chunks: Arr.NonEmptyReadonlyArray<Uint8Array | string> | undefined) => {
+  const readAndCut: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.flatMap(inbox.next, (chunks) => {
     if (chunks === undefined) {
       ended = true
       if (framer.rest === undefined) record(cutter.end())
@@ -165,38 +164,15 @@ const make = (options: {
     let size = 0
     for (let i = 0; i < chunks.length; i++) {
       if (failure !== undefined) break
-      const c = chunks[i]
-      const chunk = typeof c === "string" ? Buffer.from(c) : c
+      const chunk = chunks[i]
       size += chunk.length
       if (framer.rest !== undefined) framer.rest = Buffer.concat([framer.rest, chunk])
       else feed(chunk)
     }
     count(ChatMetrics.bytesIn, size)
+    inbox.frameInProgress(framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0))
     return flush()
-  }
-
-  const read: Effect.Effect<Arr.NonEmptyReadonlyArray<Uint8Array | string> | undefined, ChatError.ChatError> = reader
-    .pull.pipe(
-      Effect.catch((error: Socket.SocketError) =>
-        isEndOfInput(error) ? Effect.undefined : Effect.fail(readFailed(error))
-      )
-    )
-
-  // Timeouts cost nothing per read: a pump does the reads and a watchdog fails a wait that overstays.
-  const inbox = idleMillis === undefined && frameMillis === undefined ? undefined : new Inbox({
-    read,
-    idleMillis,
-    frameMillis,
-    idleError: timeoutError(ChatError.IdleTimeout, settings.idleTimeout!, "No input for"),
-    frameError: timeoutError(ChatError.FrameTimeout, settings.frameTimeout!, "Frame not complete after")
   })
-  const readAndCut: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = inbox === undefined
-    ? Effect.flatMap(read, onRead)
-    : Effect.flatMap(inbox.next, (chunks) => {
-      const result = onRead(chunks)
-      inbox.frameInProgress(framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0))
-      return result
-    })
 
   const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
     if (readyAt < ready.length || sink.out.length > 0) return flush()
@@ -250,9 +226,9 @@ const make = (options: {
   return {
     chat,
     input,
-    writer: outbox.run(options.writer, (bytes) => count(ChatMetrics.bytesOut, bytes)),
+    writer: outbox.run(options.transport.write, (bytes) => count(ChatMetrics.bytesOut, bytes)),
     ended: outcome,
-    start: (scope) => (inbox === undefined ? Effect.void : inbox.start(scope))
+    start: (scope) => inbox.start(scope)
   }
 }
 
@@ -305,32 +281,42 @@ const watchTransport = (
   ))
 
 /**
- * Opens a connection in the current scope, for a server and a client alike: acquires the socket's reader and
- * writer (a failure to open becomes `openError`'s error), builds the connection, starts its timeouts, watches
- * the transport, and counts it in the metrics while it is open.
+ * Opens a connection in the current scope, for a server and a client alike: takes over the link's transport
+ * (its Node stream when it has one, else its socket's reader and writer; a failure to open becomes
+ * `openError`'s error), builds the connection, starts its timeouts, watches the transport, and counts it in
+ * the metrics while it is open.
  */
 export const open = (options: {
-  readonly socket: Socket.Socket
-  readonly onClosed: (listener: () => void) => () => void
-  readonly info: Info
+  readonly link: Link
+  readonly id: number
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
   readonly openError: (error: Socket.SocketError) => ChatError.ChatError
 }): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
   Effect.gen(function*() {
-    const reader = yield* Effect.mapError(options.socket.reader, options.openError)
-    const writer = yield* options.socket.writer
+    const { link, settings } = options
     const context = yield* Effect.context<never>()
+    const inbox = new Inbox({
+      clock: yield* Clock.Clock,
+      idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
+      frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
+      idleError: timeoutError(ChatError.IdleTimeout, settings.idleTimeout!, "No input for"),
+      frameError: timeoutError(ChatError.FrameTimeout, settings.frameTimeout!, "Frame not complete after")
+    })
+    const transport = link.stream === undefined
+      ? yield* Transport.fromSocket(link.socket, inbox, options.openError)
+      : yield* Transport.fromNodeStream(link.stream, inbox)
+    inbox.transport = transport
     const connection = make({
-      reader,
-      writer,
-      info: options.info,
-      settings: options.settings,
+      inbox,
+      transport,
+      info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+      settings,
       mode: options.mode,
       context
     })
     yield* connection.start(yield* Effect.scope)
-    yield* watchTransport(connection, options.onClosed)
+    yield* watchTransport(connection, link.onClosed)
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
     yield* Effect.addFinalizer(() => Effect.sync(() => ChatMetrics.connectionsOpen.updateUnsafe(-1, context)))
@@ -352,19 +338,22 @@ const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; reado
  * peer and counted; a client gets it back instead.
  */
 export const run = <E, R>(options: {
-  readonly socket: Socket.Socket
-  readonly onClosed: (listener: () => void) => () => void
-  readonly info: Info
+  readonly link: Link
+  readonly id: number
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
   readonly role: "server" | "client"
   readonly onOpen?: ((chat: ChatShape) => void) | undefined
   readonly onClose?: ((chat: ChatShape) => void) | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const { info, protocol } = options
-  const peer = formatAddress(info.remoteAddress)
+  const { id, protocol } = options
+  const peer = formatAddress(options.link.remoteAddress)
   return Effect.scoped(Effect.gen(function*() {
-    const connection = yield* open({ ...options, mode: protocol.mode, openError: readFailed })
+    const connection = yield* open({
+      ...options,
+      mode: protocol.mode,
+      openError: (error) => Transport.readFailed(error, Transport.socketErrorDetail(error))
+    })
     options.onOpen?.(connection.chat)
     if (options.onClose !== undefined) {
       const onClose = options.onClose
@@ -389,9 +378,9 @@ export const run = <E, R>(options: {
       return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
     }),
     options.role === "server" ? Effect.ignore : (self) => self,
-    Effect.annotateLogs({ connection: info.id, peer }),
+    Effect.annotateLogs({ connection: id, peer }),
     Effect.withSpan("effect-asynchat.connection", {
-      attributes: { "connection.id": info.id, "net.peer": peer, "connection.role": options.role }
+      attributes: { "connection.id": id, "net.peer": peer, "connection.role": options.role }
     })
   )
 }

@@ -1,63 +1,124 @@
 /**
- * Reads with idle and frame timeouts that cost nothing per read.
+ * A connection's input as its consumer sees it: the reads a transport delivers, handed over when the consumer
+ * asks, with idle and frame timeouts that cost nothing per read.
  *
- * `Effect.timeoutOrElse` around every socket read costs a forked race and a timer each time (a few µs: more
- * than the rest of a request). Instead, one pump fiber performs the reads, only when the consumer asks (so
- * nothing is read ahead of the handler), and one watchdog fiber sleeps until the next deadline: the idle
- * deadline (`idle` after the last bytes arrived) or the frame deadline (`frame` after the current frame's
- * first bytes). When a deadline passes while the consumer waits, the watchdog fails that wait with the
- * timeout's error. Both run on the Effect clock, so `TestClock` drives them.
+ * A read that arrives while the consumer waits goes straight to it, in the transport's own callback. One that
+ * arrives while the consumer is busy is held, and the transport paused until the consumer asks again: at most
+ * one read ahead, so a handler that falls behind stops the peer through the transport's own backpressure.
+ *
+ * `Effect.timeoutOrElse` around every read would cost a forked race and a timer each time (more than the rest
+ * of a request). Instead one watchdog fiber sleeps until the next deadline: the idle deadline (`idle` after the
+ * last bytes arrived) or the frame deadline (`frame` after the current frame's first bytes). When a deadline
+ * passes while the consumer waits, the watchdog fails that wait with the timeout's error. It runs on the Effect
+ * clock, so `TestClock` drives it.
  */
-import { Clock, Effect, Exit, type Scope } from "effect"
+import { Clock, Effect, type Scope } from "effect"
+import type * as ChatError from "../ChatError.ts"
+import type { Input, Transport } from "./transport.ts"
 
-type Resume<A, E> = (effect: Effect.Effect<A, E>) => void
+type Resume = (effect: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ChatError.ChatError>) => void
+
+const END = "end" as const
 
 /** @internal */
-export class Inbox<A, E> {
-  private held: Exit.Exit<A, E> | undefined = undefined
-  private consumer: Resume<A, E> | undefined = undefined
-  private demanded = false
-  private pumpWake: (() => void) | undefined = undefined
+export class Inbox implements Input {
+  private held: Array<Uint8Array> = []
+  /** What follows the held reads: the end of input or a failure; nothing is delivered after it. */
+  private last: typeof END | ChatError.ChatError | undefined = undefined
+  private consumer: Resume | undefined = undefined
+  private paused = true
   private watchdogWake: (() => void) | undefined = undefined
   private lastDataAt = 0
   private frameStartedAt = -1
   /** The frame deadline passed while the handler was busy: its next wait fails at once. */
   private frameOverdue = false
-  private readonly read: Effect.Effect<A, E>
+  /** Set once a transport is attached: it is paused and resumed from here. */
+  transport: Pick<Transport, "pause" | "resume"> | undefined = undefined
+  private readonly clock: Clock.Clock
+  private readonly timed: boolean
   private readonly idleMillis: number
   private readonly frameMillis: number
-  private readonly idleError: () => E
-  private readonly frameError: () => E
+  private readonly idleError: () => ChatError.ChatError
+  private readonly frameError: () => ChatError.ChatError
 
   constructor(options: {
-    readonly read: Effect.Effect<A, E>
+    readonly clock: Clock.Clock
     readonly idleMillis: number | undefined
     readonly frameMillis: number | undefined
-    readonly idleError: () => E
-    readonly frameError: () => E
+    readonly idleError: () => ChatError.ChatError
+    readonly frameError: () => ChatError.ChatError
   }) {
-    this.read = options.read
+    this.clock = options.clock
     this.idleMillis = options.idleMillis ?? Infinity
     this.frameMillis = options.frameMillis ?? Infinity
+    this.timed = this.idleMillis !== Infinity || this.frameMillis !== Infinity
     this.idleError = options.idleError
     this.frameError = options.frameError
+    this.lastDataAt = this.timed ? this.clock.currentTimeMillisUnsafe() : 0
   }
 
-  /** The next read, as the consumer sees it: what the pump read, or a timeout. */
-  readonly next: Effect.Effect<A, E> = Effect.callback<A, E>((resume) => {
-    if (this.frameOverdue) return resume(Effect.fail(this.frameError()))
-    const held = this.held
-    if (held !== undefined) {
-      this.held = undefined
-      return resume(held)
+  readonly data = (chunk: Uint8Array): void => {
+    if (this.last !== undefined) return
+    if (this.timed) this.lastDataAt = this.clock.currentTimeMillisUnsafe()
+    const consumer = this.consumer
+    if (consumer !== undefined) {
+      this.consumer = undefined
+      consumer(Effect.succeed([chunk]))
+      return
     }
-    this.consumer = resume
-    this.demanded = true
-    this.wakePump()
-    return Effect.sync(() => {
-      if (this.consumer === resume) this.consumer = undefined
-    })
-  })
+    this.held.push(chunk)
+    this.pause()
+  }
+
+  readonly end = (): void => {
+    this.settle(END)
+  }
+
+  readonly fail = (error: ChatError.ChatError): void => {
+    this.settle(error)
+  }
+
+  private settle(last: typeof END | ChatError.ChatError): void {
+    if (this.last !== undefined) return
+    this.last = last
+    const consumer = this.consumer
+    if (consumer === undefined || this.held.length > 0) return
+    this.consumer = undefined
+    consumer(last === END ? Effect.undefined : Effect.fail(last))
+  }
+
+  /** The next reads: what arrived since the last call (or, waiting, the next read), undefined at the end. */
+  readonly next: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ChatError.ChatError> = Effect.callback(
+    (resume) => {
+      if (this.frameOverdue) return resume(Effect.fail(this.frameError()))
+      if (this.held.length > 0) {
+        const held = this.held
+        this.held = []
+        resume(Effect.succeed(held))
+        this.resume()
+        return
+      }
+      const last = this.last
+      if (last !== undefined) return resume(last === END ? Effect.undefined : Effect.fail(last))
+      this.consumer = resume
+      this.resume()
+      return Effect.sync(() => {
+        if (this.consumer === resume) this.consumer = undefined
+      })
+    }
+  )
+
+  private pause(): void {
+    if (this.paused) return
+    this.paused = true
+    this.transport?.pause()
+  }
+
+  private resume(): void {
+    if (!this.paused || this.last !== undefined) return
+    this.paused = false
+    this.transport?.resume()
+  }
 
   /**
    * Tells the watchdog whether a frame is in progress after the bytes just handed over: its deadline runs
@@ -72,46 +133,9 @@ export class Inbox<A, E> {
     }
   }
 
-  /** Starts the pump and the watchdog in `scope`. */
+  /** Starts the watchdog in `scope`, when there is a timeout to watch. */
   start(scope: Scope.Scope): Effect.Effect<void> {
-    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
-      this.lastDataAt = now
-      return Effect.andThen(
-        Effect.forkIn(this.pump, scope, { startImmediately: true }),
-        Effect.forkIn(this.watchdog, scope, { startImmediately: true })
-      )
-    })
-  }
-
-  /**
-   * Reads, hands each read to the waiting consumer (or holds it), and reads again at once while the consumer
-   * keeps up: one read ahead at most, and a consumer that keeps up finds its next read already under way. Once a
-   * read is held, the pump waits for the consumer to ask before reading more.
-   */
-  private get pump(): Effect.Effect<void> {
-    const awaitDemand = Effect.callback<void>((resume) => {
-      if (this.demanded || this.held === undefined) return resume(Effect.void)
-      this.pumpWake = () => resume(Effect.void)
-    })
-    const loop: Effect.Effect<void> = Effect.flatMap(
-      Effect.exit(this.read),
-      (exit) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          this.lastDataAt = now
-          const consumer = this.consumer
-          if (consumer !== undefined) {
-            this.consumer = undefined
-            consumer(exit)
-          } else {
-            this.held = exit
-          }
-          // after the end of input or a failure there is nothing more to read
-          if (!(Exit.isSuccess(exit) && exit.value !== undefined)) return Effect.void
-          this.demanded = false
-          return Effect.andThen(awaitDemand, loop)
-        })
-    )
-    return Effect.andThen(awaitDemand, loop)
+    return this.timed ? Effect.asVoid(Effect.forkIn(this.watchdog, scope, { startImmediately: true })) : Effect.void
   }
 
   private get watchdog(): Effect.Effect<void> {
@@ -127,7 +151,8 @@ export class Inbox<A, E> {
           })
         })
       )
-    const loop: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const loop: Effect.Effect<void> = Effect.suspend(() => {
+      const now = this.clock.currentTimeMillisUnsafe()
       const idleAt = this.lastDataAt + this.idleMillis
       const frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
       const consumer = this.consumer
@@ -143,17 +168,9 @@ export class Inbox<A, E> {
       // the idle deadline passed while the handler was busy: the time it spent is not the peer's idleness
       if (now >= idleAt) this.lastDataAt = now
       const next = Math.min(this.lastDataAt + this.idleMillis, frameAt)
-      return next === Infinity
-        ? Effect.andThen(sleepUntil(Infinity), loop)
-        : Effect.andThen(sleepUntil(next - now), loop)
+      return Effect.andThen(sleepUntil(next === Infinity ? Infinity : next - now), loop)
     })
     return loop
-  }
-
-  private wakePump(): void {
-    const wake = this.pumpWake
-    this.pumpWake = undefined
-    wake?.()
   }
 
   private wakeWatchdog(): void {

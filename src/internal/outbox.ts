@@ -7,14 +7,14 @@
  * - Buffers count against a high-water mark; a `push` that finds the queue at or above it suspends until the
  *   writer drains it to the low-water mark (Netty's 64/32 KiB by default), so a peer that stops reading cannot
  *   grow our memory.
- * - The writer takes every buffer queued in a row and hands them to the transport in one `writeAll` (corked:
+ * - The writer takes every buffer queued in a row and hands them to the transport in one write (corked:
  *   one flush), so a thousand pushed lines cost a handful of syscalls, not a thousand.
  */
 import { Cause, type Context, Effect, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
-import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
+import type { Transport } from "./transport.ts"
 
 /** A producer queued by `pushStream`, with the services it was pushed with. */
 interface Producer {
@@ -29,6 +29,9 @@ type Item = Uint8Array | Producer | typeof CLOSE
 /** Called with the byte count of each batch handed to the transport (metrics). */
 export type OnWrite = (bytes: number) => void
 
+/** The transport's write: undefined when it took the batch at once, else an effect to wait for room. */
+export type Write = Transport["write"]
+
 /** @internal */
 export class Outbox {
   private items: Array<Item> = []
@@ -40,6 +43,9 @@ export class Outbox {
   private wakeScheduled = false
   private dispatcher: Scheduler.SchedulerDispatcher | undefined = undefined
   private readonly spaceWaiters: Array<() => void> = []
+  /** Set by `run`: the transport's write, and the metrics' count of what it took. */
+  private write: Write | undefined = undefined
+  private onWrite: OnWrite = () => {}
   readonly highWaterMark: number
   readonly lowWaterMark: number
   readonly outputLimit: number
@@ -128,10 +134,6 @@ export class Outbox {
     return { batch: batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size }
   }
 
-  private writeAll:
-    | ((batch: Arr.NonEmptyReadonlyArray<Uint8Array>, size: number) => Effect.Effect<void, ChatError.ChatError>)
-    | undefined = undefined
-
   /**
    * Writes the queued buffers from the caller's fiber, when the writer fiber is idle: the connection calls it
    * when its handler has consumed every frame of a read and is about to wait for the next, the natural end of a
@@ -140,37 +142,36 @@ export class Outbox {
    * nothing to write or the writer fiber is busy (it keeps the order: a producer in progress, say).
    */
   flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
-    if (this.writerWake === undefined || this.writeAll === undefined || this.head === this.items.length) {
+    if (this.writerWake === undefined || this.write === undefined || this.head === this.items.length) {
       return undefined
     }
     if (!(this.items[this.head] instanceof Uint8Array)) return undefined
+    return this.writeBuffers(this.write)
+  }
+
+  /** Hands the buffers at the head of the queue to `write`: undefined when it took them at once. */
+  private writeBuffers(write: Write): Effect.Effect<void, ChatError.ChatError> | undefined {
     const { batch, size } = this.takeBuffers()
-    return Effect.ensuring(this.writeAll(batch, size), Effect.sync(() => this.written(size)))
+    this.onWrite(size)
+    const pending = write(batch, size)
+    if (pending === undefined) {
+      this.written(size)
+      return undefined
+    }
+    return Effect.ensuring(pending, Effect.sync(() => this.written(size)))
   }
 
   /**
    * The writer loop: runs until the close marker is reached (success) or the transport or a producer fails.
    * Interrupting it leaves the queue as it is.
    */
-  run(writer: Socket.Writer, onWrite: OnWrite): Effect.Effect<void, ChatError.ChatError> {
-    const writeAll = (batch: Arr.NonEmptyReadonlyArray<Uint8Array>, size: number) => {
-      onWrite(size)
-      return writer.writeAll(batch).pipe(
-        Effect.mapError((error) =>
-          new ChatError.ChatError({
-            reason: new ChatError.WriteFailed({ cause: error, message: `Write failed: ${socketErrorDetail(error)}` })
-          })
-        )
-      )
-    }
-    this.writeAll = writeAll
+  run(write: Write, onWrite: OnWrite): Effect.Effect<void, ChatError.ChatError> {
+    this.write = write
+    this.onWrite = onWrite
     const step: Effect.Effect<boolean, ChatError.ChatError> = Effect.suspend(() => {
       if (this.head === this.items.length) return Effect.as(this.awaitItems, true)
       const item = this.items[this.head]
-      if (item instanceof Uint8Array) {
-        const { batch, size } = this.takeBuffers()
-        return Effect.as(Effect.ensuring(writeAll(batch, size), Effect.sync(() => this.written(size))), true)
-      }
+      if (item instanceof Uint8Array) return Effect.as(this.writeBuffers(write) ?? Effect.void, true)
       this.head++
       this.compact()
       if (item._tag === "Close") return Effect.succeed(false)
@@ -178,7 +179,9 @@ export class Outbox {
         Stream.runForEachArray(item.stream, (chunks) => {
           let size = 0
           for (let i = 0; i < chunks.length; i++) size += chunks[i].length
-          return size === 0 ? Effect.void : writeAll(chunks, size)
+          if (size === 0) return Effect.void
+          onWrite(size)
+          return write(chunks, size) ?? Effect.void
         }).pipe(
           Effect.catchCause((cause) =>
             Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
@@ -222,7 +225,7 @@ export class Outbox {
 
   /**
    * Wakes the writer on the scheduler, not synchronously: a handler's pushes while it works through a batch
-   * of frames all land in the queue first, and the writer hands them to the transport in one `writeAll`.
+   * of frames all land in the queue first, and the writer hands them to the transport in one write.
    */
   private wake(): void {
     if (this.writerWake === undefined || this.wakeScheduled || this.dispatcher === undefined) return
@@ -273,10 +276,4 @@ export class Outbox {
 const isWriteFailure = (cause: Cause.Cause<unknown>): boolean => {
   const error = Cause.squash(cause)
   return error instanceof ChatError.ChatError && error.reason._tag === "WriteFailed"
-}
-
-/** What went wrong under a socket error, for its message: the cause's own message when there is one. */
-export const socketErrorDetail = (error: Socket.SocketError): string => {
-  const cause = "cause" in error.reason ? error.reason.cause : undefined
-  return cause instanceof Error ? cause.message : error.message
 }

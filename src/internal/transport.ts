@@ -1,0 +1,228 @@
+/**
+ * The byte pipe under a connection, in the shape the connection drives it: input is pushed to an `Input` as
+ * it arrives (paused while the connection holds a read it has not consumed), output is handed over in
+ * batches, synchronously when the transport has room.
+ *
+ * Two kinds:
+ * - a Node stream (TCP, Unix, any Duplex), read and written directly: a read reaches the connection in the
+ *   stream's own callback, with no fiber in between, and a write that fits is done without an effect;
+ * - any effect `Socket` (the in-memory transport, a user's own), read by a pump fiber that pulls while the
+ *   connection wants input.
+ */
+import { Effect, type Scope } from "effect"
+import type * as Arr from "effect/Array"
+import * as Socket from "effect/socket/Socket"
+import { Buffer } from "node:buffer"
+import type * as NodeStream from "node:stream"
+import * as ChatError from "../ChatError.ts"
+
+/** Where a transport delivers its input. */
+export interface Input {
+  readonly data: (chunk: Uint8Array) => void
+  /** The peer's FIN: no more input. */
+  readonly end: () => void
+  readonly fail: (error: ChatError.ChatError) => void
+}
+
+/** A connection's transport. */
+export interface Transport {
+  /** Stops delivering input until `resume`. */
+  readonly pause: () => void
+  readonly resume: () => void
+  /**
+   * Hands `batch` (`size` bytes) to the transport: undefined when it took it at once, else an effect that
+   * completes once it has room again, or fails if the write failed.
+   */
+  readonly write: (
+    batch: Arr.NonEmptyReadonlyArray<Uint8Array>,
+    size: number
+  ) => Effect.Effect<void, ChatError.ChatError> | undefined
+}
+
+/** What went wrong under a socket error, for its message: the cause's own message when there is one. */
+export const socketErrorDetail = (error: Socket.SocketError): string => {
+  const cause = "cause" in error.reason ? error.reason.cause : undefined
+  return cause instanceof Error ? cause.message : error.message
+}
+
+const messageOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/** A read that failed; `detail` says why. */
+export const readFailed = (cause: unknown, detail: string = messageOf(cause)): ChatError.ChatError =>
+  new ChatError.ChatError({ reason: new ChatError.ReadFailed({ cause, message: `Read failed: ${detail}` }) })
+
+/** A write that failed; `detail` says why. */
+export const writeFailed = (cause: unknown, detail: string = messageOf(cause)): ChatError.ChatError =>
+  new ChatError.ChatError({ reason: new ChatError.WriteFailed({ cause, message: `Write failed: ${detail}` }) })
+
+const closedUnderUs = () => new Error("socket closed")
+
+/** Bigger batches go out corked (one writev); smaller ones are joined and written once, which is cheaper. */
+const JOIN_LIMIT = 16 * 1024
+
+/**
+ * A Node stream as a transport, for the current scope: listeners are attached now (the stream stays paused
+ * until the first `resume`) and removed with the scope, which then ends the stream once what was written is
+ * flushed, and destroys it.
+ */
+export const fromNodeStream = (
+  stream: NodeStream.Duplex,
+  input: Input
+): Effect.Effect<Transport, never, Scope.Scope> => {
+  const onData = (chunk: Uint8Array | string) => input.data(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
+  const onEnd = () => input.end()
+  const onError = (cause: Error) => input.fail(readFailed(cause))
+  // a close with no FIN and no error before it (a destroy): what was in flight is lost
+  const onClose = () => input.fail(readFailed(closedUnderUs()))
+  return Effect.acquireRelease(
+    Effect.sync(() => {
+      let open = true
+      stream.pause()
+      stream.on("data", onData)
+      stream.on("end", onEnd)
+      stream.on("error", onError)
+      stream.on("close", onClose)
+      const awaitDrain = Effect.callback<void, ChatError.ChatError>((resume) => {
+        const cleanup = () => {
+          stream.off("drain", onDrain)
+          stream.off("error", onFailure)
+          stream.off("close", onGone)
+        }
+        const onDrain = () => {
+          cleanup()
+          resume(Effect.void)
+        }
+        const onFailure = (cause: Error) => {
+          cleanup()
+          resume(Effect.fail(writeFailed(cause)))
+        }
+        const onGone = () => {
+          cleanup()
+          resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+        }
+        stream.on("drain", onDrain)
+        stream.on("error", onFailure)
+        stream.on("close", onGone)
+        return Effect.sync(cleanup)
+      })
+      const transport: Transport = {
+        pause: () => {
+          stream.pause()
+        },
+        resume: () => {
+          if (open) stream.resume()
+        },
+        write: (batch, size) => {
+          if (stream.destroyed || stream.writableEnded) {
+            return Effect.fail(writeFailed(closedUnderUs(), "the connection is closed"))
+          }
+          let room = true
+          try {
+            if (batch.length === 1) {
+              room = stream.write(batch[0])
+            } else if (size <= JOIN_LIMIT) {
+              room = stream.write(Buffer.concat(batch, size))
+            } else {
+              stream.cork()
+              for (let i = 0; i < batch.length; i++) room = stream.write(batch[i]) && room
+              stream.uncork()
+            }
+          } catch (cause) {
+            return Effect.fail(writeFailed(cause))
+          }
+          return room ? undefined : awaitDrain
+        }
+      }
+      const detach = () => {
+        open = false
+        stream.off("data", onData)
+        stream.off("end", onEnd)
+        stream.off("error", onError)
+        stream.off("close", onClose)
+        // an error after we stopped listening must not become an uncaught exception
+        stream.on("error", ignore)
+      }
+      return { transport, detach }
+    }),
+    ({ detach }) =>
+      Effect.sync(() => {
+        detach()
+        if (stream.destroyed) return
+        if (stream.writable) stream.end()
+        if (stream.writableFinished) {
+          stream.destroy()
+          return
+        }
+        // what the kernel has not taken yet gets a little time to drain, not forever: a peer that stops
+        // reading cannot keep the socket open past its scope
+        const linger = setTimeout(() => stream.destroy(), LINGER_MILLIS)
+        linger.unref()
+        stream.once("finish", () => {
+          clearTimeout(linger)
+          stream.destroy()
+        })
+      })
+  ).pipe(Effect.map(({ transport }) => transport))
+}
+
+const ignore = () => {}
+
+/** How long a closing stream may take to hand its last buffered bytes to the kernel. */
+const LINGER_MILLIS = 5_000
+
+/** A peer's FIN arrives as a close with code 1000: the normal end of input, not an error. */
+const isEndOfInput = (error: Socket.SocketError): boolean =>
+  error.reason._tag === "SocketCloseError" && error.reason.code === 1000
+
+/**
+ * An effect `Socket` as a transport, for the current scope: its reader and writer are acquired in the scope
+ * (a failure to open becomes `openError`'s error), and a pump fiber reads while the connection wants input.
+ */
+export const fromSocket = (
+  socket: Socket.Socket,
+  input: Input,
+  openError: (error: Socket.SocketError) => ChatError.ChatError
+): Effect.Effect<Transport, ChatError.ChatError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const reader = yield* Effect.mapError(socket.reader, openError)
+    const writer = yield* socket.writer
+    let wanted = false
+    let wake: (() => void) | undefined = undefined
+    const awaitWanted = Effect.callback<void>((resume) => {
+      if (wanted) return resume(Effect.void)
+      wake = () => resume(Effect.void)
+      return Effect.sync(() => {
+        wake = undefined
+      })
+    })
+    const pump: Effect.Effect<void> = Effect.andThen(
+      awaitWanted,
+      Effect.matchEffect(reader.pull, {
+        onSuccess: (chunks) => {
+          for (let i = 0; i < chunks.length; i++) {
+            const c = chunks[i]
+            input.data(typeof c === "string" ? Buffer.from(c) : c)
+          }
+          return pump
+        },
+        onFailure: (error) =>
+          Effect.sync(() => {
+            if (isEndOfInput(error)) input.end()
+            else input.fail(readFailed("cause" in error.reason ? error.reason.cause : error, socketErrorDetail(error)))
+          })
+      })
+    )
+    yield* Effect.forkScoped(pump, { startImmediately: true })
+    return {
+      pause: () => {
+        wanted = false
+      },
+      resume: () => {
+        wanted = true
+        const w = wake
+        wake = undefined
+        w?.()
+      },
+      write: (batch) => Effect.mapError(writer.writeAll(batch), (error) => writeFailed(error, socketErrorDetail(error)))
+    } satisfies Transport
+  })

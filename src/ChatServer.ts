@@ -230,10 +230,6 @@ export const make: <E, R>(
         )
       )
     }
-    // Started at once, so the listener has its callback before `make` returns.
-    yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })
-    yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
-
     const all = Effect.sync(() => [...live.values()])
     const self: ChatServerShape = {
       address: listener.address,
@@ -258,6 +254,10 @@ export const make: <E, R>(
       closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
       draining: Deferred.await(draining)
     }
+    // Started at once, so the listener has its callback before `make` returns; after `self` exists, because a
+    // listener may hand over connections that were waiting for it from inside `accept`.
+    yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })
+    yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
     return ChatServer.of(self)
   }
 )

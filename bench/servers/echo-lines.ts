@@ -29,19 +29,22 @@ export const EchoLines = Protocol.batches(
       }))
 )
 
-const port = Number(process.argv[2] ?? 0)
-// `--frame-timeout` keeps the default 30 s frame timeout (slowloris), which runs a read pump and a watchdog.
-const frameTimeout = process.argv.includes("--frame-timeout") ? undefined : Duration.infinity
-Effect.scoped(Effect.gen(function*() {
-  const server = yield* ChatServer.make(EchoLines, {
-    maxFrameLength: 1024,
-    idleTimeout: Duration.infinity,
-    frameTimeout,
-    maxConnections: 100_000
-  })
-  yield* Console.log(`echo-lines listening on ${Chat.formatAddress(server.address)}`)
-  return yield* Effect.never
-})).pipe(
-  Effect.provide(Listener.layerTcp({ host: "127.0.0.1", port, backlog: 4096 })),
-  NodeRuntime.runMain
-)
+// Run as a script, not when imported (bench/overhead.ts reuses `EchoLines`).
+if (import.meta.main) {
+  const port = Number(process.argv[2] ?? 0)
+  // `--frame-timeout` keeps the default 30 s frame timeout (slowloris), which runs a read pump and a watchdog.
+  const frameTimeout = process.argv.includes("--frame-timeout") ? undefined : Duration.infinity
+  Effect.scoped(Effect.gen(function*() {
+    const server = yield* ChatServer.make(EchoLines, {
+      maxFrameLength: 1024,
+      idleTimeout: Duration.infinity,
+      frameTimeout,
+      maxConnections: 100_000
+    })
+    yield* Console.log(`echo-lines listening on ${Chat.formatAddress(server.address)}`)
+    return yield* Effect.never
+  })).pipe(
+    Effect.provide(Listener.layerTcp({ host: "127.0.0.1", port, backlog: 4096 })),
+    NodeRuntime.runMain
+  )
+}

@@ -35,6 +35,10 @@ export type Write = Transport["write"]
 /** @internal */
 export class Outbox {
   private items: Array<Item> = []
+  /** Producers and close markers in `items`: while there are none, the queue is all buffers. */
+  private markers = 0
+  /** Bytes of the buffers in `items`; `queuedBytes` also counts a batch the transport has yet to take. */
+  private itemBytes = 0
   private head = 0
   private queuedBytes = 0
   private closing = false
@@ -81,14 +85,31 @@ export class Outbox {
     return true
   }
 
+  /** Queues `data`, taking the array over: callers pass their own rest arguments. */
   private enqueue(data: ReadonlyArray<Uint8Array | string>): void {
+    let size = 0
+    let plain = true
     for (let i = 0; i < data.length; i++) {
       const d = data[i]
-      const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
-      if (bytes.length === 0) continue
-      this.items.push(bytes)
-      this.queuedBytes += bytes.length
+      const length = typeof d === "string" ? -1 : d.length
+      if (length <= 0) plain = false
+      else size += length
     }
+    if (plain && this.items.length === 0) {
+      // the usual case, buffers into an empty queue: the array becomes the queue
+      this.items = data as Array<Uint8Array>
+    } else {
+      size = 0
+      for (let i = 0; i < data.length; i++) {
+        const d = data[i]
+        const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
+        if (bytes.length === 0) continue
+        this.items.push(bytes)
+        size += bytes.length
+      }
+    }
+    this.queuedBytes += size
+    this.itemBytes += size
     this.wake()
   }
 
@@ -97,6 +118,7 @@ export class Outbox {
     return Effect.contextWith((context: Context.Context<R>) => {
       if (this.isClosing) return Effect.void
       this.items.push({ _tag: "Producer", stream: Stream.provideContext(stream, context) })
+      this.markers++
       this.wake()
       return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
     })
@@ -107,6 +129,7 @@ export class Outbox {
     if (this.isClosing) return
     this.closing = true
     this.items.push(CLOSE)
+    this.markers++
     this.wake()
   }
 
@@ -114,15 +137,25 @@ export class Outbox {
   discard(): void {
     const keepClose = this.closing
     this.items = keepClose ? [CLOSE] : []
+    this.markers = keepClose ? 1 : 0
     this.head = 0
-    this.queuedBytes = 0
+    this.queuedBytes -= this.itemBytes
+    this.itemBytes = 0
     this.releaseSpace()
   }
 
   /** Takes the buffers at the head of the queue, up to a producer or the close marker: one transport write. */
   private takeBuffers(): { readonly batch: Arr.NonEmptyReadonlyArray<Uint8Array>; readonly size: number } {
-    const batch: Array<Uint8Array> = []
+    if (this.head === 0 && this.markers === 0) {
+      // only buffers are queued (the usual case): hand the whole queue over instead of copying it
+      const batch = this.items as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>
+      const size = this.itemBytes
+      this.items = []
+      this.itemBytes = 0
+      return { batch, size }
+    }
     let size = 0
+    const batch: Array<Uint8Array> = []
     while (this.head < this.items.length) {
       const next = this.items[this.head]
       if (!(next instanceof Uint8Array)) break
@@ -131,6 +164,7 @@ export class Outbox {
       this.head++
     }
     this.compact()
+    this.itemBytes -= size
     return { batch: batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size }
   }
 
@@ -173,6 +207,7 @@ export class Outbox {
       const item = this.items[this.head]
       if (item instanceof Uint8Array) return Effect.as(this.writeBuffers(write) ?? Effect.void, true)
       this.head++
+      this.markers--
       this.compact()
       if (item._tag === "Close") return Effect.succeed(false)
       return Effect.as(
@@ -257,8 +292,10 @@ export class Outbox {
   private stop(): void {
     this.stopped = true
     this.items = []
+    this.markers = 0
     this.head = 0
     this.queuedBytes = 0
+    this.itemBytes = 0
     this.releaseSpace()
   }
 

@@ -4,14 +4,15 @@
  * against a client that shares none of its code.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Schedule, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Metric, Schedule, Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import * as NodeStream from "node:stream"
 import type { Frame } from "../src/Framing.ts"
-import { Chat, ChatClient, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
+import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import { show, text } from "./helpers.ts"
 
 // Helpers
@@ -561,6 +562,78 @@ describe("backpressure over TCP", () => {
       expect(pushed).toBe(total)
       expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024)
     }), 20_000)
+})
+
+describe("read backpressure over TCP", () => {
+  it.live(
+    "a stalled handler stops the peer's writer: the server reads no further ahead than one read",
+    () =>
+      Effect.gen(function*() {
+        let seen = 0
+        const Stalls = Protocol.frames(Terminator.lf, (lines) =>
+          Stream.runForEach(lines, () =>
+            Effect.andThen(
+              Effect.sync(() => seen++),
+              Effect.never
+            )))
+        const server = yield* tcpServer(Stalls, { shutdownTimeout: 0 })
+        const before = (yield* Metric.value(ChatMetrics.bytesIn)).count
+        const peer = yield* rawConnect(portOf(server), { countOnly: true })
+        const block = Buffer.alloc(1024 * 1024, "z")
+        for (let i = 1; i <= 1024; i++) block[i * 1024 - 1] = 10
+        // 64 MiB offered at once: far more than the socket buffers on both sides can hold
+        for (let i = 0; i < 64; i++) peer.socket.write(block)
+        yield* Effect.sleep("500 millis")
+        const read = (yield* Metric.value(ChatMetrics.bytesIn)).count - before
+        expect(seen).toBe(1)
+        expect(read).toBeGreaterThan(0)
+        expect(read).toBeLessThanOrEqual(1024 * 1024)
+        yield* Effect.sleep("300 millis")
+        expect((yield* Metric.value(ChatMetrics.bytesIn)).count - before).toBe(read)
+        // what the kernel and Node could not take waits in the client: the writer is stopped, not buffered by us
+        expect(peer.socket.writableLength).toBeGreaterThan(32 * 1024 * 1024)
+      }),
+    10_000
+  )
+})
+
+describe("a listener of Node streams", () => {
+  it.live("serves a connection it hands over from inside accept, reading and writing the Duplex directly", () =>
+    Effect.gen(function*() {
+      const written: Array<Buffer> = []
+      const stream = new NodeStream.Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, callback) {
+          written.push(chunk)
+          callback()
+        }
+      })
+      const address = { _tag: "Pipe", name: "duplex" } as const
+      // a listener with a connection already waiting: it is handed over as soon as the server accepts
+      const listener = Listener.Listener.of({
+        address,
+        accept: (onConnection) =>
+          Effect.callback<never>(() => {
+            onConnection({
+              socket: undefined as never,
+              stream,
+              localAddress: address,
+              remoteAddress: address,
+              onClosed: Listener.onClosedOf(stream)
+            })
+          }),
+        stopAccepting: Effect.void
+      })
+      const server = yield* ChatServer.make(Echo).pipe(Effect.provideService(Listener.Listener, listener))
+      stream.push("one\ntw")
+      stream.push(Buffer.from("o\nthree"))
+      stream.push(null)
+      yield* Effect.sleep("50 millis").pipe(Effect.repeat({ until: () => stream.destroyed, times: 40 }))
+      expect(Buffer.concat(written).toString()).toBe("one\ntwo\n[three]\n")
+      expect(stream.writableFinished).toBe(true)
+      expect(stream.destroyed).toBe(true)
+      expect(yield* server.count).toBe(0)
+    }))
 })
 
 // 8. Max connections

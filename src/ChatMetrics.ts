@@ -63,7 +63,8 @@ export const connectionsRejected = Metric.counter("effect_asynchat_connections_r
 })
 
 /**
- * Bytes received.
+ * Bytes received. Like `bytesOut` and `framesIn`, added up per connection and reported once per scheduler turn
+ * (a busy server would otherwise spend more on its metrics than on framing small requests).
  *
  * @example
  * ```ts

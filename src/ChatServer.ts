@@ -176,6 +176,7 @@ export const make: <E, R>(
     let active = 0
     let nextId = 0
 
+    const counters = yield* Connection.makeCounters
     const fibers = yield* FiberSet.make<void>()
     const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer>>()
 
@@ -217,6 +218,7 @@ export const make: <E, R>(
         Connection.run({
           link: accepted,
           id,
+          counters,
           settings,
           protocol,
           role: "server",

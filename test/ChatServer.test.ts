@@ -712,6 +712,8 @@ describe("Observability", () => {
       yield* client.chat.push("?\n")
       const reply = "effect-asynchat.connection 1 memory:client-1"
       expect(yield* readLines(client, 1)).toEqual([reply])
+      // traffic is added up and reported once per scheduler turn
+      yield* Effect.yieldNow
       // both ends count: the client's 2 bytes out and the reply in, the server's the other way
       expect((yield* value(ChatMetrics.bytesIn)) - bytesIn).toBe(2 + reply.length + 1)
       expect((yield* value(ChatMetrics.bytesOut)) - bytesOut).toBe(2 + reply.length + 1)

@@ -4,20 +4,7 @@
  * to a handler. Reader and writer are acquired in one connection scope, so a peer's half-close never takes
  * the writer with it, and nothing outlives that scope.
  */
-import {
-  Cause,
-  Clock,
-  type Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  Metric,
-  Pull,
-  type Scope,
-  Stream
-} from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, type Scope, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -28,6 +15,7 @@ import type { ConnectionOptions } from "../ChatServer.ts"
 import { defaultMaxFrameLength, reasonOf } from "../Framing.ts"
 import type { Link } from "../Listener.ts"
 import type * as Protocol from "../Protocol.ts"
+import { Counters } from "./counters.ts"
 import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
@@ -97,18 +85,17 @@ const timeoutError = (
 ) =>
 () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
-/** Builds a connection over its transport, which delivers input to `inbox`. Metrics are reported in `context`. */
+/** Builds a connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. */
 const make = (options: {
   readonly inbox: Inbox
   readonly transport: Transport.Transport
   readonly info: Info
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
-  readonly context: Context.Context<never>
+  readonly counters: Counters
 }): Connection => {
-  const { context, inbox, info, mode, settings } = options
+  const { counters, inbox, info, mode, settings } = options
   const outbox = new Outbox(settings.highWaterMark, settings.lowWaterMark, settings.outputLimit)
-  const count = (metric: Metric.Metric<number, unknown>, n: number) => metric.updateUnsafe(n, context)
 
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
   const sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
@@ -138,7 +125,7 @@ const make = (options: {
       if (sink.out.length === 0) return pull
       const batch = sink.out
       sink.out = []
-      count(ChatMetrics.framesIn, batch.length)
+      counters.frames(batch.length)
       return Effect.succeed([batch])
     }
     if (readyAt === ready.length) {
@@ -146,7 +133,7 @@ const make = (options: {
       ready = sink.out
       readyAt = 0
       sink.out = []
-      count(ChatMetrics.framesIn, ready.length)
+      counters.frames(ready.length)
     }
     return Effect.succeed([ready[readyAt++]])
   }
@@ -169,7 +156,7 @@ const make = (options: {
       if (framer.rest !== undefined) framer.rest = Buffer.concat([framer.rest, chunk])
       else feed(chunk)
     }
-    count(ChatMetrics.bytesIn, size)
+    counters.read(size)
     inbox.frameInProgress(framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0))
     return flush()
   })
@@ -226,7 +213,7 @@ const make = (options: {
   return {
     chat,
     input,
-    writer: outbox.run(options.transport.write, (bytes) => count(ChatMetrics.bytesOut, bytes)),
+    writer: outbox.run(options.transport.write, (bytes) => counters.written(bytes)),
     ended: outcome,
     start: (scope) => inbox.start(scope)
   }
@@ -270,6 +257,11 @@ const serve = <E, R>(
     return yield* Deferred.await(ended)
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 
+/** Traffic counters reported in the current context, on the current fiber's scheduler. */
+export const makeCounters: Effect.Effect<Counters> = Effect.withFiber((fiber) =>
+  Effect.succeed(new Counters(fiber.context, fiber.currentDispatcher))
+)
+
 /** Ends `connection` with a write failure when its transport closes under it; stops watching with the scope. */
 const watchTransport = (
   connection: Connection,
@@ -292,10 +284,13 @@ export const open = (options: {
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
   readonly openError: (error: Socket.SocketError) => ChatError.ChatError
+  /** Shared by a server's connections; a connection of its own otherwise. */
+  readonly counters?: Counters | undefined
 }): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
   Effect.gen(function*() {
     const { link, settings } = options
     const context = yield* Effect.context<never>()
+    const counters = options.counters ?? (yield* makeCounters)
     const inbox = new Inbox({
       clock: yield* Clock.Clock,
       idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
@@ -313,13 +308,18 @@ export const open = (options: {
       info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings,
       mode: options.mode,
-      context
+      counters
     })
     yield* connection.start(yield* Effect.scope)
     yield* watchTransport(connection, link.onClosed)
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
-    yield* Effect.addFinalizer(() => Effect.sync(() => ChatMetrics.connectionsOpen.updateUnsafe(-1, context)))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        counters.flush()
+        ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
+      })
+    )
     return connection
   })
 
@@ -340,6 +340,7 @@ const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; reado
 export const run = <E, R>(options: {
   readonly link: Link
   readonly id: number
+  readonly counters?: Counters | undefined
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
   readonly role: "server" | "client"

@@ -17,6 +17,7 @@
 import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Metric, Option, type Scope } from "effect"
 import type { Address, ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
+import type { ChatError } from "./ChatError.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
 import * as Connection from "./internal/connection.ts"
 import { type Link, Listener } from "./Listener.ts"
@@ -178,7 +179,6 @@ export const make: <E, R>(
 
     const counters = yield* Connection.makeCounters
     const fibers = yield* FiberSet.make<void>()
-    const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer>>()
 
     const draining = Deferred.makeUnsafe<void>()
     // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
@@ -224,12 +224,11 @@ export const make: <E, R>(
           role: "server",
           onOpen: (chat) => live.set(id, chat),
           onClose: () => live.delete(id)
-        }).pipe(
-          // handlers may use the server they run in (a chat room broadcasts)
-          Effect.provideService(ChatServer, self),
-          Effect.ensuring(Effect.sync(() => active--)),
-          Effect.annotateLogs({ server: where })
-        )
+        }).pipe(Effect.ensuring(Effect.sync(() => active--))) as Effect.Effect<
+          void,
+          E | ChatError,
+          Exclude<R, ChatServer> | ChatServer
+        >
       )
     }
     const all = Effect.sync(() => [...live.values()])
@@ -256,8 +255,14 @@ export const make: <E, R>(
       closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
       draining: Deferred.await(draining)
     }
-    // Started at once, so the listener has its callback before `make` returns; after `self` exists, because a
-    // listener may hand over connections that were waiting for it from inside `accept`.
+    // Connections run with the server in their context (handlers may use it: a chat room broadcasts) and its
+    // address in their logs, given once here rather than to each connection.
+    const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer> | ChatServer>().pipe(
+      Effect.provideService(ChatServer, self),
+      Effect.annotateLogs({ server: where })
+    )
+    // Started at once, so the listener has its callback before `make` returns; after `self` and `fork` exist,
+    // because a listener may hand over connections that were waiting for it from inside `accept`.
     yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })
     yield* Effect.logDebug("listening").pipe(Effect.annotateLogs({ server: where }))
     return ChatServer.of(self)

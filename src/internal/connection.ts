@@ -380,8 +380,11 @@ export const run = <E, R>(options: {
     }),
     options.role === "server" ? Effect.ignore : (self) => self,
     Effect.annotateLogs({ connection: id, peer }),
-    Effect.withSpan("effect-asynchat.connection", {
-      attributes: { "connection.id": id, "net.peer": peer, "connection.role": options.role }
-    })
+    Effect.withSpan(
+      "effect-asynchat.connection",
+      { attributes: { "connection.id": id, "net.peer": peer, "connection.role": options.role }, kind: options.role },
+      // the call site is always this line: a stack captured per connection would only cost memory
+      { captureStackTrace: false }
+    )
   )
 }

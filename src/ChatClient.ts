@@ -309,10 +309,9 @@ export const connect: {
         : { _tag: "Fixed", terminator: options.terminator },
       openError: (cause) => connectFailed(connector.target, cause)
     }).pipe(Scope.provide(scope))
-    // The writer runs in the connection's scope; its end (closeWhenDone, a failure), `close` or the transport
-    // closing ends the connection: its scope closes, and with it the socket.
-    const writerFiber = yield* Effect.forkIn(connection.writer, scope, { startImmediately: true })
-    writerFiber.addObserver((exit) => Deferred.doneUnsafe(connection.ended, exit))
+    // The output's end (closeWhenDone, a failure), `close` or the transport closing ends the connection: its
+    // scope closes, and with it the socket.
+    connection.outbox.onDone = (exit) => Deferred.doneUnsafe(connection.ended, exit)
     yield* Effect.forkScoped(
       Effect.andThen(Effect.exit(Deferred.await(connection.ended)), Scope.close(scope, Exit.void))
     )

@@ -1,10 +1,23 @@
 /**
- * One connection, on any transport: the input pull (socket reads → framer → frames or messages, with idle and
- * frame timeouts), the output writer (the producer FIFO), the `Chat` handle, and the lifecycle that ties them
- * to a handler. Reader and writer are acquired in one connection scope, so a peer's half-close never takes
- * the writer with it, and nothing outlives that scope.
+ * One connection, on any transport: the input pull (transport reads → framer → frames or messages, with idle
+ * and frame timeouts), the output (the producer FIFO), the `Chat` handle, and the lifecycle that ties them to
+ * a handler. Both directions of the transport belong to one connection scope, so a peer's half-close never
+ * takes the output with it, and nothing outlives that scope.
  */
-import { Cause, Clock, Deferred, Duration, Effect, Exit, Fiber, Metric, Pull, type Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  type Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Metric,
+  Pull,
+  type Scheduler,
+  type Scope,
+  Stream
+} from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -57,14 +70,14 @@ export interface Info {
   readonly remoteAddress: Address
 }
 
-/** A live connection: its handle, its input, and the writer loop that must run for output to flow. */
+/** A live connection: its handle, its input, and its output. */
 export interface Connection {
   readonly chat: ChatShape
   readonly input: Stream.Stream<unknown, unknown>
-  readonly writer: Effect.Effect<void, ChatError.ChatError>
+  readonly outbox: Outbox
   /**
    * The connection's outcome, decided once by whichever comes first: the handler's end (after its output is
-   * flushed), the writer's end (`closeWhenDone` reached, or a write failed), `chat.close`, or the transport
+   * flushed), the output's end (`closeWhenDone` reached, or a write failed), `chat.close`, or the transport
    * closing under us.
    */
   readonly ended: Deferred.Deferred<void, unknown>
@@ -93,9 +106,19 @@ const make = (options: {
   readonly settings: Settings
   readonly mode: Protocol.Mode<unknown>
   readonly counters: Counters
+  readonly context: Context.Context<never>
+  readonly dispatcher: Scheduler.SchedulerDispatcher
 }): Connection => {
   const { counters, inbox, info, mode, settings } = options
-  const outbox = new Outbox(settings.highWaterMark, settings.lowWaterMark, settings.outputLimit)
+  const outbox = new Outbox({
+    highWaterMark: settings.highWaterMark,
+    lowWaterMark: settings.lowWaterMark,
+    outputLimit: settings.outputLimit,
+    write: options.transport.write,
+    onWrite: (bytes) => counters.written(bytes),
+    context: options.context,
+    dispatcher: options.dispatcher
+  })
 
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
   const sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
@@ -213,7 +236,7 @@ const make = (options: {
   return {
     chat,
     input,
-    writer: outbox.run(options.transport.write, (bytes) => counters.written(bytes)),
+    outbox,
     ended: outcome,
     start: (scope) => inbox.start(scope)
   }
@@ -234,14 +257,12 @@ const serve = <E, R>(
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
   Effect.gen(function*() {
     const ended = connection.ended
-    // Both run as children of this fiber: when the outcome is decided and this returns, they are interrupted.
-    const writer = yield* Effect.forkChild(connection.writer, { startImmediately: true })
-    // Once the handler is done, the writer ending is part of its flush, not a verdict of its own.
+    // Once the handler is done, the output ending is part of its flush, not a verdict of its own.
     let handlerDone = false
-    writer.addObserver((exit) => {
+    connection.outbox.onDone = (exit) => {
       if (!handlerDone) Deferred.doneUnsafe(ended, exit)
-    })
-    const flush = Effect.andThen(connection.chat.closeWhenDone, Fiber.join(writer))
+    }
+    const flush = Effect.andThen(connection.chat.closeWhenDone, Deferred.await(connection.outbox.done))
     const handled = Effect.suspend(() => handler(connection.input)).pipe(
       Effect.provideService(Chat, connection.chat),
       Effect.onExit((exit) => {
@@ -252,6 +273,7 @@ const serve = <E, R>(
       }),
       Effect.andThen(flush)
     )
+    // a child of this fiber: when the outcome is decided and this returns, it is interrupted
     const running = yield* Effect.forkChild(handled, { startImmediately: true })
     running.addObserver((exit) => Deferred.doneUnsafe(ended, exit))
     return yield* Deferred.await(ended)
@@ -290,6 +312,7 @@ export const open = (options: {
   Effect.gen(function*() {
     const { link, settings } = options
     const context = yield* Effect.context<never>()
+    const dispatcher = yield* Effect.withFiber((fiber) => Effect.succeed(fiber.currentDispatcher))
     const counters = options.counters ?? (yield* makeCounters)
     const inbox = new Inbox({
       clock: yield* Clock.Clock,
@@ -308,8 +331,11 @@ export const open = (options: {
       info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
       settings,
       mode: options.mode,
-      counters
+      counters,
+      context,
+      dispatcher
     })
+    yield* Effect.addFinalizer(() => Effect.sync(() => connection.outbox.close()))
     yield* connection.start(yield* Effect.scope)
     yield* watchTransport(connection, link.onClosed)
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)

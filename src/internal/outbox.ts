@@ -1,16 +1,20 @@
 /**
- * A connection's output: asynchat's producer FIFO, bounded in bytes, drained by one writer fiber.
+ * A connection's output: asynchat's producer FIFO, bounded in bytes, written with no fiber of its own while
+ * nothing has to wait.
  *
- * - `push` appends buffers; `pushStream` appends a producer (a Stream) that the writer runs to the end before
- *   anything queued after it; `closeWhenDone` appends a marker that ends the writer once everything before it
- *   is written.
+ * - `push` appends buffers; `pushStream` appends a producer (a Stream) that runs to the end before anything
+ *   queued after it; `closeWhenDone` appends a marker that ends the output once everything before it is
+ *   written.
  * - Buffers count against a high-water mark; a `push` that finds the queue at or above it suspends until the
- *   writer drains it to the low-water mark (Netty's 64/32 KiB by default), so a peer that stops reading cannot
+ *   queue drains to the low-water mark (Netty's 64/32 KiB by default), so a peer that stops reading cannot
  *   grow our memory.
- * - The writer takes every buffer queued in a row and hands them to the transport in one write (corked:
- *   one flush), so a thousand pushed lines cost a handful of syscalls, not a thousand.
+ * - Every buffer queued in a row goes to the transport in one write, so a thousand pushed lines cost a handful
+ *   of syscalls, not a thousand. The connection writes what its handler queued when the handler has consumed
+ *   a read (`flushInline`); what is queued otherwise (from another fiber, after the last read) is written on
+ *   the next scheduler turn. Only what has to wait (a transport that pushes back, a producer, the close
+ *   marker) gets a writer fiber, which ends when the queue is empty: an idle connection holds none.
  */
-import { Cause, type Context, Effect, type Scheduler, Stream } from "effect"
+import { Cause, type Context, Deferred, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
@@ -26,14 +30,31 @@ const CLOSE = { _tag: "Close" } as const
 
 type Item = Uint8Array | Producer | typeof CLOSE
 
-/** Called with the byte count of each batch handed to the transport (metrics). */
-export type OnWrite = (bytes: number) => void
-
 /** The transport's write: undefined when it took the batch at once, else an effect to wait for room. */
 export type Write = Transport["write"]
 
+/** What an outbox needs from its connection. */
+export interface OutboxOptions {
+  readonly highWaterMark: number
+  readonly lowWaterMark: number
+  readonly outputLimit: number
+  readonly write: Write
+  /** Called with the byte count of each batch handed to the transport (metrics). */
+  readonly onWrite: (bytes: number) => void
+  /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
+  readonly context: Context.Context<never>
+  readonly dispatcher: Scheduler.SchedulerDispatcher
+}
+
 /** @internal */
 export class Outbox {
+  /**
+   * The output's outcome: success once the close marker is reached (everything before it written), failure
+   * when a write or a producer failed.
+   */
+  readonly done: Deferred.Deferred<void, ChatError.ChatError> = Deferred.makeUnsafe()
+  /** Called once with `done`'s outcome. */
+  onDone: ((exit: Exit.Exit<void, ChatError.ChatError>) => void) | undefined = undefined
   private items: Array<Item> = []
   /** Producers and close markers in `items`: while there are none, the queue is all buffers. */
   private markers = 0
@@ -43,21 +64,15 @@ export class Outbox {
   private queuedBytes = 0
   private closing = false
   private stopped = false
-  private writerWake: (() => void) | undefined = undefined
+  /** A writer fiber runs, or an inline write waits for the transport: nobody else may write. */
+  private busy = false
+  private writer: Fiber.Fiber<void, ChatError.ChatError> | undefined = undefined
   private wakeScheduled = false
-  private dispatcher: Scheduler.SchedulerDispatcher | undefined = undefined
   private readonly spaceWaiters: Array<() => void> = []
-  /** Set by `run`: the transport's write, and the metrics' count of what it took. */
-  private write: Write | undefined = undefined
-  private onWrite: OnWrite = () => {}
-  readonly highWaterMark: number
-  readonly lowWaterMark: number
-  readonly outputLimit: number
+  private readonly options: OutboxOptions
 
-  constructor(highWaterMark: number, lowWaterMark: number, outputLimit: number) {
-    this.highWaterMark = highWaterMark
-    this.lowWaterMark = lowWaterMark
-    this.outputLimit = outputLimit
+  constructor(options: OutboxOptions) {
+    this.options = options
   }
 
   /** Bytes queued and not yet handed to the transport. */
@@ -65,7 +80,7 @@ export class Outbox {
     return this.queuedBytes
   }
 
-  /** True once `closeWhenDone` was queued or the writer stopped: later pushes are dropped. */
+  /** True once `closeWhenDone` was queued or the output ended: later pushes are dropped. */
   get isClosing(): boolean {
     return this.closing || this.stopped
   }
@@ -74,13 +89,13 @@ export class Outbox {
   push(data: ReadonlyArray<Uint8Array | string>): Effect.Effect<void> {
     if (this.isClosing) return Effect.void
     this.enqueue(data)
-    return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
+    return this.queuedBytes >= this.options.highWaterMark ? this.awaitSpace : Effect.void
   }
 
   /** Queues `data` unless the queue already holds `outputLimit` bytes: false, with nothing queued, then. */
   offer(data: ReadonlyArray<Uint8Array | string>): boolean {
     if (this.isClosing) return true
-    if (this.queuedBytes >= this.outputLimit) return false
+    if (this.queuedBytes >= this.options.outputLimit) return false
     this.enqueue(data)
     return true
   }
@@ -120,11 +135,11 @@ export class Outbox {
       this.items.push({ _tag: "Producer", stream: Stream.provideContext(stream, context) })
       this.markers++
       this.wake()
-      return this.queuedBytes >= this.highWaterMark ? this.awaitSpace : Effect.void
+      return this.queuedBytes >= this.options.highWaterMark ? this.awaitSpace : Effect.void
     })
   }
 
-  /** Queues the close marker: the writer ends after everything queued before it. */
+  /** Queues the close marker: the output ends after everything queued before it. */
   closeWhenDone(): void {
     if (this.isClosing) return
     this.closing = true
@@ -142,6 +157,34 @@ export class Outbox {
     this.queuedBytes -= this.itemBytes
     this.itemBytes = 0
     this.releaseSpace()
+  }
+
+  /**
+   * Writes the queued buffers from the caller's fiber: the connection calls it when its handler has consumed
+   * every frame of a read and is about to wait for the next, the natural end of a batch. Answers go out then,
+   * in one write; if the transport pushes back, the caller waits for it to drain, which stops reading from a
+   * peer that does not read. Undefined when that was all (or there was nothing to write, or a writer fiber is
+   * at work: it keeps the order, a producer in progress, say).
+   */
+  flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
+    if (this.busy || this.stopped || this.head === this.items.length) return undefined
+    if (!(this.items[this.head] instanceof Uint8Array)) return undefined
+    const pending = this.writeBuffers()
+    if (pending === undefined) return undefined
+    this.busy = true
+    return Effect.ensuring(
+      pending,
+      Effect.sync(() => {
+        this.busy = false
+        this.wake()
+      })
+    )
+  }
+
+  /** Ends the output with the connection: a writer fiber at work is interrupted, waiting pushes released. */
+  close(): void {
+    this.writer?.interruptUnsafe()
+    this.stop()
   }
 
   /** Takes the buffers at the head of the queue, up to a producer or the close marker: one transport write. */
@@ -168,26 +211,11 @@ export class Outbox {
     return { batch: batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size }
   }
 
-  /**
-   * Writes the queued buffers from the caller's fiber, when the writer fiber is idle: the connection calls it
-   * when its handler has consumed every frame of a read and is about to wait for the next, the natural end of a
-   * batch. Answers go out then, in one write, without waking the writer fiber; if the transport pushes back,
-   * the caller waits for it to drain, which stops reading from a peer that does not read. Undefined when there is
-   * nothing to write or the writer fiber is busy (it keeps the order: a producer in progress, say).
-   */
-  flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
-    if (this.writerWake === undefined || this.write === undefined || this.head === this.items.length) {
-      return undefined
-    }
-    if (!(this.items[this.head] instanceof Uint8Array)) return undefined
-    return this.writeBuffers(this.write)
-  }
-
-  /** Hands the buffers at the head of the queue to `write`: undefined when it took them at once. */
-  private writeBuffers(write: Write): Effect.Effect<void, ChatError.ChatError> | undefined {
+  /** Hands the buffers at the head of the queue to the transport: undefined when it took them at once. */
+  private writeBuffers(): Effect.Effect<void, ChatError.ChatError> | undefined {
     const { batch, size } = this.takeBuffers()
-    this.onWrite(size)
-    const pending = write(batch, size)
+    this.options.onWrite(size)
+    const pending = this.options.write(batch, size)
     if (pending === undefined) {
       this.written(size)
       return undefined
@@ -196,59 +224,90 @@ export class Outbox {
   }
 
   /**
-   * The writer loop: runs until the close marker is reached (success) or the transport or a producer fails.
-   * Interrupting it leaves the queue as it is.
+   * Writes what is queued on the next scheduler turn, not synchronously: a handler's pushes while it works
+   * through a batch of frames all land in the queue first, and go to the transport in one write.
    */
-  run(write: Write, onWrite: OnWrite): Effect.Effect<void, ChatError.ChatError> {
-    this.write = write
-    this.onWrite = onWrite
-    const step: Effect.Effect<boolean, ChatError.ChatError> = Effect.suspend(() => {
-      if (this.head === this.items.length) return Effect.as(this.awaitItems, true)
-      const item = this.items[this.head]
-      if (item instanceof Uint8Array) return Effect.as(this.writeBuffers(write) ?? Effect.void, true)
-      this.head++
-      this.markers--
-      this.compact()
-      if (item._tag === "Close") return Effect.succeed(false)
-      return Effect.as(
-        Stream.runForEachArray(item.stream, (chunks) => {
-          let size = 0
-          for (let i = 0; i < chunks.length; i++) size += chunks[i].length
-          if (size === 0) return Effect.void
-          onWrite(size)
-          return write(chunks, size) ?? Effect.void
-        }).pipe(
-          Effect.catchCause((cause) =>
-            Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
-              isWriteFailure(cause) ? Cause.squash(cause) as ChatError.ChatError : new ChatError.ChatError({
-                reason: new ChatError.ProducerFailed({ cause: Cause.squash(cause), message: "A producer failed" })
-              })
-            )
-          )
-        ),
-        true
-      )
-    })
-    const loop: Effect.Effect<void, ChatError.ChatError> = Effect.flatMap(step, (more) => more ? loop : Effect.void)
-    return Effect.withFiber((fiber) => {
-      this.dispatcher = fiber.currentDispatcher
-      return Effect.onExit(loop, () => Effect.sync(() => this.stop()))
+  private wake(): void {
+    if (this.wakeScheduled || this.busy || this.stopped) return
+    this.wakeScheduled = true
+    this.options.dispatcher.scheduleTask(this.runWake, 0)
+  }
+
+  private readonly runWake = (): void => {
+    this.wakeScheduled = false
+    // an inline flush may have written everything already
+    if (this.busy || this.stopped || this.head === this.items.length) return
+    let first: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
+    if (this.items[this.head] instanceof Uint8Array) {
+      first = this.writeBuffers()
+      // the transport took it all: no fiber needed
+      if (first === undefined && this.head === this.items.length) return
+    }
+    this.startWriter(first)
+  }
+
+  /** Runs a writer fiber until the queue is empty, the close marker is reached, or a write fails. */
+  private startWriter(first: Effect.Effect<void, ChatError.ChatError> | undefined): void {
+    this.busy = true
+    const fiber = Effect.runForkWith(this.options.context)(
+      first === undefined ? this.drain : Effect.andThen(first, this.drain)
+    )
+    this.writer = fiber
+    fiber.addObserver((exit) => {
+      if (this.writer === fiber) this.writer = undefined
+      this.busy = false
+      if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) this.finish(exit)
+      else this.wake()
     })
   }
 
-  private get awaitItems(): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
-      if (this.head < this.items.length) return resume(Effect.void)
-      this.writerWake = () => resume(Effect.void)
-      return Effect.sync(() => {
-        this.writerWake = undefined
-      })
-    })
+  private readonly drain: Effect.Effect<void, ChatError.ChatError> = Effect.suspend(() => {
+    if (this.stopped || this.head === this.items.length) return Effect.void
+    const item = this.items[this.head]
+    if (item instanceof Uint8Array) {
+      const pending = this.writeBuffers()
+      return pending === undefined ? this.drain : Effect.andThen(pending, this.drain)
+    }
+    this.head++
+    this.markers--
+    this.compact()
+    if (item._tag === "Close") {
+      this.finish(Exit.void)
+      return Effect.void
+    }
+    return Effect.andThen(this.runProducer(item), this.drain)
+  })
+
+  private runProducer(producer: Producer): Effect.Effect<void, ChatError.ChatError> {
+    const { onWrite, write } = this.options
+    return Stream.runForEachArray(producer.stream, (chunks) => {
+      let size = 0
+      for (let i = 0; i < chunks.length; i++) size += chunks[i].length
+      if (size === 0) return Effect.void
+      onWrite(size)
+      return write(chunks, size) ?? Effect.void
+    }).pipe(
+      Effect.catchCause((cause) =>
+        Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
+          isWriteFailure(cause) ? Cause.squash(cause) as ChatError.ChatError : new ChatError.ChatError({
+            reason: new ChatError.ProducerFailed({ cause: Cause.squash(cause), message: "A producer failed" })
+          })
+        )
+      )
+    )
+  }
+
+  /** The output is over: nothing more is written, nobody may wait on the queue. */
+  private finish(exit: Exit.Exit<void, ChatError.ChatError>): void {
+    if (this.stopped) return
+    this.stop()
+    Deferred.doneUnsafe(this.done, exit)
+    this.onDone?.(exit)
   }
 
   private get awaitSpace(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.stopped || this.queuedBytes <= this.lowWaterMark) return resume(Effect.void)
+      if (this.stopped || this.queuedBytes <= this.options.lowWaterMark) return resume(Effect.void)
       const waiter = () => resume(Effect.void)
       this.spaceWaiters.push(waiter)
       return Effect.sync(() => {
@@ -258,28 +317,9 @@ export class Outbox {
     })
   }
 
-  /**
-   * Wakes the writer on the scheduler, not synchronously: a handler's pushes while it works through a batch
-   * of frames all land in the queue first, and the writer hands them to the transport in one write.
-   */
-  private wake(): void {
-    if (this.writerWake === undefined || this.wakeScheduled || this.dispatcher === undefined) return
-    this.wakeScheduled = true
-    this.dispatcher.scheduleTask(this.runWake, 0)
-  }
-
-  private readonly runWake = (): void => {
-    this.wakeScheduled = false
-    // an inline flush may have written everything already: then the writer stays parked
-    if (this.head === this.items.length) return
-    const wake = this.writerWake
-    this.writerWake = undefined
-    wake?.()
-  }
-
   private written(size: number): void {
     this.queuedBytes -= size
-    if (this.queuedBytes <= this.lowWaterMark) this.releaseSpace()
+    if (this.queuedBytes <= this.options.lowWaterMark) this.releaseSpace()
   }
 
   private releaseSpace(): void {
@@ -288,7 +328,6 @@ export class Outbox {
     for (const w of waiters) w()
   }
 
-  /** The writer is gone: nothing will drain the queue, so nobody may wait on it. */
   private stop(): void {
     this.stopped = true
     this.items = []

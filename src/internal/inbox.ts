@@ -102,11 +102,14 @@ export class Inbox implements Input {
       if (last !== undefined) return resume(last === END ? Effect.undefined : Effect.fail(last))
       this.consumer = resume
       this.resume()
-      return Effect.sync(() => {
-        if (this.consumer === resume) this.consumer = undefined
-      })
+      return this.cancelWait
     }
   )
+
+  /** An interrupted wait: one consumer waits at a time, so it is the one to forget. */
+  private readonly cancelWait = Effect.sync(() => {
+    this.consumer = undefined
+  })
 
   private pause(): void {
     if (this.paused) return

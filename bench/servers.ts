@@ -347,13 +347,19 @@ const redis = async () => {
   }
   const oursArgv = ours("examples/cli.ts", "redis", "--port", "PORT")
   const peerArgv = ["redis-server", "--port", "PORT", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+  const rawArgv = [NODE, "bench/peers/raw-redis.ts", "PORT"]
   commands.push(
     { what: "redis, ours", argv: oursArgv },
     { what: "redis, peer", argv: peerArgv },
+    { what: "redis, floor", argv: rawArgv },
     { what: "redis, load", argv: redisBenchmark(1), note: "once per measurement" },
     { what: "redis, load", argv: redisBenchmark(16), note: `${REDIS_P16_RUNS} times per measurement` }
   )
-  const servers = [await startServer("ours (redis)", oursArgv), await startServer("redis-server", peerArgv)]
+  const servers = [
+    await startServer("ours (redis)", oursArgv),
+    await startServer("redis-server", peerArgv),
+    await startServer("raw node:net (redis)", rawArgv)
+  ]
   try {
     const run = async (server: Server, pipeline: number, n = REDIS_N) => {
       const out = await runLoad(redisBenchmark(pipeline, n).map((a) => a.replace("PORT", String(server.port))), 180_000)
@@ -363,7 +369,7 @@ const redis = async () => {
     }
     for (const pipeline of [1, 16]) {
       const runs = pipeline === 1 ? 1 : REDIS_P16_RUNS
-      const [o, p] = await alternate(
+      const [o, p, r] = await alternate(
         servers,
         async (server) => {
           let ops = 0
@@ -372,19 +378,11 @@ const redis = async () => {
         },
         (server) => run(server, pipeline, 20_000)
       )
-      addRow(
-        {
-          section: "redis",
-          workload: `redis-benchmark -P ${pipeline}`,
-          ours: "ours",
-          peer: "redis-server",
-          unit: "µs/req",
-          target: pipeline === 1 ? 1.2 : 2
-        },
-        o,
-        p,
-        1e6
-      )
+      const fields = { section: "redis", workload: `redis-benchmark -P ${pipeline}`, unit: "µs/req" }
+      addRow({ ...fields, ours: "ours", peer: "redis-server", target: pipeline === 1 ? 1.2 : 2 }, o, p, 1e6)
+      // Node's own floor: what no framework on Node can go below
+      addRow({ ...fields, ours: "raw node:net", peer: "redis-server", target: undefined }, r, p, 1e6)
+      addRow({ ...fields, ours: "ours", peer: "raw node:net", target: undefined }, o, r, 1e6)
     }
   } finally {
     for (const server of servers) await stop(server)
@@ -497,6 +495,7 @@ const echo = async () => {
     addRow({ ...fields, ours: "ours", peer: "raw node:net", target: 1.25 }, o, r, 1e6)
     if (p !== undefined) addRow({ ...fields, ours: "ours", peer: "asynchat", target: 0.25 }, o, p, 1e6)
     addRow({ ...fields, ours: "ours, frame timeout", peer: "raw node:net", target: undefined }, f, r, 1e6)
+    if (p !== undefined) addRow({ ...fields, ours: "raw node:net", peer: "asynchat", target: undefined }, r, p, 1e6)
   } finally {
     for (const server of servers) await stop(server)
   }
@@ -653,6 +652,29 @@ const svg = (date: string): string => {
   return parts.join("\n") + "\n"
 }
 
+/**
+ * For each target, what a raw `node:net` server measured against the same peer in the same run: a target below
+ * that floor asks for less than Node itself costs, whatever a framework does.
+ */
+const floors = (): Array<string> =>
+  rows.flatMap((r) => {
+    if (r.target === undefined) return []
+    const floor = rows.find((f) =>
+      f.section === r.section && f.workload === r.workload && f.ours === "raw node:net" && f.peer === r.peer
+    )
+    const self = rows.find((f) =>
+      f.section === r.section && f.workload === r.workload && f.ours === r.ours && f.peer === "raw node:net"
+    )
+    if (floor === undefined) return []
+    const verdict = floor.ratio > r.target
+      ? "the target is below that floor"
+      : `ours is ${self === undefined ? "?" : self.ratio.toFixed(2)}x raw node:net`
+    return [
+      `- ${r.section}, ${r.workload}: target ${r.targetText} ${r.peer}; raw node:net measures ` +
+      `${floor.ratio.toFixed(2)}x ${r.peer}: ${verdict}.`
+    ]
+  })
+
 const markdown = (date: string, seconds: number): string => {
   const m = machine()
   const verdicts = rows.filter((r) => r.target !== undefined)
@@ -673,6 +695,12 @@ const markdown = (date: string, seconds: number): string => {
     "",
     `Targets met: ${verdicts.filter(met).length} of ${verdicts.length}.`,
     "",
+    ...(floors().length === 0 ? [] : [
+      "Node's own floor (a raw `node:net` server doing the same work by hand, measured in the same run):",
+      "",
+      ...floors(),
+      ""
+    ]),
     "![ratios and targets](benchmarks.svg)",
     "",
     "## Commands",

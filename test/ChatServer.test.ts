@@ -322,6 +322,23 @@ describe("ChatServer limits under TestClock", () => {
       expect(yield* Fiber.join(reply)).toBe("quick\nslow\n")
     }).pipe(Effect.provide(memory({ chunking: 1 }))))
 
+  it.effect("gives each frame its own frameTimeout, from its first byte, however many came before it", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: "30 seconds" })
+      const client = yield* connectLines
+      const reply = yield* Effect.forkChild(readAll(client))
+      // a frame started at 0 s and completed at 20 s, the next started at 25 s: its deadline is 55 s, not 30 s
+      yield* client.chat.push("a")
+      yield* TestClock.adjust("20 seconds")
+      yield* client.chat.push("1\n")
+      yield* TestClock.adjust("5 seconds")
+      yield* client.chat.push("b")
+      yield* TestClock.adjust("29 seconds")
+      expect(reply.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(reply)).toBe("a1\nslow\n")
+    }).pipe(Effect.provide(memory())))
+
   it.effect("turns timeouts off with Duration.infinity", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: Duration.infinity })

@@ -28,6 +28,8 @@ export class Inbox implements Input {
   private consumer: Resume | undefined = undefined
   private paused = true
   private watchdogWake: (() => void) | undefined = undefined
+  /** When the watchdog wakes next by itself: a frame whose deadline comes later need not wake it. */
+  private watchdogAt = Infinity
   private lastDataAt = 0
   private frameStartedAt = -1
   /** The frame deadline passed while the handler was busy: its next wait fails at once. */
@@ -132,7 +134,7 @@ export class Inbox implements Input {
       this.frameStartedAt = -1
     } else if (this.frameStartedAt < 0) {
       this.frameStartedAt = this.lastDataAt
-      if (this.frameMillis < this.idleMillis) this.wakeWatchdog()
+      if (this.frameStartedAt + this.frameMillis < this.watchdogAt) this.wakeWatchdog()
     }
   }
 
@@ -171,6 +173,7 @@ export class Inbox implements Input {
       // the idle deadline passed while the handler was busy: the time it spent is not the peer's idleness
       if (now >= idleAt) this.lastDataAt = now
       const next = Math.min(this.lastDataAt + this.idleMillis, frameAt)
+      this.watchdogAt = next
       return Effect.andThen(sleepUntil(next === Infinity ? Infinity : next - now), loop)
     })
     return loop

@@ -31,7 +31,7 @@ const execute = (args: ReadonlyArray<Buffer>, out: Array<Buffer>): void => {
 }
 
 /** Answers the complete commands at the start of `buf`; returns where the first incomplete one starts. */
-const parse = (buf: Buffer, out: Array<Buffer>): number => {
+export const parse = (buf: Buffer, out: Array<Buffer>): number => {
   let pos = 0
   while (pos < buf.length) {
     const eol = buf.indexOf(13, pos)
@@ -60,15 +60,23 @@ const parse = (buf: Buffer, out: Array<Buffer>): number => {
   return pos
 }
 
-const port = Number(process.argv[2] ?? 6381)
-createServer((socket) => {
+/** Serves RESP on `stream`: every chunk's complete commands answered in one write. */
+export const serve = (stream: NodeJS.ReadableStream & NodeJS.WritableStream): void => {
   let pending: Buffer | undefined
-  socket.on("data", (chunk: Buffer) => {
+  stream.on("data", (chunk: Buffer) => {
     const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk])
     const out: Array<Buffer> = []
     const used = parse(buf, out)
     pending = used < buf.length ? Buffer.from(buf.subarray(used)) : undefined
-    if (out.length > 0) socket.write(out.length === 1 ? out[0] : Buffer.concat(out))
+    if (out.length > 0) stream.write(out.length === 1 ? out[0] : Buffer.concat(out))
   })
-  socket.on("error", () => socket.destroy())
-}).listen(port, "127.0.0.1", () => console.log(`raw-redis listening on 127.0.0.1:${port}`))
+}
+
+// Run as a script, not when imported (bench/overhead.ts reuses `serve`).
+if (import.meta.main) {
+  const port = Number(process.argv[2] ?? 6381)
+  createServer((socket) => {
+    serve(socket)
+    socket.on("error", () => socket.destroy())
+  }).listen(port, "127.0.0.1", () => console.log(`raw-redis listening on 127.0.0.1:${port}`))
+}

@@ -124,8 +124,11 @@ export const fromNodeStream = (
               room = stream.write(Buffer.concat(batch, size))
             } else {
               stream.cork()
-              for (let i = 0; i < batch.length; i++) room = stream.write(batch[i]) && room
-              stream.uncork()
+              try {
+                for (let i = 0; i < batch.length; i++) room = stream.write(batch[i]) && room
+              } finally {
+                stream.uncork()
+              }
             }
           } catch (cause) {
             return Effect.fail(writeFailed(cause))

@@ -71,7 +71,13 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
       })
       return Effect.sync(() => conn.destroy())
     })
-    yield* Scope.addFinalizer(scope, Effect.sync(() => conn.destroy()))
+    // once a connection ran on it, its transport ends it (letting the last bytes drain) and destroys it
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.sync(() => {
+        if (!conn.writableEnded) conn.destroy()
+      })
+    )
     const socket = yield* NodeSocket.fromDuplex(Effect.succeed(conn))
     const isUnix = "path" in options
     return {
@@ -152,7 +158,8 @@ export const duplex = <E, R>(
         Effect.sync(() => {
           // destroying a half-finished Duplex.from pair emits an AbortError nobody else listens for
           stream.on("error", () => {})
-          stream.destroy()
+          // once a connection ran on it, its transport ends it (letting the last bytes drain) and destroys it
+          if (!stream.writableEnded) stream.destroy()
         })
     )
     const socket = yield* NodeSocket.fromDuplex(Effect.succeed(stream))

@@ -339,6 +339,39 @@ describe("ChatServer limits under TestClock", () => {
       expect(yield* Fiber.join(reply)).toBe("a1\nslow\n")
     }).pipe(Effect.provide(memory())))
 
+  it.effect("a frame started by the read that completed the one before gets its own deadline", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: "30 seconds" })
+      const client = yield* connectLines
+      const reply = yield* Effect.forkChild(readAll(client))
+      // every frame completes 10 s after its first byte, but every read ends in the middle of the next one
+      yield* client.chat.push("a")
+      for (let i = 0; i < 6; i++) {
+        yield* TestClock.adjust("10 seconds")
+        yield* client.chat.push(`${i}\nb`)
+      }
+      yield* TestClock.adjust("29 seconds")
+      expect(reply.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(reply)).toBe("a0\nb1\nb2\nb3\nb4\nb5\nslow\n")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a reader that catches a timeout and reads again is timed out again", () =>
+    Effect.gen(function*() {
+      const Silent = Protocol.frames(Terminator.lf, (lines) => Stream.runDrain(lines))
+      yield* ChatServer.make(Silent, { idleTimeout: Duration.infinity })
+      const connector = yield* MemoryTransport.connector
+      const client = yield* ChatClient.connect(connector, { terminator: Terminator.lf, idleTimeout: "10 seconds" })
+      for (let i = 0; i < 3; i++) {
+        const read = yield* Effect.forkChild(Effect.flip(Stream.runHead(client.input)))
+        yield* TestClock.adjust("9 seconds")
+        expect(read.pollUnsafe()).toBeUndefined()
+        yield* TestClock.adjust("1 second")
+        const error = yield* Fiber.join(read)
+        assert(error.reason._tag === "IdleTimeout")
+      }
+    }).pipe(Effect.provide(memory())))
+
   it.effect("turns timeouts off with Duration.infinity", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: Duration.infinity })
@@ -756,6 +789,25 @@ describe("Input read in several passes", () => {
       yield* client.chat.push("me\nb\nc\n") // one write, one read on the server: three frames at once
       expect(yield* readLines(client, 1)).toEqual(["hello me"])
       expect(yield* readLines(client, 2)).toEqual(["b", "c"]) // the client's input, read in passes too
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("Output effects", () => {
+  it.effect("push and offer are effects: each run sends its bytes once more, one never run sends nothing", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const client = yield* connectLines
+      const hi = client.chat.offer("hi\n")
+      const ho = client.chat.push("ho\n")
+      // built and dropped, never run: nothing is sent
+      const dropped = client.chat.push("never run\n")
+      expect(Effect.isEffect(dropped)).toBe(true)
+      yield* hi
+      yield* client.chat.push("x\n")
+      yield* hi
+      yield* Effect.repeat(ho, { times: 2 })
+      yield* hi
+      expect(yield* readLines(client, 7)).toEqual(["hi", "x", "hi", "ho", "ho", "ho", "hi"])
     }).pipe(Effect.provide(memory())))
 })
 

@@ -4,7 +4,7 @@
  * against a client that shares none of its code.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Metric, Schedule, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Metric, Schedule, Scheduler, Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -597,7 +597,60 @@ describe("read backpressure over TCP", () => {
   )
 })
 
+/** A listener that hands over `stream` as soon as a server accepts. */
+const streamListener = (stream: NodeStream.Duplex) => {
+  const address = { _tag: "Pipe", name: "duplex" } as const
+  return Listener.Listener.of({
+    address,
+    accept: (onConnection) =>
+      Effect.callback<never>(() => {
+        onConnection({
+          socket: undefined as never,
+          stream,
+          localAddress: address,
+          remoteAddress: address,
+          onClosed: Listener.onClosedOf(stream)
+        })
+      }),
+    stopAccepting: Effect.void
+  })
+}
+
 describe("a listener of Node streams", () => {
+  it.live(
+    "a stream that pushes back on every write and drains a tick later gets every answer",
+    () =>
+      Effect.gen(function*() {
+        const written: Array<Buffer> = []
+        // takes each write, reports backpressure (high-water mark 1), and emits 'drain' on the next tick
+        const stream = new NodeStream.Duplex({
+          writableHighWaterMark: 1,
+          read() {},
+          write(chunk: Buffer, _encoding, callback) {
+            written.push(chunk)
+            process.nextTick(callback)
+          }
+        })
+        // fibers yield to the scheduler every few steps: a 'drain' can come before the wait for it starts
+        yield* ChatServer.make(Echo, { shutdownTimeout: 0 }).pipe(
+          Effect.provideService(Listener.Listener, streamListener(stream)),
+          Effect.provideService(Scheduler.MaxOpsBeforeYield, 3)
+        )
+        let expected = ""
+        for (let n = 1; n <= 60; n++) {
+          const batch = Array.from({ length: n }, (_, i) => `${n}.${i}\n`).join("")
+          expected += batch
+          stream.push(batch)
+          yield* Effect.sleep("1 millis").pipe(
+            Effect.repeat({ until: () => Buffer.concat(written).length >= expected.length, times: 500 })
+          )
+        }
+        expect(Buffer.concat(written).toString()).toBe(expected)
+        stream.destroy()
+      }),
+    20_000
+  )
+
   it.live("serves a connection it hands over from inside accept, reading and writing the Duplex directly", () =>
     Effect.gen(function*() {
       const written: Array<Buffer> = []
@@ -608,23 +661,8 @@ describe("a listener of Node streams", () => {
           callback()
         }
       })
-      const address = { _tag: "Pipe", name: "duplex" } as const
       // a listener with a connection already waiting: it is handed over as soon as the server accepts
-      const listener = Listener.Listener.of({
-        address,
-        accept: (onConnection) =>
-          Effect.callback<never>(() => {
-            onConnection({
-              socket: undefined as never,
-              stream,
-              localAddress: address,
-              remoteAddress: address,
-              onClosed: Listener.onClosedOf(stream)
-            })
-          }),
-        stopAccepting: Effect.void
-      })
-      const server = yield* ChatServer.make(Echo).pipe(Effect.provideService(Listener.Listener, listener))
+      const server = yield* ChatServer.make(Echo).pipe(Effect.provideService(Listener.Listener, streamListener(stream)))
       stream.push("one\ntw")
       stream.push(Buffer.from("o\nthree"))
       stream.push(null)

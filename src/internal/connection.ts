@@ -172,6 +172,7 @@ const make = (options: {
       return flush()
     }
     let size = 0
+    const completed = framer.completed
     for (let i = 0; i < chunks.length; i++) {
       if (failure !== undefined) break
       const chunk = chunks[i]
@@ -180,7 +181,10 @@ const make = (options: {
       else feed(chunk)
     }
     counters.read(size)
-    inbox.frameInProgress(framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0))
+    inbox.frameInProgress(
+      framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0),
+      framer.completed !== completed
+    )
     return flush()
   })
 
@@ -208,7 +212,8 @@ const make = (options: {
     id: info.id,
     localAddress: info.localAddress,
     remoteAddress: info.remoteAddress,
-    push: (...data) => outbox.push(data),
+    // effects, so each run pushes: `Effect.repeat(chat.push(ping))` pings every time, and one never run sends nothing
+    push: (...data) => Effect.suspend(() => outbox.push(data)),
     offer: (...data) => Effect.sync(() => outbox.offer(data)),
     pushStream: (stream) => outbox.pushStream(stream),
     closeWhenDone: Effect.sync(() => outbox.closeWhenDone()),

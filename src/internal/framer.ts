@@ -102,6 +102,8 @@ export class Framer {
   private accLen = 0
   private scratch: Buffer = EMPTY
   private emptyRun = 0
+  /** Frames cut so far: a connection's frame timeout restarts when one completes. */
+  completed = 0
   /** Set by `many`: the index of the delimiter after the frames it handed over, or -1. */
   private found = -1
 
@@ -218,6 +220,7 @@ export class Framer {
         }
         const frame = buf.subarray(pos, k)
         pos = k + dl
+        this.completed++
         if (!onFrame(frame, true)) return this.stopped(buf, pos)
         if (this.terminator !== t) break
         k = byte >= 0 ? buf.indexOf(byte, pos) : find(buf, delim, pos)
@@ -258,6 +261,7 @@ export class Framer {
       k = byte >= 0 ? buf.indexOf(byte, pos) : find(buf, delim, pos)
     } while (k >= 0 && k - pos <= max)
     if (n < frames.length) frames.length = n
+    this.completed += n
     onFrames(frames)
     this.found = k
     return pos
@@ -277,6 +281,7 @@ export class Framer {
   }
 
   private emit(frame: Uint8Array, terminated: boolean): boolean {
+    this.completed++
     return this.onFrame(frame, terminated)
   }
 

@@ -32,8 +32,6 @@ export class Inbox implements Input {
   private watchdogAt = Infinity
   private lastDataAt = 0
   private frameStartedAt = -1
-  /** The frame deadline passed while the handler was busy: its next wait fails at once. */
-  private frameOverdue = false
   /** Set once a transport is attached: it is paused and resumed from here. */
   transport: Pick<Transport, "pause" | "resume"> | undefined = undefined
   private readonly clock: Clock.Clock
@@ -92,7 +90,6 @@ export class Inbox implements Input {
   /** The next reads: what arrived since the last call (or, waiting, the next read), undefined at the end. */
   readonly next: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ChatError.ChatError> = Effect.callback(
     (resume) => {
-      if (this.frameOverdue) return resume(Effect.fail(this.frameError()))
       if (this.held.length > 0) {
         const held = this.held
         this.held = []
@@ -102,6 +99,14 @@ export class Inbox implements Input {
       }
       const last = this.last
       if (last !== undefined) return resume(last === END ? Effect.undefined : Effect.fail(last))
+      // the frame deadline passed while the handler was busy (and no byte it held completes the frame)
+      if (this.frameStartedAt >= 0 && this.frameMillis !== Infinity) {
+        const now = this.clock.currentTimeMillisUnsafe()
+        if (now >= this.frameStartedAt + this.frameMillis) {
+          this.frameStartedAt = now
+          return resume(Effect.fail(this.frameError()))
+        }
+      }
       this.consumer = resume
       this.resume()
       return this.cancelWait
@@ -126,13 +131,13 @@ export class Inbox implements Input {
   }
 
   /**
-   * Tells the watchdog whether a frame is in progress after the bytes just handed over: its deadline runs
-   * from the read that started it.
+   * Tells the watchdog whether a frame is in progress after the bytes just handed over, and whether they
+   * completed one: a frame's deadline runs from the read that started it.
    */
-  frameInProgress(inProgress: boolean): void {
+  frameInProgress(inProgress: boolean, completedOne: boolean): void {
     if (!inProgress) {
       this.frameStartedAt = -1
-    } else if (this.frameStartedAt < 0) {
+    } else if (this.frameStartedAt < 0 || completedOne) {
       this.frameStartedAt = this.lastDataAt
       if (this.frameStartedAt + this.frameMillis < this.watchdogAt) this.wakeWatchdog()
     }
@@ -163,16 +168,17 @@ export class Inbox implements Input {
       const consumer = this.consumer
       if (consumer !== undefined && (now >= idleAt || now >= frameAt)) {
         this.consumer = undefined
-        consumer(Effect.fail(now >= frameAt ? this.frameError() : this.idleError()))
-        return Effect.void
-      }
-      if (now >= frameAt) {
-        this.frameOverdue = true
-        return Effect.void
+        const frame = now >= frameAt
+        // a reader that catches the timeout and reads again gets a fresh period
+        if (frame) this.frameStartedAt = now
+        else this.lastDataAt = now
+        consumer(Effect.fail(frame ? this.frameError() : this.idleError()))
+        return loop
       }
       // the idle deadline passed while the handler was busy: the time it spent is not the peer's idleness
       if (now >= idleAt) this.lastDataAt = now
-      const next = Math.min(this.lastDataAt + this.idleMillis, frameAt)
+      // a frame deadline that passed while the handler was busy is enforced when it next waits (`next`)
+      const next = Math.min(this.lastDataAt + this.idleMillis, frameAt > now ? frameAt : Infinity)
       this.watchdogAt = next
       return Effect.andThen(sleepUntil(next === Infinity ? Infinity : next - now), loop)
     })

@@ -100,28 +100,15 @@ export class Outbox {
     return true
   }
 
-  /** Queues `data`, taking the array over: callers pass their own rest arguments. */
+  /** Queues `data` (the array stays the caller's: an effect that pushes it may run again). */
   private enqueue(data: ReadonlyArray<Uint8Array | string>): void {
     let size = 0
-    let plain = true
     for (let i = 0; i < data.length; i++) {
       const d = data[i]
-      const length = typeof d === "string" ? -1 : d.length
-      if (length <= 0) plain = false
-      else size += length
-    }
-    if (plain && this.items.length === 0) {
-      // the usual case, buffers into an empty queue: the array becomes the queue
-      this.items = data as Array<Uint8Array>
-    } else {
-      size = 0
-      for (let i = 0; i < data.length; i++) {
-        const d = data[i]
-        const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
-        if (bytes.length === 0) continue
-        this.items.push(bytes)
-        size += bytes.length
-      }
+      const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
+      if (bytes.length === 0) continue
+      this.items.push(bytes)
+      size += bytes.length
     }
     this.queuedBytes += size
     this.itemBytes += size

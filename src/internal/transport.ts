@@ -83,6 +83,9 @@ export const fromNodeStream = (
       stream.on("error", onError)
       stream.on("close", onClose)
       const awaitDrain = Effect.callback<void, ChatError.ChatError>((resume) => {
+        // 'drain' may have come between the write and this wait (a fiber yields to the scheduler in between)
+        if (stream.destroyed) return resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+        if (!stream.writableNeedDrain) return resume(Effect.void)
         const cleanup = () => {
           stream.off("drain", onDrain)
           stream.off("error", onFailure)

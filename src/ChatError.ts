@@ -49,6 +49,24 @@ export class FrameTimeout extends Schema.TaggedError<FrameTimeout>()("FrameTimeo
 }) {}
 
 /**
+ * The peer took none of our output for `timeout`: it stopped reading, and its window stayed closed.
+ *
+ * @example
+ * ```ts
+ * import { ChatError } from "effect-asynchat"
+ *
+ * new ChatError.WriteTimeout({ timeout: "1 minute", message: "Output not taken for 1 minute" })
+ * ```
+ *
+ * @category reasons
+ * @since 0.1.0
+ */
+export class WriteTimeout extends Schema.TaggedError<WriteTimeout>()("WriteTimeout", {
+  timeout: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
  * Reading from the peer failed (a reset, a transport error). A clean end of input is not an error.
  *
  * @example
@@ -139,6 +157,7 @@ export type Reason =
   | InvalidTerminator
   | IdleTimeout
   | FrameTimeout
+  | WriteTimeout
   | ReadFailed
   | WriteFailed
   | ProducerFailed
@@ -170,6 +189,7 @@ export class ChatError extends Schema.TaggedError<ChatError>()("ChatError", {
     InvalidTerminator,
     IdleTimeout,
     FrameTimeout,
+    WriteTimeout,
     ReadFailed,
     WriteFailed,
     ProducerFailed,

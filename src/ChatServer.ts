@@ -7,7 +7,8 @@
  * - Limits, each with a default: `maxConnections` (10,000: beyond it a connection is answered with
  *   `rejectMessage`, if any, and closed at once), `idleTimeout` (5 minutes without a byte while waiting for
  *   input), `frameTimeout` (30 seconds for a frame, from its first byte to its terminator: slowloris),
- *   `maxFrameLength` (64 KiB), and output watermarks (64 KiB / 32 KiB).
+ *   `writeTimeout` (1 minute for a peer to take any of a waiting write), `maxFrameLength` (64 KiB), and output
+ *   watermarks (64 KiB / 32 KiB).
  * - The live connections are visible, as asyncore's channel map is: count, look up, broadcast, close all.
  * - Graceful shutdown: closing the Layer stops accepting (new connections are refused), lets open connections
  *   finish until `shutdownTimeout` (5 seconds), then interrupts them. No socket, timer or fiber survives it.
@@ -71,6 +72,11 @@ export interface ConnectionOptions {
   readonly idleTimeout?: Duration.Input | undefined
   /** Fail with `FrameTimeout` when a frame is not complete this long after its first byte (default 30 s). */
   readonly frameTimeout?: Duration.Input | undefined
+  /**
+   * Fail with `WriteTimeout` when the transport takes none of a pending write for this long: a peer that
+   * stopped reading (default 1 minute). Checked only while a write waits, so it costs nothing otherwise.
+   */
+  readonly writeTimeout?: Duration.Input | undefined
   /** Output queued beyond this many bytes makes `push` wait (default 64 KiB). */
   readonly highWaterMark?: number | undefined
   /** ... until the writer has drained it to this many (default 32 KiB). */

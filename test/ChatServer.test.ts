@@ -372,6 +372,25 @@ describe("ChatServer limits under TestClock", () => {
       }
     }).pipe(Effect.provide(memory())))
 
+  it.effect("closes a connection whose peer takes none of its output for writeTimeout", () =>
+    Effect.gen(function*() {
+      const timedOut = Metric.withAttributes(ChatMetrics.errors, { reason: "WriteTimeout" })
+      const before = (yield* Metric.value(timedOut)).count
+      const Flood = Protocol.frames(Terminator.lf, () => Effect.forever(Chat.push("x".repeat(1000))))
+      const server = yield* ChatServer.make(Flood, { writeTimeout: "10 seconds" })
+      const client = yield* connectLines
+      yield* client.chat.push("go\n")
+      // the client reads nothing: 4 KiB in flight, then the server's write waits
+      yield* settle
+      expect(yield* server.count).toBe(1)
+      yield* TestClock.adjust("9 seconds")
+      expect(yield* server.count).toBe(1)
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      expect(yield* server.count).toBe(0)
+      expect((yield* Metric.value(timedOut)).count - before).toBe(1)
+    }).pipe(Effect.provide(memory({ capacity: 4096 }))))
+
   it.effect("turns timeouts off with Duration.infinity", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: Duration.infinity })

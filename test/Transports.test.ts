@@ -564,6 +564,38 @@ describe("backpressure over TCP", () => {
     }), 20_000)
 })
 
+describe("write timeout over TCP", () => {
+  it.live(
+    "a peer that stops reading is let go after writeTimeout, and the server serves others meanwhile",
+    () =>
+      Effect.gen(function*() {
+        const chunk = new Uint8Array(64 * 1024).fill(120)
+        const Flood = Protocol.frames(Terminator.lf, (lines) =>
+          Stream.runForEach(
+            lines,
+            (line) => text(line.bytes) === "flood" ? Effect.forever(Chat.push(chunk)) : Chat.push(line.bytes, "\n")
+          ))
+        const server = yield* tcpServer(Flood, { writeTimeout: "300 millis" })
+        const stalled = yield* rawConnect(portOf(server), { countOnly: true, paused: true })
+        stalled.socket.write("flood\n")
+        yield* Effect.sleep("100 millis")
+        expect(yield* server.count).toBe(1)
+        const other = yield* rawConnect(portOf(server))
+        other.socket.write("ping\n")
+        yield* other.until("its echo", (p) => p.text === "ping\n")
+        expect(yield* server.count).toBe(2)
+        // the stalled one goes; the other stays
+        const counted = yield* Effect.flatMap(Effect.sleep("50 millis"), () => server.count).pipe(
+          Effect.repeat({ until: (n) => n === 1, times: 60 })
+        )
+        expect(counted).toBe(1)
+        other.socket.write("pong\n")
+        yield* other.until("its second echo", (p) => p.text === "ping\npong\n")
+      }),
+    10_000
+  )
+})
+
 describe("read backpressure over TCP", () => {
   it.live(
     "a stalled handler stops the peer's writer: the server reads no further ahead than one read",

@@ -40,6 +40,7 @@ export interface Settings {
   readonly maxFrameLength: number
   readonly idleTimeout: Duration.Duration | undefined
   readonly frameTimeout: Duration.Duration | undefined
+  readonly writeTimeout: Duration.Duration | undefined
   readonly highWaterMark: number
   readonly lowWaterMark: number
   readonly outputLimit: number
@@ -57,6 +58,7 @@ export const settingsOf = (options: ConnectionOptions): Settings => {
     maxFrameLength: options.maxFrameLength ?? defaultMaxFrameLength,
     idleTimeout: finiteOrUndefined(options.idleTimeout, "5 minutes"),
     frameTimeout: finiteOrUndefined(options.frameTimeout, "30 seconds"),
+    writeTimeout: finiteOrUndefined(options.writeTimeout, "1 minute"),
     highWaterMark,
     lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark),
     outputLimit: Math.max(options.outputLimit ?? 16 * highWaterMark, highWaterMark)
@@ -92,7 +94,7 @@ const fromFailure = (failure: Failure): ChatError.ChatError => chatError(reasonO
 const transportGone = Transport.writeFailed(new Error("socket closed"), "the connection is closed")
 
 const timeoutError = (
-  make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout,
+  make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout | typeof ChatError.WriteTimeout,
   timeout: Duration.Duration,
   what: string
 ) =>
@@ -117,7 +119,11 @@ const make = (options: {
     write: options.transport.write,
     onWrite: (bytes) => counters.written(bytes),
     context: options.context,
-    dispatcher: options.dispatcher
+    dispatcher: options.dispatcher,
+    writeTimeout: settings.writeTimeout === undefined ? undefined : {
+      duration: settings.writeTimeout,
+      orElse: () => Effect.fail(timeoutError(ChatError.WriteTimeout, settings.writeTimeout!, "Output not taken for")())
+    }
   })
 
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.

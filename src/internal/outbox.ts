@@ -14,7 +14,7 @@
  *   the next scheduler turn. Only what has to wait (a transport that pushes back, a producer, the close
  *   marker) gets a writer fiber, which ends when the queue is empty: an idle connection holds none.
  */
-import { Cause, type Context, Deferred, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
+import { Cause, type Context, Deferred, type Duration, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
@@ -44,6 +44,11 @@ export interface OutboxOptions {
   /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
   readonly context: Context.Context<never>
   readonly dispatcher: Scheduler.SchedulerDispatcher
+  /** How long one write may wait for the transport before the output fails; none: forever. */
+  readonly writeTimeout?: {
+    readonly duration: Duration.Duration
+    readonly orElse: () => Effect.Effect<never, ChatError.ChatError>
+  } | undefined
 }
 
 /** @internal */
@@ -207,7 +212,13 @@ export class Outbox {
       this.written(size)
       return undefined
     }
-    return Effect.ensuring(pending, Effect.sync(() => this.written(size)))
+    return Effect.ensuring(this.bounded(pending), Effect.sync(() => this.written(size)))
+  }
+
+  /** A write that waits for the transport, failed after `writeTimeout`. */
+  private bounded(pending: Effect.Effect<void, ChatError.ChatError>): Effect.Effect<void, ChatError.ChatError> {
+    const timeout = this.options.writeTimeout
+    return timeout === undefined ? pending : Effect.timeoutOrElse(pending, timeout)
   }
 
   /**
@@ -272,7 +283,8 @@ export class Outbox {
       for (let i = 0; i < chunks.length; i++) size += chunks[i].length
       if (size === 0) return Effect.void
       onWrite(size)
-      return write(chunks, size) ?? Effect.void
+      const pending = write(chunks, size)
+      return pending === undefined ? Effect.void : this.bounded(pending)
     }).pipe(
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(

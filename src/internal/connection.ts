@@ -117,6 +117,7 @@ const make = (options: {
     lowWaterMark: settings.lowWaterMark,
     outputLimit: settings.outputLimit,
     write: options.transport.write,
+    eager: options.transport.eager,
     onWrite: (bytes) => counters.written(bytes),
     context: options.context,
     dispatcher: options.dispatcher,

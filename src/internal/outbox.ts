@@ -39,6 +39,8 @@ export interface OutboxOptions {
   readonly lowWaterMark: number
   readonly outputLimit: number
   readonly write: Write
+  /** Whether `write` hands the bytes over before it returns (see `Transport.eager`). */
+  readonly eager: boolean
   /** Called with the byte count of each batch handed to the transport (metrics). */
   readonly onWrite: (bytes: number) => void
   /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
@@ -162,7 +164,8 @@ export class Outbox {
     if (this.busy || this.stopped || this.head === this.items.length) return undefined
     if (!(this.items[this.head] instanceof Uint8Array)) return undefined
     const pending = this.writeBuffers()
-    if (pending === undefined) return undefined
+    // the transport has the bytes, in order: what is left is to wait for room, and anyone may write after them
+    if (pending === undefined || this.options.eager) return pending
     this.busy = true
     return Effect.ensuring(
       pending,
@@ -208,9 +211,10 @@ export class Outbox {
     const { batch, size } = this.takeBuffers()
     this.options.onWrite(size)
     const pending = this.options.write(batch, size)
-    if (pending === undefined) {
+    if (pending === undefined || this.options.eager) {
+      // out of the queue and into the transport, which bounds what it holds by making the writer wait
       this.written(size)
-      return undefined
+      return pending === undefined ? undefined : this.bounded(pending)
     }
     return Effect.ensuring(this.bounded(pending), Effect.sync(() => this.written(size)))
   }

@@ -26,6 +26,11 @@ export interface Input {
 
 /** A connection's transport. */
 export interface Transport {
+  /**
+   * True when `write` has handed the bytes over before it returns, so that a pending effect only waits for
+   * room (a Node stream); false when the effect performs the write (an effect `Socket`).
+   */
+  readonly eager: boolean
   /** Stops delivering input until `resume`. */
   readonly pause: () => void
   readonly resume: () => void
@@ -109,6 +114,7 @@ export const fromNodeStream = (
         return Effect.sync(cleanup)
       })
       const transport: Transport = {
+        eager: true,
         pause: () => {
           stream.pause()
         },
@@ -220,6 +226,7 @@ export const fromSocket = (
     )
     yield* Effect.forkScoped(pump, { startImmediately: true })
     return {
+      eager: false,
       pause: () => {
         wanted = false
       },

@@ -11,6 +11,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as NodeStream from "node:stream"
+import * as Framing from "../src/Framing.ts"
 import type { Frame } from "../src/Framing.ts"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import { show, text } from "./helpers.ts"
@@ -562,6 +563,34 @@ describe("backpressure over TCP", () => {
       expect(pushed).toBe(total)
       expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024)
     }), 20_000)
+})
+
+describe("a machine that throws, over TCP", () => {
+  it.live("closes only its own connection: the throw is that connection's defect, the server serves on", () =>
+    Effect.gen(function*() {
+      // a machine with a bug: it throws on "boom" (it runs as bytes arrive, in the socket's own callback)
+      const Buggy = Framing.machine<null, string, never>({
+        initial: null,
+        terminator: () => Terminator.lf,
+        step: (state, frame) => {
+          const line = text(frame.bytes)
+          if (line === "boom") throw new Error("a bug in a machine")
+          return Framing.next(state, line)
+        }
+      })
+      const server = yield* tcpServer(
+        Protocol.machine(Buggy, (lines) => Stream.runForEach(lines, (line) => Chat.push(line, "\n"))),
+        { shutdownTimeout: 0 }
+      )
+      const doomed = yield* rawConnect(portOf(server))
+      doomed.socket.write("one\n")
+      yield* doomed.until("its echo", (p) => p.text === "one\n")
+      doomed.socket.write("boom\n")
+      yield* doomed.until("the close", (p) => p.closed || p.ended)
+      const other = yield* rawConnect(portOf(server))
+      other.socket.write("two\n")
+      yield* other.until("its echo", (p) => p.text === "two\n")
+    }))
 })
 
 describe("write timeout over TCP", () => {

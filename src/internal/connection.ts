@@ -172,7 +172,8 @@ const make = (options: {
     record(cutter.push(chunk))
   }
 
-  const readAndCut: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.flatMap(inbox.next, (chunks) => {
+  // a read is cut in the step that hands it over: `inbox.next` resumes with what `onRead` makes of it
+  inbox.onRead = (chunks) => {
     if (chunks === undefined) {
       ended = true
       if (framer.rest === undefined) record(cutter.end())
@@ -193,7 +194,8 @@ const make = (options: {
       framer.completed !== completed
     )
     return flush()
-  })
+  }
+  const readAndCut = inbox.next as Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown>
 
   const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
     if (readyAt < ready.length || sink.out.length > 0) return flush()

@@ -16,7 +16,10 @@ import { Clock, Effect, type Scope } from "effect"
 import type * as ChatError from "../ChatError.ts"
 import type { Input, Transport } from "./transport.ts"
 
-type Resume = (effect: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ChatError.ChatError>) => void
+type Resume = (effect: Effect.Effect<unknown, unknown>) => void
+
+/** What the consumer makes of the reads handed to it (undefined: the end of input): the effect it resumes with. */
+export type OnRead = (chunks: ReadonlyArray<Uint8Array> | undefined) => Effect.Effect<unknown, unknown>
 
 const END = "end" as const
 
@@ -34,6 +37,8 @@ export class Inbox implements Input {
   private frameStartedAt = -1
   /** Set once a transport is attached: it is paused and resumed from here. */
   transport: Pick<Transport, "pause" | "resume"> | undefined = undefined
+  /** Set by the consumer: what a read becomes, handed over in the same step as the read itself. */
+  onRead: OnRead = Effect.succeed
   private readonly clock: Clock.Clock
   private readonly timed: boolean
   private readonly idleMillis: number
@@ -63,7 +68,7 @@ export class Inbox implements Input {
     const consumer = this.consumer
     if (consumer !== undefined) {
       this.consumer = undefined
-      consumer(Effect.succeed([chunk]))
+      consumer(this.made([chunk]))
       return
     }
     this.held.push(chunk)
@@ -84,21 +89,24 @@ export class Inbox implements Input {
     const consumer = this.consumer
     if (consumer === undefined || this.held.length > 0) return
     this.consumer = undefined
-    consumer(last === END ? Effect.undefined : Effect.fail(last))
+    consumer(last === END ? this.made(undefined) : Effect.fail(last))
   }
 
-  /** The next reads: what arrived since the last call (or, waiting, the next read), undefined at the end. */
-  readonly next: Effect.Effect<ReadonlyArray<Uint8Array> | undefined, ChatError.ChatError> = Effect.callback(
+  /**
+   * The next reads, made into `onRead`'s effect: what arrived since the last call (or, waiting, the next read),
+   * undefined at the end.
+   */
+  readonly next: Effect.Effect<unknown, unknown> = Effect.callback(
     (resume) => {
       if (this.held.length > 0) {
         const held = this.held
         this.held = []
-        resume(Effect.succeed(held))
+        resume(this.made(held))
         this.resume()
         return
       }
       const last = this.last
-      if (last !== undefined) return resume(last === END ? Effect.undefined : Effect.fail(last))
+      if (last !== undefined) return resume(last === END ? this.made(undefined) : Effect.fail(last))
       // the frame deadline passed while the handler was busy (and no byte it held completes the frame)
       if (this.frameStartedAt >= 0 && this.frameMillis !== Infinity) {
         const now = this.clock.currentTimeMillisUnsafe()
@@ -112,6 +120,18 @@ export class Inbox implements Input {
       return this.cancelWait
     }
   )
+
+  /**
+   * `onRead`'s effect. It runs in the transport's callback, outside any fiber: what it throws (a machine's
+   * defect) becomes the consumer's defect instead of an uncaught exception.
+   */
+  private made(chunks: ReadonlyArray<Uint8Array> | undefined): Effect.Effect<unknown, unknown> {
+    try {
+      return this.onRead(chunks)
+    } catch (defect) {
+      return Effect.die(defect)
+    }
+  }
 
   /** An interrupted wait: one consumer waits at a time, so it is the one to forget. */
   private readonly cancelWait = Effect.sync(() => {

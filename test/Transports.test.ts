@@ -565,6 +565,8 @@ describe("backpressure over TCP", () => {
     }), 20_000)
 })
 
+class MachineBug extends Error {}
+
 describe("a machine that throws, over TCP", () => {
   it.live("closes only its own connection: the throw is that connection's defect, the server serves on", () =>
     Effect.gen(function*() {
@@ -574,7 +576,7 @@ describe("a machine that throws, over TCP", () => {
         terminator: () => Terminator.lf,
         step: (state, frame) => {
           const line = text(frame.bytes)
-          if (line === "boom") throw new Error("a bug in a machine")
+          if (line === "boom") throw new MachineBug("a bug in a machine")
           return Framing.next(state, line)
         }
       })

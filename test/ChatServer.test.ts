@@ -391,6 +391,63 @@ describe("ChatServer limits under TestClock", () => {
       expect((yield* Metric.value(timedOut)).count - before).toBe(1)
     }).pipe(Effect.provide(memory({ capacity: 4096 }))))
 
+  it.effect("asyncChat: whole lines received together leave no frame in progress to time out", () =>
+    Effect.gen(function*() {
+      const Lines = Protocol.asyncChat({ terminator: Terminator.lf, foundTerminator: (f) => Chat.push(f.bytes, "\n") })
+      yield* ChatServer.make(Lines, { idleTimeout: Duration.infinity, frameTimeout: "30 seconds" })
+      const client = yield* connectLines
+      const reply = yield* Effect.forkChild(readLines(client, 3))
+      yield* client.chat.push("a\nb\n")
+      yield* TestClock.adjust("31 seconds")
+      yield* client.chat.push("c\n")
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(reply)).toEqual(["a", "b", "c"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a partial frame dropped by discardBuffers is not timed out as a frame", () =>
+    Effect.gen(function*() {
+      const Drop = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, (line) =>
+          Effect.andThen(
+            Effect.flatMap(Chat.Chat, (chat) => chat.discardBuffers),
+            Chat.push(line.bytes, "\n")
+          )))
+      yield* ChatServer.make(Drop, { idleTimeout: Duration.infinity, frameTimeout: "30 seconds" })
+      const client = yield* connectLines
+      const reply = yield* Effect.forkChild(readLines(client, 2))
+      yield* client.chat.push("a\npar")
+      yield* TestClock.adjust("31 seconds")
+      yield* client.chat.push("b\n")
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(reply)).toEqual(["a", "b"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a frame deadline missed while the reader was busy fails its next wait, and the one after in time", () =>
+    Effect.gen(function*() {
+      const Partial = Protocol.asyncChat({
+        terminator: Terminator.lf,
+        onConnect: () => Chat.push("x\npar"),
+        foundTerminator: () => Effect.void
+      })
+      yield* ChatServer.make(Partial, { idleTimeout: Duration.infinity })
+      const connector = yield* MemoryTransport.connector
+      const client = yield* ChatClient.connect(connector, {
+        terminator: Terminator.lf,
+        idleTimeout: Duration.infinity,
+        frameTimeout: "10 seconds"
+      })
+      assert((yield* Stream.runHead(client.input))._tag === "Some")
+      yield* TestClock.adjust("11 seconds") // busy: "par" misses its deadline
+      const first = yield* Effect.flip(Stream.runHead(client.input))
+      assert(first.reason._tag === "FrameTimeout")
+      // caught, and read again: a fresh period, then a timeout again
+      const read = yield* Effect.forkChild(Effect.flip(Stream.runHead(client.input)))
+      yield* TestClock.adjust("9 seconds")
+      expect(read.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust("1 second")
+      assert((yield* Fiber.join(read)).reason._tag === "FrameTimeout")
+    }).pipe(Effect.provide(memory())))
+
   it.effect("turns timeouts off with Duration.infinity", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Patient, { idleTimeout: Duration.infinity, frameTimeout: Duration.infinity })
@@ -687,6 +744,17 @@ describe("ChatServer read backpressure", () => {
 })
 
 describe("ChatClient over the in-memory transport", () => {
+  it.effect("a fiber reading a client's input is told when the connection closes, instead of waiting forever", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const client = yield* connectLines
+      const reading = yield* Effect.forkChild(Effect.flip(Stream.runDrain(client.input)))
+      yield* settle
+      yield* client.chat.close
+      const error = yield* Fiber.join(reading)
+      assert(error.reason._tag === "ReadFailed")
+    }).pipe(Effect.provide(memory())))
+
   it.effect("fails with ConnectFailed when opening takes longer than connectTimeout", () =>
     Effect.gen(function*() {
       const nowhere: ChatClient.Connector = { target: "memory:nowhere", open: Effect.never }

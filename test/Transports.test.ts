@@ -349,6 +349,17 @@ describe("ChatClient over Unix sockets and TCP", () => {
       }).pipe(Effect.scoped, Effect.provide(Listener.layerUnix({ path })))
     }))
 
+  it.live("a fiber reading a TCP client's input is told when the connection closes", () =>
+    Effect.gen(function*() {
+      const server = yield* tcpServer(Echo)
+      const client = yield* ChatClient.connect(ChatClient.tcp({ port: portOf(server) }), { terminator: Terminator.lf })
+      const reading = yield* Effect.forkChild(Effect.flip(Stream.runDrain(client.input)))
+      yield* Effect.sleep("50 millis")
+      yield* client.chat.close
+      const error = yield* Fiber.join(reading).pipe(Effect.timeout("2 seconds"))
+      expect(error.reason._tag).toBe("ReadFailed")
+    }))
+
   it.live("ChatClient.tcp does a request/response and both ends agree on the addresses", () =>
     Effect.gen(function*() {
       const server = yield* tcpServer(WhoAmI)
@@ -680,6 +691,93 @@ const streamListener = (stream: NodeStream.Duplex) => {
 }
 
 describe("a listener of Node streams", () => {
+  it.live("a frame whose rest waits behind our own pause is not timed out while the handler is busy", () =>
+    Effect.gen(function*() {
+      const written: Array<Buffer> = []
+      const stream = new NodeStream.Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, callback) {
+          written.push(chunk)
+          callback()
+        }
+      })
+      const SlowFirst = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, (frame) =>
+          Effect.andThen(
+            text(frame.bytes) === "a" ? Effect.sleep("400 millis") : Effect.void,
+            Chat.push(frame.bytes, "\n")
+          )))
+      yield* ChatServer.make(SlowFirst, { idleTimeout: Duration.infinity, frameTimeout: "200 millis" }).pipe(
+        Effect.provideService(Listener.Listener, streamListener(stream))
+      )
+      // all of "xxyyzz" arrives within 40 ms; the handler is busy with "a" for 400
+      stream.push("a\nxx")
+      yield* Effect.sleep("20 millis")
+      stream.push("yy")
+      yield* Effect.sleep("20 millis")
+      stream.push("zz\n")
+      yield* Effect.sleep("800 millis")
+      expect(Buffer.concat(written).toString()).toBe("a\nxxyyzz\n")
+    }))
+
+  it.live("writeTimeout spares a slow peer that keeps taking bytes", () =>
+    Effect.gen(function*() {
+      const timedOut = Metric.withAttributes(ChatMetrics.errors, { reason: "WriteTimeout" })
+      const before = (yield* Metric.value(timedOut)).count
+      let written = 0
+      const stream = new NodeStream.Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, callback) {
+          written += chunk.length
+          setTimeout(callback, 20) // 20 KiB every 20 ms: the whole answer takes 400 ms
+        }
+      })
+      const Big = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.andThen(
+            Chat.push(...Array.from({ length: 20 }, () => Buffer.alloc(20 * 1024, "x"))),
+            Chat.push("end\n")
+          )))
+      const server = yield* ChatServer.make(Big, { writeTimeout: "200 millis" }).pipe(
+        Effect.provideService(Listener.Listener, streamListener(stream))
+      )
+      stream.push("go\n")
+      yield* Effect.sleep("1 second")
+      expect((yield* Metric.value(timedOut)).count - before).toBe(0)
+      expect(written).toBe(20 * 20 * 1024 + 4)
+      expect(yield* server.count).toBe(1)
+      stream.destroy()
+    }))
+
+  it.live("closeWhenDone hangs up only once a slow peer has taken the whole answer", () =>
+    Effect.gen(function*() {
+      let written = 0
+      const stream = new NodeStream.Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, callback) {
+          // slow but steady: longer, in all, than a closing socket is given to drain
+          setTimeout(() => {
+            written += chunk.length
+            callback()
+          }, 1500)
+        }
+      })
+      const Quit = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.andThen(
+            Chat.push(...Array.from({ length: 4 }, () => Buffer.alloc(15 * 1024, "x"))),
+            Chat.closeWhenDone
+          )))
+      yield* ChatServer.make(Quit).pipe(Effect.provideService(Listener.Listener, streamListener(stream)))
+      stream.push("quit\n")
+      yield* Effect.sleep("100 millis").pipe(Effect.repeat({
+        until: () => stream.destroyed,
+        times: 100
+      }))
+      expect(written).toBe(60 * 1024)
+      expect(stream.writableFinished).toBe(true)
+    }), 20_000)
+
   it.live(
     "a stream that pushes back on every write and drains a tick later gets every answer",
     () =>

@@ -100,6 +100,15 @@ const timeoutError = (
 ) =>
 () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
+/** The `writeTimeout` of `settings`, with its error. */
+const writeTimeoutOf = (settings: Settings): Transport.WriteTimeout | undefined => {
+  const timeout = settings.writeTimeout
+  return timeout === undefined ? undefined : {
+    duration: timeout,
+    failure: Effect.failSync(timeoutError(ChatError.WriteTimeout, timeout, "Output not taken for"))
+  }
+}
+
 /** Builds a connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. */
 const make = (options: {
   readonly inbox: Inbox
@@ -121,10 +130,9 @@ const make = (options: {
     onWrite: (bytes) => counters.written(bytes),
     context: options.context,
     dispatcher: options.dispatcher,
-    writeTimeout: settings.writeTimeout === undefined ? undefined : {
-      duration: settings.writeTimeout,
-      orElse: () => Effect.fail(timeoutError(ChatError.WriteTimeout, settings.writeTimeout!, "Output not taken for")())
-    }
+    // a Node stream bounds its own waits by progress; another transport's write is bounded as a whole
+    writeTimeout: options.transport.eager ? undefined : writeTimeoutOf(settings),
+    finish: options.transport.finish
   })
 
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
@@ -180,7 +188,6 @@ const make = (options: {
       return flush()
     }
     let size = 0
-    const completed = framer.completed
     for (let i = 0; i < chunks.length; i++) {
       if (failure !== undefined) break
       const chunk = chunks[i]
@@ -189,13 +196,10 @@ const make = (options: {
       else feed(chunk)
     }
     counters.read(size)
-    inbox.frameInProgress(
-      framer.buffered > 0 || (framer.rest !== undefined && framer.rest.length > 0),
-      framer.completed !== completed
-    )
     return flush()
   }
   const readAndCut = inbox.next as Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown>
+  let completedAtWait = 0
 
   const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
     if (readyAt < ready.length || sink.out.length > 0) return flush()
@@ -210,6 +214,9 @@ const make = (options: {
     if (ended) return Cause.done()
     // every frame of the last read is consumed: what the handler queued goes out now, before we wait
     const flushed = outbox.flushInline()
+    // the frame timeout watches the partial frame left now (a discarded one is none), from the read that began it
+    inbox.frameInProgress(framer.buffered > 0, framer.completed !== completedAtWait)
+    completedAtWait = framer.completed
     return flushed === undefined ? readAndCut : Effect.andThen(flushed, readAndCut)
   })
   const started = record(cutter.start())
@@ -330,6 +337,7 @@ export const open = (options: {
     const counters = options.counters ?? (yield* makeCounters)
     const inbox = new Inbox({
       clock: yield* Clock.Clock,
+      dispatcher,
       idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
       frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
       idleError: timeoutError(ChatError.IdleTimeout, settings.idleTimeout!, "No input for"),
@@ -337,7 +345,7 @@ export const open = (options: {
     })
     const transport = link.stream === undefined
       ? yield* Transport.fromSocket(link.socket, inbox, options.openError)
-      : yield* Transport.fromNodeStream(link.stream, inbox)
+      : yield* Transport.fromNodeStream(link.stream, inbox, writeTimeoutOf(settings))
     inbox.transport = transport
     const connection = make({
       inbox,

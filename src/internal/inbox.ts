@@ -12,7 +12,7 @@
  * passes while the consumer waits, the watchdog fails that wait with the timeout's error. It runs on the Effect
  * clock, so `TestClock` drives it.
  */
-import { Clock, Effect, type Scope } from "effect"
+import { type Clock, Effect, type Scheduler, type Scope } from "effect"
 import type * as ChatError from "../ChatError.ts"
 import type { Input, Transport } from "./transport.ts"
 
@@ -40,6 +40,7 @@ export class Inbox implements Input {
   /** Set by the consumer: what a read becomes, handed over in the same step as the read itself. */
   onRead: OnRead = Effect.succeed
   private readonly clock: Clock.Clock
+  private readonly dispatcher: Scheduler.SchedulerDispatcher
   private readonly timed: boolean
   private readonly idleMillis: number
   private readonly frameMillis: number
@@ -48,12 +49,14 @@ export class Inbox implements Input {
 
   constructor(options: {
     readonly clock: Clock.Clock
+    readonly dispatcher: Scheduler.SchedulerDispatcher
     readonly idleMillis: number | undefined
     readonly frameMillis: number | undefined
     readonly idleError: () => ChatError.ChatError
     readonly frameError: () => ChatError.ChatError
   }) {
     this.clock = options.clock
+    this.dispatcher = options.dispatcher
     this.idleMillis = options.idleMillis ?? Infinity
     this.frameMillis = options.frameMillis ?? Infinity
     this.timed = this.idleMillis !== Infinity || this.frameMillis !== Infinity
@@ -107,16 +110,14 @@ export class Inbox implements Input {
       }
       const last = this.last
       if (last !== undefined) return resume(last === END ? this.made(undefined) : Effect.fail(last))
-      // the frame deadline passed while the handler was busy (and no byte it held completes the frame)
-      if (this.frameStartedAt >= 0 && this.frameMillis !== Infinity) {
-        const now = this.clock.currentTimeMillisUnsafe()
-        if (now >= this.frameStartedAt + this.frameMillis) {
-          this.frameStartedAt = now
-          return resume(Effect.fail(this.frameError()))
-        }
-      }
       this.consumer = resume
       this.resume()
+      // The frame deadline passed while the handler was busy: the watchdog enforces it, a turn from now, once
+      // bytes the transport already holds (it was paused) had their chance to complete the frame.
+      if (
+        this.frameStartedAt >= 0 && this.frameMillis !== Infinity &&
+        this.clock.currentTimeMillisUnsafe() >= this.frameStartedAt + this.frameMillis
+      ) this.dispatcher.scheduleTask(this.wakeWatchdog, 0)
       return this.cancelWait
     }
   )
@@ -205,7 +206,7 @@ export class Inbox implements Input {
     return loop
   }
 
-  private wakeWatchdog(): void {
+  private readonly wakeWatchdog = (): void => {
     const wake = this.watchdogWake
     this.watchdogWake = undefined
     wake?.()

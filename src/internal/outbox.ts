@@ -14,11 +14,11 @@
  *   the next scheduler turn. Only what has to wait (a transport that pushes back, a producer, the close
  *   marker) gets a writer fiber, which ends when the queue is empty: an idle connection holds none.
  */
-import { Cause, type Context, Deferred, type Duration, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
+import { Cause, type Context, Deferred, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
-import type { Transport } from "./transport.ts"
+import type { Transport, WriteTimeout } from "./transport.ts"
 
 /** A producer queued by `pushStream`, with the services it was pushed with. */
 interface Producer {
@@ -47,10 +47,9 @@ export interface OutboxOptions {
   readonly context: Context.Context<never>
   readonly dispatcher: Scheduler.SchedulerDispatcher
   /** How long one write may wait for the transport before the output fails; none: forever. */
-  readonly writeTimeout?: {
-    readonly duration: Duration.Duration
-    readonly orElse: () => Effect.Effect<never, ChatError.ChatError>
-  } | undefined
+  readonly writeTimeout?: WriteTimeout | undefined
+  /** The transport's last step at the close marker: the output is done when it is (see `Transport.finish`). */
+  readonly finish?: Effect.Effect<void, ChatError.ChatError> | undefined
 }
 
 /** @internal */
@@ -222,7 +221,9 @@ export class Outbox {
   /** A write that waits for the transport, failed after `writeTimeout`. */
   private bounded(pending: Effect.Effect<void, ChatError.ChatError>): Effect.Effect<void, ChatError.ChatError> {
     const timeout = this.options.writeTimeout
-    return timeout === undefined ? pending : Effect.timeoutOrElse(pending, timeout)
+    return timeout === undefined
+      ? pending
+      : Effect.timeoutOrElse(pending, { duration: timeout.duration, orElse: () => timeout.failure })
   }
 
   /**
@@ -274,8 +275,12 @@ export class Outbox {
     this.markers--
     this.compact()
     if (item._tag === "Close") {
-      this.finish(Exit.void)
-      return Effect.void
+      const last = this.options.finish
+      if (last === undefined) {
+        this.finish(Exit.void)
+        return Effect.void
+      }
+      return Effect.andThen(last, Effect.sync(() => this.finish(Exit.void)))
     }
     return Effect.andThen(this.runProducer(item), this.drain)
   })

@@ -9,7 +9,7 @@
  * - any effect `Socket` (the in-memory transport, a user's own), read by a pump fiber that pulls while the
  *   connection wants input.
  */
-import { Effect, type Scope } from "effect"
+import { type Duration, Effect, type Scope } from "effect"
 import type * as Arr from "effect/Array"
 import * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -42,6 +42,17 @@ export interface Transport {
     batch: Arr.NonEmptyReadonlyArray<Uint8Array>,
     size: number
   ) => Effect.Effect<void, ChatError.ChatError> | undefined
+  /**
+   * Ends our side once everything written has been taken by the peer (`closeWhenDone`): completes when it
+   * was, fails if the peer stopped taking it. Undefined when the transport has no such step.
+   */
+  readonly finish: Effect.Effect<void, ChatError.ChatError> | undefined
+}
+
+/** How long a transport's wait for the peer may go without progress, and the error it then fails with. */
+export interface WriteTimeout {
+  readonly duration: Duration.Duration
+  readonly failure: Effect.Effect<never, ChatError.ChatError>
 }
 
 /** What went wrong under a socket error, for its message: the cause's own message when there is one. */
@@ -66,13 +77,26 @@ const closedUnderUs = () => new Error("socket closed")
 const JOIN_LIMIT = 16 * 1024
 
 /**
+ * Bytes written to `stream` that the peer has not taken yet: the stream's buffer plus, for a socket or a pipe,
+ * libuv's write queue. It goes down as the peer reads, however big the write: what tells a slow peer from one
+ * that stopped reading.
+ */
+const untaken = (stream: NodeStream.Duplex): number => {
+  const handle = (stream as { readonly _handle?: { readonly writeQueueSize?: unknown } | null })._handle
+  const queued = handle?.writeQueueSize
+  return stream.writableLength + (typeof queued === "number" ? queued : 0)
+}
+
+/**
  * A Node stream as a transport, for the current scope: listeners are attached now (the stream stays paused
  * until the first `resume`) and removed with the scope, which then ends the stream once what was written is
- * flushed, and destroys it.
+ * flushed (for a few seconds at most: `finish` is the graceful way), and destroys it. A wait for the peer to
+ * take our output fails with `writeTimeout`'s error once a whole period passes without the peer taking a byte.
  */
 export const fromNodeStream = (
   stream: NodeStream.Duplex,
-  input: Input
+  input: Input,
+  writeTimeout: WriteTimeout | undefined
 ): Effect.Effect<Transport, never, Scope.Scope> => {
   const onData = (chunk: Uint8Array | string) => input.data(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
   const onEnd = () => input.end()
@@ -87,34 +111,60 @@ export const fromNodeStream = (
       stream.on("end", onEnd)
       stream.on("error", onError)
       stream.on("close", onClose)
-      const awaitDrain = Effect.callback<void, ChatError.ChatError>((resume) => {
-        // 'drain' may have come between the write and this wait (a fiber yields to the scheduler in between)
-        if (stream.destroyed) return resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
-        if (!stream.writableNeedDrain) return resume(Effect.void)
-        const cleanup = () => {
-          stream.off("drain", onDrain)
-          stream.off("error", onFailure)
-          stream.off("close", onGone)
-        }
-        const onDrain = () => {
-          cleanup()
-          resume(Effect.void)
-        }
-        const onFailure = (cause: Error) => {
-          cleanup()
-          resume(Effect.fail(writeFailed(cause)))
-        }
-        const onGone = () => {
-          cleanup()
-          resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
-        }
-        stream.on("drain", onDrain)
-        stream.on("error", onFailure)
-        stream.on("close", onGone)
-        return Effect.sync(cleanup)
-      })
+      // Waits for `event` unless `done` already holds ('drain' may come between a write and the wait for it:
+      // a fiber yields to the scheduler in between), failing if the stream errs or closes first.
+      const awaitEvent = (event: "drain" | "finish", done: () => boolean) =>
+        Effect.callback<void, ChatError.ChatError>((resume) => {
+          if (done()) return resume(Effect.void)
+          if (stream.destroyed) return resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+          const cleanup = () => {
+            stream.off(event, onEvent)
+            stream.off("error", onFailure)
+            stream.off("close", onGone)
+          }
+          const onEvent = () => {
+            cleanup()
+            resume(Effect.void)
+          }
+          const onFailure = (cause: Error) => {
+            cleanup()
+            resume(Effect.fail(writeFailed(cause)))
+          }
+          const onGone = () => {
+            cleanup()
+            resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+          }
+          stream.on(event, onEvent)
+          stream.on("error", onFailure)
+          stream.on("close", onGone)
+          return Effect.sync(cleanup)
+        })
+      // Fails a wait once a whole `writeTimeout` passes in which the peer took nothing of what is buffered.
+      const stalled: Effect.Effect<never, ChatError.ChatError> | undefined = writeTimeout === undefined
+        ? undefined
+        : Effect.suspend(() => {
+          let left = untaken(stream)
+          const check: Effect.Effect<never, ChatError.ChatError> = Effect.flatMap(
+            Effect.sleep(writeTimeout.duration),
+            () => {
+              const now = untaken(stream)
+              if (now >= left) return writeTimeout.failure
+              left = now
+              return check
+            }
+          )
+          return check
+        })
+      const progressing = (wait: Effect.Effect<void, ChatError.ChatError>) =>
+        stalled === undefined ? wait : Effect.raceFirst(wait, stalled)
+      const awaitDrain = progressing(awaitEvent("drain", () => !stream.writableNeedDrain))
+      const finish = progressing(Effect.suspend(() => {
+        if (!stream.writableEnded) stream.end()
+        return awaitEvent("finish", () => stream.writableFinished)
+      }))
       const transport: Transport = {
         eager: true,
+        finish,
         pause: () => {
           stream.pause()
         },
@@ -147,6 +197,8 @@ export const fromNodeStream = (
       }
       const detach = () => {
         open = false
+        // a reader still waiting (a client's, in another fiber) learns that no more input will come
+        input.fail(readFailed(closedUnderUs(), "the connection is closed"))
         stream.off("data", onData)
         stream.off("end", onEnd)
         stream.off("error", onError)
@@ -225,8 +277,13 @@ export const fromSocket = (
       })
     )
     yield* Effect.forkScoped(pump, { startImmediately: true })
+    // a reader still waiting (a client's, in another fiber) learns that no more input will come
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => input.fail(readFailed(closedUnderUs(), "the connection is closed")))
+    )
     return {
       eager: false,
+      finish: undefined,
       pause: () => {
         wanted = false
       },

@@ -73,8 +73,10 @@ export interface ConnectionOptions {
   /** Fail with `FrameTimeout` when a frame is not complete this long after its first byte (default 30 s). */
   readonly frameTimeout?: Duration.Input | undefined
   /**
-   * Fail with `WriteTimeout` when the transport takes none of a pending write for this long: a peer that
-   * stopped reading (default 1 minute). Checked only while a write waits, so it costs nothing otherwise.
+   * Fail with `WriteTimeout` when the peer takes none of our waiting output for this long: it stopped reading
+   * (default 1 minute). A slow peer that keeps taking bytes is not timed out (over a Node stream; another
+   * transport's write must complete within it). Also bounds how long `closeWhenDone` waits for the peer to take
+   * the rest. Checked only while a write waits, so it costs nothing otherwise.
    */
   readonly writeTimeout?: Duration.Input | undefined
   /** Output queued beyond this many bytes makes `push` wait (default 64 KiB). */

@@ -17,6 +17,7 @@ import { ChatServer, Listener, type Protocol } from "effect-asynchat"
 import { Buffer } from "node:buffer"
 import { Duplex } from "node:stream"
 import { Redis, Store } from "../examples/redis.ts"
+import * as RawLineEcho from "./peers/raw-line-echo.ts"
 import * as RawRedis from "./peers/raw-redis.ts"
 import { EchoLines } from "./servers/echo-lines.ts"
 
@@ -49,24 +50,6 @@ const fakeSocket = () => {
   return { stream, written: () => written }
 }
 
-const rawEcho = (stream: Duplex) => {
-  const NL = Buffer.from("\n")
-  let partial: Buffer | undefined
-  stream.on("data", (chunk: Buffer) => {
-    const out: Array<Buffer> = []
-    let pos = 0
-    for (let k = chunk.indexOf(10); k >= 0; k = chunk.indexOf(10, pos)) {
-      if (partial !== undefined) {
-        out.push(Buffer.concat([partial, chunk.subarray(0, k)]), NL)
-        partial = undefined
-      } else out.push(chunk.subarray(pos, k), NL)
-      pos = k + 1
-    }
-    if (pos < chunk.length) partial = Buffer.from(chunk.subarray(pos))
-    if (out.length > 0) stream.write(Buffer.concat(out))
-  })
-}
-
 /** Pushes READS blocks into every stream, round-robin, yielding to the event loop between rounds. */
 const drive = async (streams: ReadonlyArray<Duplex>) => {
   const start = process.cpuUsage()
@@ -81,7 +64,7 @@ const drive = async (streams: ReadonlyArray<Duplex>) => {
 
 const raw = async () => {
   const sockets = Array.from({ length: CONNECTIONS }, fakeSocket)
-  for (const s of sockets) (REDIS ? RawRedis.serve : rawEcho)(s.stream)
+  for (const s of sockets) (REDIS ? RawRedis.serve : RawLineEcho.serve)(s.stream)
   const us = await drive(sockets.map((s) => s.stream))
   for (const s of sockets) s.stream.destroy()
   return us

@@ -690,17 +690,23 @@ const streamListener = (stream: NodeStream.Duplex) => {
   })
 }
 
+/** A Duplex that takes every write at once and records it; its reads are what the test pushes. */
+const recordingDuplex = () => {
+  const written: Array<Buffer> = []
+  const stream = new NodeStream.Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      written.push(chunk)
+      callback()
+    }
+  })
+  return { stream, written }
+}
+
 describe("a listener of Node streams", () => {
   it.live("a frame whose rest waits behind our own pause is not timed out while the handler is busy", () =>
     Effect.gen(function*() {
-      const written: Array<Buffer> = []
-      const stream = new NodeStream.Duplex({
-        read() {},
-        write(chunk: Buffer, _encoding, callback) {
-          written.push(chunk)
-          callback()
-        }
-      })
+      const { stream, written } = recordingDuplex()
       const SlowFirst = Protocol.frames(Terminator.lf, (lines) =>
         Stream.runForEach(lines, (frame) =>
           Effect.andThen(
@@ -814,14 +820,7 @@ describe("a listener of Node streams", () => {
 
   it.live("serves a connection it hands over from inside accept, reading and writing the Duplex directly", () =>
     Effect.gen(function*() {
-      const written: Array<Buffer> = []
-      const stream = new NodeStream.Duplex({
-        read() {},
-        write(chunk: Buffer, _encoding, callback) {
-          written.push(chunk)
-          callback()
-        }
-      })
+      const { stream, written } = recordingDuplex()
       // a listener with a connection already waiting: it is handed over as soon as the server accepts
       const server = yield* ChatServer.make(Echo).pipe(Effect.provideService(Listener.Listener, streamListener(stream)))
       stream.push("one\ntw")

@@ -11,10 +11,10 @@ import { createServer } from "node:net"
 const NL = Buffer.from("\n")
 const MAX_LINE = 1024
 
-const port = Number(process.argv[2] ?? 7001)
-createServer((socket) => {
+/** Echoes the lines of `stream`, each chunk's in one write; destroys it on a line over MAX_LINE bytes. */
+export const serve = (stream: NodeJS.ReadableStream & NodeJS.WritableStream & { destroy(): void }): void => {
   let partial: Buffer | undefined
-  socket.on("data", (chunk: Buffer) => {
+  stream.on("data", (chunk: Buffer) => {
     const out: Array<Buffer> = []
     let pos = 0
     for (let k = chunk.indexOf(10); k >= 0; k = chunk.indexOf(10, pos)) {
@@ -26,9 +26,20 @@ createServer((socket) => {
     }
     if (pos < chunk.length) {
       partial = partial === undefined ? Buffer.from(chunk.subarray(pos)) : Buffer.concat([partial, chunk])
-      if (partial.length > MAX_LINE) socket.destroy()
+      if (partial.length > MAX_LINE) stream.destroy()
     }
-    if (out.length > 0) socket.write(Buffer.concat(out))
+    if (out.length > 0) stream.write(Buffer.concat(out))
   })
-  socket.on("error", () => socket.destroy())
-}).listen({ port, host: "127.0.0.1", backlog: 4096 }, () => console.log(`raw-line-echo listening on 127.0.0.1:${port}`))
+}
+
+// Run as a script, not when imported (bench/overhead.ts reuses `serve`).
+if (import.meta.main) {
+  const port = Number(process.argv[2] ?? 7001)
+  createServer((socket) => {
+    serve(socket)
+    socket.on("error", () => socket.destroy())
+  }).listen(
+    { port, host: "127.0.0.1", backlog: 4096 },
+    () => console.log(`raw-line-echo listening on 127.0.0.1:${port}`)
+  )
+}

@@ -40,7 +40,10 @@ export interface Settings {
   readonly maxFrameLength: number
   readonly idleTimeout: Duration.Duration | undefined
   readonly frameTimeout: Duration.Duration | undefined
-  readonly writeTimeout: Duration.Duration | undefined
+  // the timeouts' errors, made once per server (or client) rather than per connection
+  readonly idleError: () => ChatError.ChatError
+  readonly frameError: () => ChatError.ChatError
+  readonly writeTimeout: Transport.WriteTimeout | undefined
   readonly highWaterMark: number
   readonly lowWaterMark: number
   readonly outputLimit: number
@@ -54,11 +57,15 @@ const finiteOrUndefined = (input: Duration.Input | undefined, fallback: Duration
 /** The limits of `options`, with the defaults documented on `ChatServer.ConnectionOptions`. */
 export const settingsOf = (options: ConnectionOptions): Settings => {
   const highWaterMark = options.highWaterMark ?? 64 * 1024
+  const idleTimeout = finiteOrUndefined(options.idleTimeout, "5 minutes")
+  const frameTimeout = finiteOrUndefined(options.frameTimeout, "30 seconds")
   return {
     maxFrameLength: options.maxFrameLength ?? defaultMaxFrameLength,
-    idleTimeout: finiteOrUndefined(options.idleTimeout, "5 minutes"),
-    frameTimeout: finiteOrUndefined(options.frameTimeout, "30 seconds"),
-    writeTimeout: finiteOrUndefined(options.writeTimeout, "1 minute"),
+    idleTimeout,
+    frameTimeout,
+    idleError: timeoutError(ChatError.IdleTimeout, idleTimeout ?? Duration.infinity, "No input for"),
+    frameError: timeoutError(ChatError.FrameTimeout, frameTimeout ?? Duration.infinity, "Frame not complete after"),
+    writeTimeout: writeTimeoutOf(finiteOrUndefined(options.writeTimeout, "1 minute")),
     highWaterMark,
     lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark),
     outputLimit: Math.max(options.outputLimit ?? 16 * highWaterMark, highWaterMark)
@@ -100,14 +107,12 @@ const timeoutError = (
 ) =>
 () => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
 
-/** The `writeTimeout` of `settings`, with its error. */
-const writeTimeoutOf = (settings: Settings): Transport.WriteTimeout | undefined => {
-  const timeout = settings.writeTimeout
-  return timeout === undefined ? undefined : {
+/** A write timeout with its error. */
+const writeTimeoutOf = (timeout: Duration.Duration | undefined): Transport.WriteTimeout | undefined =>
+  timeout === undefined ? undefined : {
     duration: timeout,
     failure: Effect.failSync(timeoutError(ChatError.WriteTimeout, timeout, "Output not taken for"))
   }
-}
 
 /** Builds a connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. */
 const make = (options: {
@@ -131,7 +136,7 @@ const make = (options: {
     context: options.context,
     dispatcher: options.dispatcher,
     // a Node stream bounds its own waits by progress; another transport's write is bounded as a whole
-    writeTimeout: options.transport.eager ? undefined : writeTimeoutOf(settings),
+    writeTimeout: options.transport.eager ? undefined : settings.writeTimeout,
     finish: options.transport.finish
   })
 
@@ -340,12 +345,12 @@ export const open = (options: {
       dispatcher,
       idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
       frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
-      idleError: timeoutError(ChatError.IdleTimeout, settings.idleTimeout!, "No input for"),
-      frameError: timeoutError(ChatError.FrameTimeout, settings.frameTimeout!, "Frame not complete after")
+      idleError: settings.idleError,
+      frameError: settings.frameError
     })
     const transport = link.stream === undefined
       ? yield* Transport.fromSocket(link.socket, inbox, options.openError)
-      : yield* Transport.fromNodeStream(link.stream, inbox, writeTimeoutOf(settings))
+      : yield* Transport.fromNodeStream(link.stream, inbox, settings.writeTimeout)
     inbox.transport = transport
     const connection = make({
       inbox,

@@ -157,11 +157,12 @@ export const fromNodeStream = (
         })
       const progressing = (wait: Effect.Effect<void, ChatError.ChatError>) =>
         stalled === undefined ? wait : Effect.raceFirst(wait, stalled)
-      const awaitDrain = progressing(awaitEvent("drain", () => !stream.writableNeedDrain))
-      const finish = progressing(Effect.suspend(() => {
+      // made on first use: most connections never wait, and an idle one should hold as little as it can
+      let awaitDrain: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
+      const finish = Effect.suspend(() => {
         if (!stream.writableEnded) stream.end()
-        return awaitEvent("finish", () => stream.writableFinished)
-      }))
+        return progressing(awaitEvent("finish", () => stream.writableFinished))
+      })
       const transport: Transport = {
         eager: true,
         finish,
@@ -192,7 +193,7 @@ export const fromNodeStream = (
           } catch (cause) {
             return Effect.fail(writeFailed(cause))
           }
-          return room ? undefined : awaitDrain
+          return room ? undefined : (awaitDrain ??= progressing(awaitEvent("drain", () => !stream.writableNeedDrain)))
         }
       }
       const detach = () => {

@@ -2,15 +2,17 @@
  * A connection's input as its consumer sees it: the reads a transport delivers, handed over when the consumer
  * asks, with idle and frame timeouts that cost nothing per read.
  *
- * A read that arrives while the consumer waits goes straight to it, in the transport's own callback. One that
- * arrives while the consumer is busy is held, and the transport paused until the consumer asks again: at most
- * one read ahead, so a handler that falls behind stops the peer through the transport's own backpressure.
+ * A read that arrives while the consumer waits goes straight to it, in the transport's own callback, already
+ * made into what the consumer wants of it (`onRead`: the connection cuts it into frames there). One that arrives
+ * while the consumer is busy is held, and the transport paused until the consumer asks again: at most one read
+ * ahead, so a handler that falls behind stops the peer through the transport's own backpressure.
  *
  * `Effect.timeoutOrElse` around every read would cost a forked race and a timer each time (more than the rest
  * of a request). Instead one watchdog fiber sleeps until the next deadline: the idle deadline (`idle` after the
  * last bytes arrived) or the frame deadline (`frame` after the current frame's first bytes). When a deadline
- * passes while the consumer waits, the watchdog fails that wait with the timeout's error. It runs on the Effect
- * clock, so `TestClock` drives it.
+ * passes while the consumer waits, the watchdog fails that wait with the timeout's error; a frame deadline
+ * missed while the consumer was busy fails its next wait, a turn later. A consumer that catches the error and
+ * waits again gets a fresh period. It runs on the Effect clock, so `TestClock` drives it.
  */
 import { type Clock, Effect, type Scheduler, type Scope } from "effect"
 import type * as ChatError from "../ChatError.ts"

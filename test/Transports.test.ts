@@ -606,6 +606,29 @@ describe("a machine that throws, over TCP", () => {
     }))
 })
 
+describe("hang-ups over TCP", () => {
+  it.live("a peer that hangs up as the server answers and closes is a normal end, not a write failure", () =>
+    Effect.gen(function*() {
+      const errorsOf = (reason: string) =>
+        Effect.map(Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason })), (s) => s.count)
+      const before = (yield* errorsOf("WriteFailed")) + (yield* errorsOf("ReadFailed"))
+      const Bye = Protocol.frames(
+        Terminator.lf,
+        (lines) => Stream.runForEach(lines, () => Effect.andThen(Chat.push("bye\n"), Chat.closeWhenDone))
+      )
+      const server = yield* tcpServer(Bye)
+      for (let i = 0; i < 20; i++) {
+        const peer = yield* rawConnect(portOf(server))
+        peer.socket.end("quit\n") // and goes: FIN right behind its request
+      }
+      yield* Effect.flatMap(Effect.sleep("50 millis"), () => server.count).pipe(
+        Effect.repeat({ until: (n) => n === 0, times: 60 })
+      )
+      expect(yield* server.count).toBe(0)
+      expect((yield* errorsOf("WriteFailed")) + (yield* errorsOf("ReadFailed")) - before).toBe(0)
+    }))
+})
+
 describe("write timeout over TCP", () => {
   it.live(
     "a peer that stops reading is let go after writeTimeout, and the server serves others meanwhile",

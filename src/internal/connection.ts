@@ -316,7 +316,12 @@ const watchTransport = (
   onClosed: (listener: () => void) => () => void
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.asVoid(Effect.acquireRelease(
-    Effect.sync(() => onClosed(() => Deferred.doneUnsafe(connection.ended, Exit.fail(transportGone)))),
+    Effect.sync(() =>
+      onClosed(() =>
+        // after `closeWhenDone` the transport closing is the end we asked for, not a failure
+        Deferred.doneUnsafe(connection.ended, connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
+      )
+    ),
     (remove) => Effect.sync(remove)
   ))
 

@@ -112,10 +112,12 @@ export const fromNodeStream = (
       stream.on("error", onError)
       stream.on("close", onClose)
       // Waits for `event` unless `done` already holds ('drain' may come between a write and the wait for it:
-      // a fiber yields to the scheduler in between), failing if the stream errs or closes first.
+      // a fiber yields to the scheduler in between), failing if the stream errs or closes first, unless that is
+      // the end being waited for (`finish`: a peer that hangs up as we do is no failure).
       const awaitEvent = (event: "drain" | "finish", done: () => boolean) =>
         Effect.callback<void, ChatError.ChatError>((resume) => {
-          if (done()) return resume(Effect.void)
+          const closing = event === "finish"
+          if (done() || (closing && stream.destroyed)) return resume(Effect.void)
           if (stream.destroyed) return resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
           const cleanup = () => {
             stream.off(event, onEvent)
@@ -128,11 +130,11 @@ export const fromNodeStream = (
           }
           const onFailure = (cause: Error) => {
             cleanup()
-            resume(Effect.fail(writeFailed(cause)))
+            resume(closing ? Effect.void : Effect.fail(writeFailed(cause)))
           }
           const onGone = () => {
             cleanup()
-            resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+            resume(closing ? Effect.void : Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
           }
           stream.on(event, onEvent)
           stream.on("error", onFailure)

@@ -4,10 +4,10 @@
  * request machine on its own, cut at every byte boundary.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Effect, Metric, Stream } from "effect"
 import { spawnSync } from "node:child_process"
 import { Http11, Http11Requests, limits, type Message, serverOptions } from "../../examples/http11.ts"
-import { Framing } from "../../src/index.ts"
+import { ChatMetrics, Framing } from "../../src/index.ts"
 import { bytes, chunkEvery, splitAt } from "../helpers.ts"
 import { curl } from "../tools.ts"
 import { rawExchange, runCurl, runProcess, withServer } from "./http-helpers.ts"
@@ -312,6 +312,15 @@ describe("http11 under wrk", () => {
       serve((port) =>
         Effect.gen(function*() {
           wrk.require()
+          const failures = Effect.map(
+            Effect.all(
+              ["WriteFailed", "ReadFailed"].map((reason) =>
+                Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason }))
+              )
+            ),
+            (states) => states.reduce((sum, state) => sum + state.count, 0)
+          )
+          const failedBefore = yield* failures
           const result = yield* runProcess("wrk", ["-t1", "-c20", "-d1s", `http://127.0.0.1:${port}/`], {
             timeout: "15 seconds"
           })
@@ -325,6 +334,9 @@ describe("http11 under wrk", () => {
           const read = /requests in [\d.]+m?s, ([\d.]+)(B|KB|MB) read/.exec(report)
           const unit = { B: 1, KB: 1024, MB: 1024 * 1024 }[read![2] as "B" | "KB" | "MB"]
           expect(Number(read![1]) * unit / requests).toBeCloseTo(ok().replace("<date>", "x".repeat(29)).length, 0)
+          // wrk hanging up its 20 connections at the end is their normal end, not 20 failures
+          yield* Effect.sleep("200 millis")
+          expect((yield* failures) - failedBefore).toBe(0)
         })
       )
   )

@@ -606,11 +606,13 @@ describe("a machine that throws, over TCP", () => {
     }))
 })
 
+/** Connections ended so far by an error of `reason`. */
+const errorsOf = (reason: string) =>
+  Effect.map(Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason })), (s) => s.count)
+
 describe("hang-ups over TCP", () => {
   it.live("a peer that hangs up as the server answers and closes is a normal end, not a write failure", () =>
     Effect.gen(function*() {
-      const errorsOf = (reason: string) =>
-        Effect.map(Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason })), (s) => s.count)
       const before = (yield* errorsOf("WriteFailed")) + (yield* errorsOf("ReadFailed"))
       const Bye = Protocol.frames(
         Terminator.lf,

@@ -181,15 +181,32 @@ const make = (options: {
     return Effect.succeed([ready[readyAt++]])
   }
 
+  // A machine that throws is a bug: its defect ends the connection, after the messages cut before it.
+  let defect: { readonly thrown: unknown } | undefined = undefined
+  const thrown = (value: unknown) => {
+    defect = { thrown: value }
+    failure = defect
+  }
   const feed = (chunk: Uint8Array) => {
-    record(cutter.push(chunk))
+    try {
+      record(cutter.push(chunk))
+    } catch (value) {
+      thrown(value)
+    }
+  }
+  const end = () => {
+    try {
+      record(cutter.end())
+    } catch (value) {
+      thrown(value)
+    }
   }
 
   // a read is cut in the step that hands it over: `inbox.next` resumes with what `onRead` makes of it
   inbox.onRead = (chunks) => {
     if (chunks === undefined) {
       ended = true
-      if (framer.rest === undefined) record(cutter.end())
+      if (framer.rest === undefined) end()
       return flush()
     }
     let size = 0
@@ -208,12 +225,12 @@ const make = (options: {
 
   const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
     if (readyAt < ready.length || sink.out.length > 0) return flush()
-    if (failure !== undefined) return Effect.fail(failure)
+    if (failure !== undefined) return defect !== undefined ? Effect.die(defect.thrown) : Effect.fail(failure)
     const rest = framer.rest
     if (rest !== undefined) {
       framer.rest = undefined
       feed(rest)
-      if (ended && framer.rest === undefined && failure === undefined) record(cutter.end())
+      if (ended && framer.rest === undefined && failure === undefined) end()
       return flush()
     }
     if (ended) return Cause.done()

@@ -98,7 +98,7 @@ const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason
 
 const fromFailure = (failure: Failure): ChatError.ChatError => chatError(reasonOf(failure))
 
-const transportGone = Transport.writeFailed(new Error("socket closed"), "the connection is closed")
+const transportGone = Transport.writeClosed()
 
 const timeoutError = (
   make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout | typeof ChatError.WriteTimeout,
@@ -135,8 +135,6 @@ const make = (options: {
     onWrite: (bytes) => counters.written(bytes),
     context: options.context,
     dispatcher: options.dispatcher,
-    // a Node stream bounds its own waits by progress; another transport's write is bounded as a whole
-    writeTimeout: options.transport.eager ? undefined : settings.writeTimeout,
     finish: options.transport.finish
   })
 
@@ -371,7 +369,7 @@ export const open = (options: {
       frameError: settings.frameError
     })
     const transport = link.stream === undefined
-      ? yield* Transport.fromSocket(link.socket, inbox, options.openError)
+      ? yield* Transport.fromSocket(link.socket, inbox, options.openError, settings.writeTimeout)
       : yield* Transport.fromNodeStream(link.stream, inbox, settings.writeTimeout)
     inbox.transport = transport
     const connection = make({

@@ -154,8 +154,8 @@ export class Inbox implements Input {
   }
 
   /**
-   * Tells the watchdog whether a frame is in progress after the bytes just handed over, and whether they
-   * completed one: a frame's deadline runs from the read that started it.
+   * Tells the watchdog, as the consumer is about to wait, whether a frame is in progress and whether one was
+   * completed since it last said: a frame's deadline runs from the read that started it.
    */
   frameInProgress(inProgress: boolean, completedOne: boolean): void {
     if (!inProgress) {

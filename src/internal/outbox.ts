@@ -18,7 +18,7 @@ import { Cause, type Context, Deferred, Effect, Exit, type Fiber, type Scheduler
 import type * as Arr from "effect/Array"
 import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
-import type { Transport, WriteTimeout } from "./transport.ts"
+import type { Transport } from "./transport.ts"
 
 /** A producer queued by `pushStream`, with the services it was pushed with. */
 interface Producer {
@@ -46,8 +46,6 @@ export interface OutboxOptions {
   /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
   readonly context: Context.Context<never>
   readonly dispatcher: Scheduler.SchedulerDispatcher
-  /** How long one write may wait for the transport before the output fails; none: forever. */
-  readonly writeTimeout?: WriteTimeout | undefined
   /** The transport's last step at the close marker: the output is done when it is (see `Transport.finish`). */
   readonly finish?: Effect.Effect<void, ChatError.ChatError> | undefined
 }
@@ -213,17 +211,9 @@ export class Outbox {
     if (pending === undefined || this.options.eager) {
       // out of the queue and into the transport, which bounds what it holds by making the writer wait
       this.written(size)
-      return pending === undefined ? undefined : this.bounded(pending)
+      return pending
     }
-    return Effect.ensuring(this.bounded(pending), Effect.sync(() => this.written(size)))
-  }
-
-  /** A write that waits for the transport, failed after `writeTimeout`. */
-  private bounded(pending: Effect.Effect<void, ChatError.ChatError>): Effect.Effect<void, ChatError.ChatError> {
-    const timeout = this.options.writeTimeout
-    return timeout === undefined
-      ? pending
-      : Effect.timeoutOrElse(pending, { duration: timeout.duration, orElse: () => timeout.failure })
+    return Effect.ensuring(pending, Effect.sync(() => this.written(size)))
   }
 
   /**
@@ -292,8 +282,7 @@ export class Outbox {
       for (let i = 0; i < chunks.length; i++) size += chunks[i].length
       if (size === 0) return Effect.void
       onWrite(size)
-      const pending = write(chunks, size)
-      return pending === undefined ? Effect.void : this.bounded(pending)
+      return write(chunks, size) ?? Effect.void
     }).pipe(
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(

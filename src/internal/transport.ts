@@ -73,6 +73,12 @@ export const writeFailed = (cause: unknown, detail: string = messageOf(cause)): 
 
 const closedUnderUs = () => new Error("socket closed")
 
+/** A write to a connection that is closed. */
+export const writeClosed = (): ChatError.ChatError => writeFailed(closedUnderUs(), "the connection is closed")
+
+/** A read from a connection that is closed: no more input will come. */
+const readClosed = (): ChatError.ChatError => readFailed(closedUnderUs(), "the connection is closed")
+
 /** Bigger batches go out corked (one writev); smaller ones are joined and written once, which is cheaper. */
 const JOIN_LIMIT = 16 * 1024
 
@@ -118,7 +124,7 @@ export const fromNodeStream = (
         Effect.callback<void, ChatError.ChatError>((resume) => {
           const closing = event === "finish"
           if (done() || (closing && stream.destroyed)) return resume(Effect.void)
-          if (stream.destroyed) return resume(Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+          if (stream.destroyed) return resume(Effect.fail(writeClosed()))
           const cleanup = () => {
             stream.off(event, onEvent)
             stream.off("error", onFailure)
@@ -134,7 +140,7 @@ export const fromNodeStream = (
           }
           const onGone = () => {
             cleanup()
-            resume(closing ? Effect.void : Effect.fail(writeFailed(closedUnderUs(), "the connection is closed")))
+            resume(closing ? Effect.void : Effect.fail(writeClosed()))
           }
           stream.on(event, onEvent)
           stream.on("error", onFailure)
@@ -176,7 +182,7 @@ export const fromNodeStream = (
         },
         write: (batch, size) => {
           if (stream.destroyed || stream.writableEnded) {
-            return Effect.fail(writeFailed(closedUnderUs(), "the connection is closed"))
+            return Effect.fail(writeClosed())
           }
           let room = true
           try {
@@ -201,7 +207,7 @@ export const fromNodeStream = (
       const detach = () => {
         open = false
         // a reader still waiting (a client's, in another fiber) learns that no more input will come
-        input.fail(readFailed(closedUnderUs(), "the connection is closed"))
+        input.fail(readClosed())
         stream.off("data", onData)
         stream.off("end", onEnd)
         stream.off("error", onError)
@@ -244,11 +250,13 @@ const isEndOfInput = (error: Socket.SocketError): boolean =>
 /**
  * An effect `Socket` as a transport, for the current scope: its reader and writer are acquired in the scope
  * (a failure to open becomes `openError`'s error), and a pump fiber reads while the connection wants input.
+ * Its writes tell nothing of progress, so `writeTimeout` bounds each one as a whole.
  */
 export const fromSocket = (
   socket: Socket.Socket,
   input: Input,
-  openError: (error: Socket.SocketError) => ChatError.ChatError
+  openError: (error: Socket.SocketError) => ChatError.ChatError,
+  writeTimeout: WriteTimeout | undefined
 ): Effect.Effect<Transport, ChatError.ChatError, Scope.Scope> =>
   Effect.gen(function*() {
     const reader = yield* Effect.mapError(socket.reader, openError)
@@ -281,9 +289,7 @@ export const fromSocket = (
     )
     yield* Effect.forkScoped(pump, { startImmediately: true })
     // a reader still waiting (a client's, in another fiber) learns that no more input will come
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => input.fail(readFailed(closedUnderUs(), "the connection is closed")))
-    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => input.fail(readClosed())))
     return {
       eager: false,
       finish: undefined,
@@ -296,6 +302,11 @@ export const fromSocket = (
         wake = undefined
         w?.()
       },
-      write: (batch) => Effect.mapError(writer.writeAll(batch), (error) => writeFailed(error, socketErrorDetail(error)))
+      write: (batch) => {
+        const write = Effect.mapError(writer.writeAll(batch), (error) => writeFailed(error, socketErrorDetail(error)))
+        return writeTimeout === undefined
+          ? write
+          : Effect.timeoutOrElse(write, { duration: writeTimeout.duration, orElse: () => writeTimeout.failure })
+      }
     } satisfies Transport
   })

@@ -14,7 +14,7 @@ import * as NodeStream from "node:stream"
 import * as Framing from "../src/Framing.ts"
 import type { Frame } from "../src/Framing.ts"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
-import { show, text } from "./helpers.ts"
+import { show, text, Wakes } from "./helpers.ts"
 
 // Helpers
 
@@ -45,7 +45,7 @@ const portOf = (server: ChatServer.ChatServerShape): number => {
  */
 class RawPeer {
   private readonly chunks: Array<Buffer> = []
-  private readonly wakes = new Set<() => void>()
+  private readonly wakes = new Wakes()
   bytes = 0
   ended = false
   closed = false
@@ -58,22 +58,22 @@ class RawPeer {
     if (!countOnly) socket.on("data", (data: Buffer) => this.received(data.length, data))
     socket.on("end", () => {
       this.ended = true
-      this.wake()
+      this.wakes.wake()
     })
     socket.on("close", () => {
       this.closed = true
-      this.wake()
+      this.wakes.wake()
     })
     socket.on("error", (error) => {
       this.error = error
-      this.wake()
+      this.wakes.wake()
     })
   }
 
   received(size: number, data?: Buffer): void {
     if (data !== undefined) this.chunks.push(data)
     this.bytes += size
-    this.wake()
+    this.wakes.wake()
   }
 
   /** What was received, one char per byte. */
@@ -83,26 +83,12 @@ class RawPeer {
 
   /** Waits until `predicate` holds (checked on every socket event); dies after `timeout` saying what it saw. */
   until(what: string, predicate: (peer: this) => boolean, timeout: Duration.Input = "5 seconds"): Effect.Effect<void> {
-    return Effect.callback<void>((resume) => {
-      if (predicate(this)) return resume(Effect.void)
-      const wake = () => {
-        if (!predicate(this)) return
-        this.wakes.delete(wake)
-        resume(Effect.void)
-      }
-      this.wakes.add(wake)
-      return Effect.sync(() => this.wakes.delete(wake))
-    }).pipe(
-      Effect.timeoutOrElse({
-        duration: timeout,
-        orElse: () =>
-          Effect.die(
-            new Error(
-              `timed out waiting for ${what}: got ${this.bytes} bytes ${JSON.stringify(this.text.slice(0, 200))}, ` +
-                `ended ${this.ended}, closed ${this.closed}, error ${this.error?.code}`
-            )
-          )
-      })
+    return this.wakes.until(
+      () => predicate(this),
+      timeout,
+      () =>
+        `timed out waiting for ${what}: got ${this.bytes} bytes ${JSON.stringify(this.text.slice(0, 200))}, ` +
+        `ended ${this.ended}, closed ${this.closed}, error ${this.error?.code}`
     )
   }
 
@@ -113,11 +99,6 @@ class RawPeer {
 
   write(data: string): Effect.Effect<void> {
     return Effect.sync(() => void this.socket.write(data))
-  }
-
-  private wake(): void {
-    // A wake that fires removes itself, which a Set's iteration allows.
-    for (const wake of this.wakes) wake()
   }
 }
 

@@ -1,9 +1,35 @@
 /**
- * Byte helpers shared by the tests.
+ * Byte helpers shared by the tests, and the waiting that peers recording what they receive share.
  */
-import { Effect, Exit, Stream } from "effect"
+import { type Duration, Effect, Exit, Stream } from "effect"
 import * as Framing from "../src/Framing.ts"
 import type * as Terminator from "../src/Terminator.ts"
+
+/**
+ * The waits on a recording peer's state: `until` waits until `predicate` holds, checked again at every `wake` (an
+ * event the peer recorded), and dies after `timeout` with what `seen` says arrived.
+ */
+export class Wakes {
+  private readonly waiting = new Set<() => void>()
+
+  wake(): void {
+    // A wait that is over removes itself, which a Set's iteration allows.
+    for (const wake of this.waiting) wake()
+  }
+
+  until(predicate: () => boolean, timeout: Duration.Input, seen: () => string): Effect.Effect<void> {
+    return Effect.callback<void>((resume) => {
+      if (predicate()) return resume(Effect.void)
+      const wake = () => {
+        if (!predicate()) return
+        this.waiting.delete(wake)
+        resume(Effect.void)
+      }
+      this.waiting.add(wake)
+      return Effect.sync(() => this.waiting.delete(wake))
+    }).pipe(Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.die(new Error(seen())) }))
+  }
+}
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()

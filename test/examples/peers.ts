@@ -10,6 +10,7 @@ import * as ChildProcess from "node:child_process"
 import * as Net from "node:net"
 import * as Path from "node:path"
 import { Chat, ChatServer, Listener, type Protocol } from "../../src/index.ts"
+import { Wakes } from "../helpers.ts"
 
 /** The repository root, where the examples' CLI runs. */
 export const root = Path.resolve(import.meta.dirname, "../..")
@@ -36,7 +37,7 @@ export const settleCount = (server: ChatServer.ChatServerShape, n: number) =>
 /** Bytes received from a stream or socket, with a way to wait for a state of them. */
 export class Received {
   private readonly chunks: Array<Buffer> = []
-  private readonly wakes = new Set<() => void>()
+  private readonly wakes = new Wakes()
   /** The sender's end of stream arrived. */
   ended = false
 
@@ -48,12 +49,12 @@ export class Received {
 
   add(chunk: Buffer): void {
     this.chunks.push(chunk)
-    this.wake()
+    this.wakes.wake()
   }
 
   end(): void {
     this.ended = true
-    this.wake()
+    this.wakes.wake()
   }
 
   get bytes(): Buffer {
@@ -72,28 +73,12 @@ export class Received {
 
   /** Waits until `predicate` holds; dies after `timeout` with what arrived. */
   until(what: string, predicate: (received: this) => boolean, timeout: Duration.Input = "5 seconds") {
-    return Effect.callback<void>((resume) => {
-      if (predicate(this)) return resume(Effect.void)
-      const wake = () => {
-        if (!predicate(this)) return
-        this.wakes.delete(wake)
-        resume(Effect.void)
-      }
-      this.wakes.add(wake)
-      return Effect.sync(() => this.wakes.delete(wake))
-    }).pipe(
-      Effect.timeoutOrElse({
-        duration: timeout,
-        orElse: () =>
-          Effect.die(
-            new Error(
-              `${this.name}: timed out after ${Duration.format(Duration.fromInputUnsafe(timeout))} waiting for ` +
-                `${what}; got ${
-                  JSON.stringify(this.text.slice(-400))
-                } (${this.bytes.length} bytes), ended ${this.ended}`
-            )
-          )
-      })
+    return this.wakes.until(
+      () => predicate(this),
+      timeout,
+      () =>
+        `${this.name}: timed out after ${Duration.format(Duration.fromInputUnsafe(timeout))} waiting for ` +
+        `${what}; got ${JSON.stringify(this.text.slice(-400))} (${this.bytes.length} bytes), ended ${this.ended}`
     )
   }
 
@@ -110,10 +95,6 @@ export class Received {
   /** Waits for the sender's end of stream. */
   endOf(timeout?: Duration.Input) {
     return this.until("the end of stream", (r) => r.ended, timeout)
-  }
-
-  private wake(): void {
-    for (const wake of this.wakes) wake()
   }
 }
 

@@ -301,21 +301,29 @@ const onPath = (tool: string): boolean =>
   })
 
 /** The tools of `tools` not found, said once; true when all are there. */
+/** Says that something was skipped, now and in the report's notes. */
+const skipped = (message: string): void => {
+  console.log(message)
+  notes.push(message)
+}
+
 const need = (section: string, tools: ReadonlyArray<string>, install: string): boolean => {
   const missing = tools.filter((t) => !onPath(t))
   if (missing.length === 0) return true
-  const message = `${section}: skipped, ${missing.join(", ")} not found (install: ${install})`
-  console.log(message)
-  notes.push(message)
+  skipped(`${section}: skipped, ${missing.join(", ")} not found (install: ${install})`)
   return false
 }
 
-const exampleRegistered = (name: string): boolean => {
+/** Whether examples/cli.ts lists the example `name` (its module, e.g. `Redis`); says so when it does not. */
+const needExample = (section: string, name: string): boolean => {
+  let listed = false
   try {
-    return readFileSync(join(ROOT, "examples", "cli.ts"), "utf8").includes(`${name}.command`)
+    listed = readFileSync(join(ROOT, "examples", "cli.ts"), "utf8").includes(`${name}.command`)
   } catch {
-    return false
+    listed = false
   }
+  if (!listed) skipped(`${section}: skipped, examples/cli.ts does not list the ${section} example`)
+  return listed
 }
 
 /** Our servers: Node with the source condition, under `--cpu-prof` when BENCH_PROFILE is set. */
@@ -339,12 +347,7 @@ const redisBenchmark = (pipeline: number, n = REDIS_N) =>
 const redis = async () => {
   console.log("\nredis: examples/redis.ts vs redis-server, redis-benchmark -c 50 -n 200000 -t ping,set,get")
   if (!need("redis", ["redis-server", "redis-benchmark"], INSTALL)) return
-  if (!exampleRegistered("Redis")) {
-    const message = "redis: skipped, examples/cli.ts does not list the redis example"
-    console.log(message)
-    notes.push(message)
-    return
-  }
+  if (!needExample("redis", "Redis")) return
   const oursArgv = ours("examples/cli.ts", "redis", "--port", "PORT")
   const peerArgv = ["redis-server", "--port", "PORT", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
   const rawArgv = [NODE, "bench/peers/raw-redis.ts", "PORT"]
@@ -396,12 +399,7 @@ const wrk = (seconds: number) => ["wrk", "-t1", "-c50", `-d${seconds}s`, "http:/
 const http = async () => {
   console.log(`\nhttp11: examples/http11.ts vs node:http, wrk -t1 -c50 -d${WRK_SECONDS}s`)
   if (!need("http11", ["wrk"], INSTALL)) return
-  if (!exampleRegistered("Http11")) {
-    const message = "http11: skipped, examples/http11.ts is not there yet (or examples/cli.ts does not list it)"
-    console.log(message)
-    notes.push(message)
-    return
-  }
+  if (!needExample("http11", "Http11")) return
   const oursArgv = ours("examples/cli.ts", "http11", "--port", "PORT")
   const nodeArgv = [NODE, "bench/peers/node-http.ts", "PORT"]
   const rawArgv = [NODE, "bench/peers/raw-http.ts", "PORT"]
@@ -451,10 +449,7 @@ const echo = async () => {
   console.log(`\nline echo: ${connections} connections x ${depth} lines of ${line} B in flight`)
   const python = hasAsynchat()
   if (!python) {
-    const message =
-      "line echo: asynchat skipped, python3 with asynchat (3.11 or older) not found (apt-get install python3)"
-    console.log(message)
-    notes.push(message)
+    skipped("line echo: asynchat skipped, python3 with asynchat (3.11 or older) not found (apt-get install python3)")
   }
   const oursArgv = ours("bench/servers/echo-lines.ts", "PORT")
   const framedArgv = ours("bench/servers/echo-lines.ts", "PORT", "--frame-timeout")

@@ -54,6 +54,14 @@ export const runCurl = (...args: ReadonlyArray<string>) => runProcess("curl", ["
 export const cli = (...args: ReadonlyArray<string>) =>
   runProcess(process.execPath, ["--conditions=@effect-asynchat/source", "examples/cli.ts", ...args])
 
+/** A request a server must refuse: the bytes sent (in these writes, then a FIN if `halfClose`) and the answer. */
+export interface Refusal {
+  readonly name: string
+  readonly request: ReadonlyArray<string>
+  readonly halfClose?: boolean
+  readonly expected: string
+}
+
 /** What a raw client received, one char per byte, and whether the server ended the connection. */
 export interface Exchange {
   readonly received: string

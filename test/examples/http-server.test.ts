@@ -12,7 +12,7 @@ import { HttpRequest, HttpServer, type RequestPart, serverOptions } from "../../
 import { Framing } from "../../src/index.ts"
 import { chunkEvery } from "../helpers.ts"
 import { curl } from "../tools.ts"
-import { httpServerAnswer, rawExchange, runCurl, withServer } from "./http-helpers.ts"
+import { httpServerAnswer, rawExchange, type Refusal, runCurl, withServer } from "./http-helpers.ts"
 
 const curlTest = curl.available ? it.live : it.live.skip
 
@@ -187,12 +187,7 @@ describe("http-server with a raw TCP client", () => {
       })
     ))
 
-  const refusals: ReadonlyArray<{
-    readonly name: string
-    readonly request: ReadonlyArray<string>
-    readonly halfClose?: boolean
-    readonly expected: string
-  }> = [
+  const refusals: ReadonlyArray<Refusal> = [
     {
       name: "a malformed request line",
       request: ["GARBAGE\r\n\r\n"],

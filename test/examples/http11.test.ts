@@ -10,7 +10,7 @@ import { Http11, Http11Requests, limits, type Message, serverOptions } from "../
 import { ChatMetrics, Framing } from "../../src/index.ts"
 import { bytes, chunkEvery, splitAt } from "../helpers.ts"
 import { curl } from "../tools.ts"
-import { rawExchange, runCurl, runProcess, withServer } from "./http-helpers.ts"
+import { rawExchange, type Refusal, runCurl, runProcess, withServer } from "./http-helpers.ts"
 
 /**
  * wrk, gated as `tools.ts` gates its tools; its own probe because `wrk -v` and `wrk --version` print the
@@ -197,12 +197,7 @@ describe("http11 with a raw TCP client", () => {
         })
       })))
 
-  const refusals: ReadonlyArray<{
-    readonly name: string
-    readonly request: ReadonlyArray<string>
-    readonly halfClose?: boolean
-    readonly expected: string
-  }> = [
+  const refusals: ReadonlyArray<Refusal> = [
     {
       name: "a malformed request line",
       request: ["GARBAGE\r\n\r\n"],

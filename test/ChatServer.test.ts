@@ -12,7 +12,8 @@ import {
   References,
   Schedule,
   Scope,
-  Stream
+  Stream,
+  Tracer
 } from "effect"
 import { TestClock } from "effect/testing"
 import * as Chat from "../src/Chat.ts"
@@ -828,17 +829,9 @@ const value = (metric: Metric.Metric<number, { readonly count: number }>) =>
   Effect.map(Metric.value(metric), (state) => state.count)
 
 describe("Observability", () => {
-  it.effect("counts bytes and frames, and runs each connection in a span with its id and peer", () =>
+  it.effect("counts bytes, frames and connections", () =>
     Effect.gen(function*() {
-      const Spanned = Protocol.frames(Terminator.lf, (lines) =>
-        Stream.runForEach(lines, () =>
-          Effect.gen(function*() {
-            const span = yield* Effect.currentSpan
-            yield* Chat.push(
-              `${span.name} ${span.attributes.get("connection.id")} ${span.attributes.get("net.peer")}\n`
-            )
-          })))
-      yield* ChatServer.make(Spanned)
+      yield* ChatServer.make(Echo)
       const [bytesIn, bytesOut, frames, total] = yield* Effect.all([
         value(ChatMetrics.bytesIn),
         value(ChatMetrics.bytesOut),
@@ -846,17 +839,69 @@ describe("Observability", () => {
         value(ChatMetrics.connectionsTotal)
       ])
       const client = yield* connectLines
-      yield* client.chat.push("?\n")
-      const reply = "effect-asynchat.connection 1 memory:client-1"
-      expect(yield* readLines(client, 1)).toEqual([reply])
+      yield* client.chat.push("hello\n")
+      expect(yield* readLines(client, 1)).toEqual(["hello"])
       // traffic is added up and reported once per scheduler turn
       yield* Effect.yieldNow
-      // both ends count: the client's 2 bytes out and the reply in, the server's the other way
-      expect((yield* value(ChatMetrics.bytesIn)) - bytesIn).toBe(2 + reply.length + 1)
-      expect((yield* value(ChatMetrics.bytesOut)) - bytesOut).toBe(2 + reply.length + 1)
+      // both ends count: the client's 6 bytes out and the echo in, the server's the other way
+      expect((yield* value(ChatMetrics.bytesIn)) - bytesIn).toBe(12)
+      expect((yield* value(ChatMetrics.bytesOut)) - bytesOut).toBe(12)
       expect((yield* value(ChatMetrics.framesIn)) - frames).toBe(2)
       expect((yield* value(ChatMetrics.connectionsTotal)) - total).toBe(2)
       expect(yield* value(ChatMetrics.connectionsOpen)).toBeGreaterThanOrEqual(1)
+    }).pipe(Effect.provide(memory())))
+
+  /** A handler that answers with the name, id and peer of the span it runs in, or "none". */
+  const SpanReporter = Protocol.frames(Terminator.lf, (lines) =>
+    Stream.runForEach(lines, () =>
+      Effect.gen(function*() {
+        const span = yield* Effect.option(Effect.currentSpan)
+        yield* Chat.push(
+          Option.match(span, {
+            onNone: () => "none\n",
+            onSome: (s) => `${s.name} ${s.attributes.get("connection.id")} ${s.attributes.get("net.peer")}\n`
+          })
+        )
+      })))
+
+  it.effect("runs each connection in a span with its id, peer and role when a tracer is installed", () => {
+    const spans: Array<Tracer.NativeSpan> = []
+    const recording = Tracer.make({
+      span: (options) => {
+        const span = new Tracer.NativeSpan(options)
+        spans.push(span)
+        return span
+      }
+    })
+    return Effect.gen(function*() {
+      yield* ChatServer.make(SpanReporter)
+      // a client run with a protocol has its span too: it asks once, keeps the answer, and hangs up
+      const replies: Array<string> = []
+      const Ask = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.andThen(
+          Chat.push("?\n"),
+          Stream.runForEach(Stream.take(lines, 1), (line) => Effect.sync(() => replies.push(text(line.bytes))))
+        ))
+      yield* ChatClient.run(yield* MemoryTransport.connector, Ask)
+      expect(replies).toEqual(["effect-asynchat.connection 1 memory:client-1"])
+      const server = spans.find((span) => span.kind === "server")
+      const client = spans.find((span) => span.kind === "client")
+      assert(server !== undefined && client !== undefined)
+      expect(server.name).toBe("effect-asynchat.connection")
+      expect(server.attributes.get("connection.role")).toBe("server")
+      expect(client.attributes.get("connection.role")).toBe("client")
+      expect(client.status._tag).toBe("Ended")
+      yield* settle
+      expect(server.status._tag).toBe("Ended") // the span covers the connection's whole life
+    }).pipe(Effect.provide(memory()), Effect.withTracer(recording))
+  })
+
+  it.effect("makes no span without a tracing backend: one would never be seen, and costs an idle connection memory", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(SpanReporter)
+      const client = yield* connectLines
+      yield* client.chat.push("?\n")
+      expect(yield* readLines(client, 1)).toEqual(["none"])
     }).pipe(Effect.provide(memory())))
 })
 

@@ -16,7 +16,8 @@ import {
   Pull,
   type Scheduler,
   type Scope,
-  Stream
+  Stream,
+  Tracer
 } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
@@ -453,11 +454,19 @@ export const run = <E, R>(options: {
     }),
     options.role === "server" ? Effect.ignore : (self) => self,
     Effect.annotateLogs({ connection: id, peer }),
-    Effect.withSpan(
-      "effect-asynchat.connection",
-      { attributes: { "connection.id": id, "net.peer": peer, "connection.role": options.role }, kind: options.role },
-      // the call site is always this line: a stack captured per connection would only cost memory
-      { captureStackTrace: false }
-    )
+    (self) =>
+      // Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: made only with one.
+      Effect.withFiber((fiber) =>
+        fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer ? self : Effect.withSpan(
+          self,
+          "effect-asynchat.connection",
+          {
+            attributes: { "connection.id": id, "net.peer": peer, "connection.role": options.role },
+            kind: options.role,
+            // the call site is always this line: a stack captured per connection would only cost memory
+            captureStackTrace: false
+          }
+        )
+      )
   )
 }

@@ -12,7 +12,6 @@
  *
  * @since 0.1.0
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { Context, Deferred, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
@@ -22,7 +21,7 @@ import * as ChatError from "./ChatError.ts"
 import type * as ChatServer from "./ChatServer.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
-import { type Link, onClosedOf } from "./Listener.ts"
+import { fromStream, type Link } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
 
@@ -78,19 +77,15 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
         if (!conn.writableEnded) conn.destroy()
       })
     )
-    const socket = yield* NodeSocket.fromDuplex(Effect.succeed(conn))
     const isUnix = "path" in options
-    return {
-      socket,
-      stream: conn,
+    return fromStream(conn, {
       localAddress: isUnix
         ? { _tag: "Unix", path: options.path }
         : { _tag: "Inet", host: conn.localAddress ?? "", port: conn.localPort ?? 0 },
       remoteAddress: isUnix
         ? { _tag: "Unix", path: options.path }
-        : { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 },
-      onClosed: onClosedOf(conn)
-    } satisfies Link
+        : { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 }
+    })
   })
 
 /**
@@ -162,14 +157,7 @@ export const duplex = <E, R>(
           if (!stream.writableEnded) stream.destroy()
         })
     )
-    const socket = yield* NodeSocket.fromDuplex(Effect.succeed(stream))
-    return {
-      socket,
-      stream,
-      localAddress: { _tag: "Pipe", name },
-      remoteAddress: { _tag: "Pipe", name },
-      onClosed: onClosedOf(stream)
-    } satisfies Link
+    return fromStream(stream, { localAddress: { _tag: "Pipe", name }, remoteAddress: { _tag: "Pipe", name } })
   }) as Effect.Effect<Link, ChatError.ChatError, Scope.Scope | Exclude<R, Scope.Scope>>
 })
 

@@ -1,6 +1,6 @@
 /**
- * Where a server's connections come from: a TCP port, a Unix socket path (both over
- * `@effect/platform-node`'s socket server), or the in-memory test transport.
+ * Where a server's connections come from: a TCP port, a Unix socket path (both on `node:net`), or the in-memory
+ * test transport.
  *
  * A listener only accepts; `ChatServer.serve` runs what it accepts. Closing the listener's Layer closes the
  * listening socket; `stopAccepting` does so earlier, during a graceful shutdown, so that new connections are
@@ -9,11 +9,10 @@
  * @since 0.1.0
  */
 import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import { Context, Effect, Layer, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import type * as SocketServer from "effect/socket/SocketServer"
-import type * as Net from "node:net"
+import * as SocketServer from "effect/socket/SocketServer"
+import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import type { Address } from "./Chat.ts"
 
@@ -72,6 +71,63 @@ export const onClosedOf =
       stream.off("close", listener)
     }
   }
+
+/**
+ * A Node stream (a TCP or Unix socket, any Duplex) as a `Link`: connections read and write the stream itself.
+ * Its `socket` is made only if something asks for it; closing that socket's scope ends the stream once what
+ * was written is flushed.
+ *
+ * @example
+ * ```ts
+ * import * as Net from "node:net"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const link = (conn: Net.Socket): Listener.Link =>
+ *   Listener.fromStream(conn, {
+ *     localAddress: { _tag: "Inet", host: conn.localAddress ?? "", port: conn.localPort ?? 0 },
+ *     remoteAddress: { _tag: "Inet", host: conn.remoteAddress ?? "", port: conn.remotePort ?? 0 }
+ *   })
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fromStream = (
+  stream: NodeStream.Duplex,
+  addresses: { readonly localAddress: Address; readonly remoteAddress: Address }
+): Link => new StreamLink(stream, addresses.localAddress, addresses.remoteAddress)
+
+// A class, not a literal with closures: a server holds one per open connection, and an idle one should be small.
+class StreamLink implements Link {
+  readonly stream: NodeStream.Duplex
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+  private made: Socket.Socket | undefined = undefined
+  constructor(stream: NodeStream.Duplex, localAddress: Address, remoteAddress: Address) {
+    this.stream = stream
+    this.localAddress = localAddress
+    this.remoteAddress = remoteAddress
+  }
+  get socket(): Socket.Socket {
+    return this.made ??= Effect.runSync(NodeSocket.fromDuplex(
+      Effect.acquireRelease(Effect.succeed(this.stream), (stream) => Effect.sync(() => closeSoon(stream)))
+    ))
+  }
+  onClosed(listener: () => void): () => void {
+    return onClosedOf(this.stream)(listener)
+  }
+}
+
+/** Ends `stream`, and destroys it once what was written is flushed. */
+const closeSoon = (stream: NodeStream.Duplex): void => {
+  if (stream.destroyed) return
+  if (stream.writableFinished) {
+    stream.destroy()
+    return
+  }
+  stream.once("finish", () => stream.destroy())
+  if (!stream.writableEnded) stream.end()
+}
 
 /**
  * What a listener does.
@@ -211,37 +267,79 @@ export const makeUnix = (options: {
     remoteAddress: { _tag: "Unix", path: options.path }
   }))
 
-const makeNode = Effect.fnUntraced(function*(
+const makeNode = (
   options: Net.ListenOptions,
   addresses: (conn: Net.Socket) => Pick<Link, "localAddress" | "remoteAddress">
-) {
-  // Aborting the signal closes the listening socket (Node's listen option), leaving open connections alone:
-  // a switch for `stopAccepting`, not a cancellation of this effect.
-  // @effect-diagnostics-next-line abortControllerInEffect:off
-  const abort = new AbortController()
-  // Half-open: a peer's FIN ends our input only; we still answer, then close.
-  const server = yield* NodeSocketServer.make({
-    ...withoutUndefined(options),
-    signal: abort.signal,
-    allowHalfOpen: true
+): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
+  Effect.gen(function*() {
+    // Half-open: a peer's FIN ends our input only; we still answer, then close. Paused until a connection reads.
+    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    // Accepted before `accept` is running: handed over when it starts, destroyed if it never does.
+    const waiting = new Set<Net.Socket>()
+    let onConnection: ((conn: Net.Socket) => void) | undefined = undefined
+    server.on("connection", (conn: Net.Socket) => {
+      // an error before a connection's transport listens must not become an uncaught exception; the transport
+      // sees the socket closed
+      conn.on("error", ignore)
+      if (onConnection !== undefined) return onConnection(conn)
+      waiting.add(conn)
+      conn.once("close", () => waiting.delete(conn))
+    })
+    yield* Effect.acquireRelease(
+      Effect.callback<void, SocketServerError>((resume) => {
+        const onError = (cause: Error) =>
+          resume(
+            Effect.fail(
+              new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerOpenError({ cause }) })
+            )
+          )
+        server.once("error", onError)
+        server.listen(withoutUndefined(options), () => {
+          server.off("error", onError)
+          // a failed accept while nobody is accepting: the peer was refused, nothing else to do
+          server.on("error", ignore)
+          resume(Effect.void)
+        })
+      }),
+      () =>
+        Effect.callback<void>((resume) => {
+          for (const conn of waiting) conn.destroy()
+          waiting.clear()
+          if (!server.listening) return resume(Effect.void)
+          server.close(() => resume(Effect.void))
+        })
+    )
+    const bound = server.address()
+    const address: Address = bound === null || typeof bound === "string"
+      ? { _tag: "Unix", path: bound ?? "" }
+      : { _tag: "Inet", host: bound.address, port: bound.port }
+    return Listener.of({
+      address,
+      accept: (handle) => {
+        const link = (conn: Net.Socket) => handle(fromStream(conn, addresses(conn)))
+        return Effect.withFiber((fiber) => {
+          // an accept that fails (out of file descriptors) refuses that connection only: the server goes on
+          const onError = (cause: Error) =>
+            Effect.runForkWith(fiber.context)(Effect.logWarning(`accept failed: ${cause.message}`))
+          server.on("error", onError)
+          onConnection = link
+          for (const conn of waiting) link(conn)
+          waiting.clear()
+          return Effect.callback<never>(() =>
+            Effect.sync(() => {
+              onConnection = undefined
+              server.off("error", onError)
+            })
+          )
+        })
+      },
+      stopAccepting: Effect.sync(() => {
+        if (server.listening) server.close()
+      })
+    })
   })
-  const bound = server.address
-  const address: Address = bound._tag === "UnixPathAddress"
-    ? { _tag: "Unix", path: bound.path }
-    : { _tag: "Inet", host: formatIp(bound), port: bound.port }
-  return Listener.of({
-    address,
-    accept: (onConnection) =>
-      // The platform provides each connection's NetSocket to the handler it forks.
-      server.run((socket) =>
-        Effect.map(NodeSocket.NetSocket, (conn) =>
-          onConnection({ socket, stream: conn, ...addresses(conn), onClosed: onClosedOf(conn) }))
-      ).pipe(Effect.orDie) as Effect.Effect<never>,
-    stopAccepting: Effect.sync(() => abort.abort())
-  })
-})
 
-const formatIp = (address: { readonly address: unknown }): string => String(address.address)
+const ignore = () => {}
 
 const withoutUndefined = <A extends object>(options: A): A =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A

@@ -3,7 +3,7 @@
  * process's pipes. Peers are either our `ChatClient` or a raw `node:net` socket, so the server is checked
  * against a client that shares none of its code.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { assert, describe, expect, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Fiber, Metric, Schedule, Scheduler, Scope, Stream } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
@@ -440,6 +440,52 @@ describe("ChatClient.duplex over a child process's pipes", () => {
       // The error is emitted on a later tick.
       yield* Effect.sleep("20 millis")
       expect(unhandled.map((error) => error.name)).toEqual([])
+    }))
+})
+
+describe("Listener.makeTcp", () => {
+  it.live("a port already in use fails with a typed SocketServerError", () =>
+    Effect.gen(function*() {
+      const first = yield* Listener.makeTcp({ host: "127.0.0.1" })
+      assert(first.address._tag === "Inet")
+      const error = yield* Effect.flip(Listener.makeTcp({ host: "127.0.0.1", port: first.address.port }))
+      expect(error._tag).toBe("SocketServerError")
+      expect(error.reason._tag).toBe("SocketServerOpenError")
+      expect(String(error.reason.cause)).toContain("EADDRINUSE")
+    }))
+
+  it.live("hands over connections that arrived before accept ran, in order; stopAccepting leaves them open", () =>
+    Effect.gen(function*() {
+      const listener = yield* Listener.makeTcp({ host: "127.0.0.1" })
+      assert(listener.address._tag === "Inet")
+      const port = listener.address.port
+      const a = yield* rawConnect(port)
+      const b = yield* rawConnect(port)
+      yield* Effect.sleep("50 millis") // both accepted by the kernel and by Node, with nobody accepting yet
+      const links: Array<Listener.Link> = []
+      const wakes = new Wakes()
+      yield* Effect.forkScoped(listener.accept((link) => {
+        links.push(link)
+        wakes.wake()
+      }))
+      yield* wakes.until(() => links.length === 2, "5 seconds", () => `${links.length} links`)
+      expect(links.map((link) => link.remoteAddress)).toEqual([
+        { _tag: "Inet", host: "127.0.0.1", port: a.socket.localPort },
+        { _tag: "Inet", host: "127.0.0.1", port: b.socket.localPort }
+      ])
+      yield* listener.stopAccepting
+      const refused = yield* Effect.flip(rawConnect(port))
+      expect(refused.code).toBe("ECONNREFUSED")
+      // open connections are untouched: they still carry bytes both ways
+      links[0].stream!.write("to a\n")
+      yield* a.receive("to a\n")
+      yield* b.write("from b\n")
+      const stream = links[1].stream!
+      stream.resume()
+      const received = yield* Effect.callback<string>((resume) => {
+        stream.once("data", (data: Buffer) => resume(Effect.succeed(data.toString())))
+      })
+      expect(received).toBe("from b\n")
     }))
 })
 

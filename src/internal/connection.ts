@@ -329,11 +329,11 @@ export const makeCounters: Effect.Effect<Counters> = Effect.withFiber((fiber) =>
 /** Ends `connection` with a write failure when its transport closes under it; stops watching with the scope. */
 const watchTransport = (
   connection: Connection,
-  onClosed: (listener: () => void) => () => void
+  link: Link
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.asVoid(Effect.acquireRelease(
     Effect.sync(() =>
-      onClosed(() =>
+      link.onClosed(() =>
         // after `closeWhenDone` the transport closing is the end we asked for, not a failure
         Deferred.doneUnsafe(connection.ended, connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
       )
@@ -385,7 +385,7 @@ export const open = (options: {
     })
     yield* Effect.addFinalizer(() => Effect.sync(() => connection.outbox.close()))
     yield* connection.start(yield* Effect.scope)
-    yield* watchTransport(connection, link.onClosed)
+    yield* watchTransport(connection, link)
     ChatMetrics.connectionsOpen.updateUnsafe(1, context)
     ChatMetrics.connectionsTotal.updateUnsafe(1, context)
     yield* Effect.addFinalizer(() =>

@@ -128,15 +128,11 @@ const make = (options: {
 }): Connection => {
   const { counters, inbox, info, mode, settings } = options
   const outbox = new Outbox({
-    highWaterMark: settings.highWaterMark,
-    lowWaterMark: settings.lowWaterMark,
-    outputLimit: settings.outputLimit,
-    write: options.transport.write,
-    eager: options.transport.eager,
-    onWrite: (bytes) => counters.written(bytes),
+    limits: settings,
+    transport: options.transport,
+    counters,
     context: options.context,
-    dispatcher: options.dispatcher,
-    finish: options.transport.finish
+    dispatcher: options.dispatcher
   })
 
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.

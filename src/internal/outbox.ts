@@ -30,24 +30,22 @@ const CLOSE = { _tag: "Close" } as const
 
 type Item = Uint8Array | Producer | typeof CLOSE
 
-/** The transport's write: undefined when it took the batch at once, else an effect to wait for room. */
-export type Write = Transport["write"]
-
-/** What an outbox needs from its connection. */
-export interface OutboxOptions {
+/** How much output a connection may queue: shared by a server's connections. */
+export interface Limits {
   readonly highWaterMark: number
   readonly lowWaterMark: number
   readonly outputLimit: number
-  readonly write: Write
-  /** Whether `write` hands the bytes over before it returns (see `Transport.eager`). */
-  readonly eager: boolean
-  /** Called with the byte count of each batch handed to the transport (metrics). */
-  readonly onWrite: (bytes: number) => void
+}
+
+/** What an outbox needs from its connection. */
+export interface OutboxOptions {
+  readonly limits: Limits
+  readonly transport: Pick<Transport, "write" | "eager" | "finish">
+  /** Told the byte count of each batch handed to the transport (metrics). */
+  readonly counters: { readonly written: (bytes: number) => void }
   /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
   readonly context: Context.Context<never>
   readonly dispatcher: Scheduler.SchedulerDispatcher
-  /** The transport's last step at the close marker: the output is done when it is (see `Transport.finish`). */
-  readonly finish?: Effect.Effect<void, ChatError.ChatError> | undefined
 }
 
 /** @internal */
@@ -73,10 +71,19 @@ export class Outbox {
   private writer: Fiber.Fiber<void, ChatError.ChatError> | undefined = undefined
   private wakeScheduled = false
   private readonly spaceWaiters: Array<() => void> = []
-  private readonly options: OutboxOptions
+  private readonly limits: Limits
+  private readonly transport: OutboxOptions["transport"]
+  private readonly counters: OutboxOptions["counters"]
+  private readonly context: Context.Context<never>
+  private readonly dispatcher: Scheduler.SchedulerDispatcher
 
+  // fields, not an options object kept whole: one object fewer per connection
   constructor(options: OutboxOptions) {
-    this.options = options
+    this.limits = options.limits
+    this.transport = options.transport
+    this.counters = options.counters
+    this.context = options.context
+    this.dispatcher = options.dispatcher
   }
 
   /** Bytes queued and not yet handed to the transport. */
@@ -93,13 +100,13 @@ export class Outbox {
   push(data: ReadonlyArray<Uint8Array | string>): Effect.Effect<void> {
     if (this.isClosing) return Effect.void
     this.enqueue(data)
-    return this.queuedBytes >= this.options.highWaterMark ? this.awaitSpace : Effect.void
+    return this.queuedBytes >= this.limits.highWaterMark ? this.awaitSpace : Effect.void
   }
 
   /** Queues `data` unless the queue already holds `outputLimit` bytes: false, with nothing queued, then. */
   offer(data: ReadonlyArray<Uint8Array | string>): boolean {
     if (this.isClosing) return true
-    if (this.queuedBytes >= this.options.outputLimit) return false
+    if (this.queuedBytes >= this.limits.outputLimit) return false
     this.enqueue(data)
     return true
   }
@@ -126,7 +133,7 @@ export class Outbox {
       this.items.push({ _tag: "Producer", stream: Stream.provideContext(stream, context) })
       this.markers++
       this.wake()
-      return this.queuedBytes >= this.options.highWaterMark ? this.awaitSpace : Effect.void
+      return this.queuedBytes >= this.limits.highWaterMark ? this.awaitSpace : Effect.void
     })
   }
 
@@ -162,7 +169,7 @@ export class Outbox {
     if (!(this.items[this.head] instanceof Uint8Array)) return undefined
     const pending = this.writeBuffers()
     // the transport has the bytes, in order: what is left is to wait for room, and anyone may write after them
-    if (pending === undefined || this.options.eager) return pending
+    if (pending === undefined || this.transport.eager) return pending
     this.busy = true
     return Effect.ensuring(
       pending,
@@ -206,9 +213,9 @@ export class Outbox {
   /** Hands the buffers at the head of the queue to the transport: undefined when it took them at once. */
   private writeBuffers(): Effect.Effect<void, ChatError.ChatError> | undefined {
     const { batch, size } = this.takeBuffers()
-    this.options.onWrite(size)
-    const pending = this.options.write(batch, size)
-    if (pending === undefined || this.options.eager) {
+    this.counters.written(size)
+    const pending = this.transport.write(batch, size)
+    if (pending === undefined || this.transport.eager) {
       // out of the queue and into the transport, which bounds what it holds by making the writer wait
       this.written(size)
       return pending
@@ -223,7 +230,7 @@ export class Outbox {
   private wake(): void {
     if (this.wakeScheduled || this.busy || this.stopped) return
     this.wakeScheduled = true
-    this.options.dispatcher.scheduleTask(this.runWake, 0)
+    this.dispatcher.scheduleTask(this.runWake, 0)
   }
 
   private readonly runWake = (): void => {
@@ -242,7 +249,7 @@ export class Outbox {
   /** Runs a writer fiber until the queue is empty, the close marker is reached, or a write fails. */
   private startWriter(first: Effect.Effect<void, ChatError.ChatError> | undefined): void {
     this.busy = true
-    const fiber = Effect.runForkWith(this.options.context)(
+    const fiber = Effect.runForkWith(this.context)(
       first === undefined ? this.drain : Effect.andThen(first, this.drain)
     )
     this.writer = fiber
@@ -265,7 +272,7 @@ export class Outbox {
     this.markers--
     this.compact()
     if (item._tag === "Close") {
-      const last = this.options.finish
+      const last = this.transport.finish
       if (last === undefined) {
         this.finish(Exit.void)
         return Effect.void
@@ -276,13 +283,12 @@ export class Outbox {
   })
 
   private runProducer(producer: Producer): Effect.Effect<void, ChatError.ChatError> {
-    const { onWrite, write } = this.options
     return Stream.runForEachArray(producer.stream, (chunks) => {
       let size = 0
       for (let i = 0; i < chunks.length; i++) size += chunks[i].length
       if (size === 0) return Effect.void
-      onWrite(size)
-      return write(chunks, size) ?? Effect.void
+      this.counters.written(size)
+      return this.transport.write(chunks, size) ?? Effect.void
     }).pipe(
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
@@ -304,7 +310,7 @@ export class Outbox {
 
   private get awaitSpace(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.stopped || this.queuedBytes <= this.options.lowWaterMark) return resume(Effect.void)
+      if (this.stopped || this.queuedBytes <= this.limits.lowWaterMark) return resume(Effect.void)
       const waiter = () => resume(Effect.void)
       this.spaceWaiters.push(waiter)
       return Effect.sync(() => {
@@ -316,7 +322,7 @@ export class Outbox {
 
   private written(size: number): void {
     this.queuedBytes -= size
-    if (this.queuedBytes <= this.options.lowWaterMark) this.releaseSpace()
+    if (this.queuedBytes <= this.limits.lowWaterMark) this.releaseSpace()
   }
 
   private releaseSpace(): void {

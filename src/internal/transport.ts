@@ -93,150 +93,190 @@ const untaken = (stream: NodeStream.Duplex): number => {
   return stream.writableLength + (typeof queued === "number" ? queued : 0)
 }
 
+// The stream's listeners are shared by every connection, not closures made for each: they find their input
+// on the stream itself (the listener's `this`). An idle connection is then a few bytes smaller.
+const INPUT = Symbol.for("effect-asynchat/Input")
+type Listened = NodeStream.Duplex & { [INPUT]: Input }
+
+function onData(this: Listened, chunk: Uint8Array | string): void {
+  this[INPUT].data(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
+}
+function onEnd(this: Listened): void {
+  this[INPUT].end()
+}
+function onError(this: Listened, cause: Error): void {
+  this[INPUT].fail(readFailed(cause))
+}
+// a close with no FIN and no error before it (a destroy): what was in flight is lost
+function onClose(this: Listened): void {
+  this[INPUT].fail(readFailed(closedUnderUs()))
+}
+
 /**
- * A Node stream as a transport, for the current scope: listeners are attached now (the stream stays paused
- * until the first `resume`) and removed with the scope, which then ends the stream once what was written is
- * flushed (for a few seconds at most: `finish` is the graceful way), and destroys it. A wait for the peer to
- * take our output fails with `writeTimeout`'s error once a whole period passes without the peer taking a byte.
+ * A Node stream as a transport: listeners are attached when it is made (the stream stays paused until the
+ * first `resume`) and removed by `close`, which then ends the stream once what was written is flushed (for a
+ * few seconds at most: `finish` is the graceful way), and destroys it. A wait for the peer to take our output
+ * fails with `writeTimeout`'s error once a whole period passes without the peer taking a byte.
  */
+export class NodeStreamTransport implements Transport {
+  readonly eager = true
+  private open = true
+  // made on first use: most connections never wait, and an idle one should hold as little as it can
+  private awaitDrain: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
+  private finishing: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
+  private readonly stream: Listened
+  private readonly input: Input
+  private readonly writeTimeout: WriteTimeout | undefined
+
+  constructor(stream: NodeStream.Duplex, input: Input, writeTimeout: WriteTimeout | undefined) {
+    this.stream = stream as Listened
+    this.input = input
+    this.writeTimeout = writeTimeout
+    this.stream[INPUT] = input
+    stream.pause()
+    stream.on("data", onData)
+    stream.on("end", onEnd)
+    stream.on("error", onError)
+    stream.on("close", onClose)
+  }
+
+  pause(): void {
+    this.stream.pause()
+  }
+
+  resume(): void {
+    if (this.open) this.stream.resume()
+  }
+
+  write(
+    batch: Arr.NonEmptyReadonlyArray<Uint8Array>,
+    size: number
+  ): Effect.Effect<void, ChatError.ChatError> | undefined {
+    const stream = this.stream
+    if (stream.destroyed || stream.writableEnded) return Effect.fail(writeClosed())
+    let room = true
+    try {
+      if (batch.length === 1) {
+        room = stream.write(batch[0])
+      } else if (size <= JOIN_LIMIT) {
+        room = stream.write(Buffer.concat(batch, size))
+      } else {
+        stream.cork()
+        try {
+          for (let i = 0; i < batch.length; i++) room = stream.write(batch[i]) && room
+        } finally {
+          stream.uncork()
+        }
+      }
+    } catch (cause) {
+      return Effect.fail(writeFailed(cause))
+    }
+    return room
+      ? undefined
+      : (this.awaitDrain ??= this.progressing(this.awaitEvent("drain", () => !stream.writableNeedDrain)))
+  }
+
+  get finish(): Effect.Effect<void, ChatError.ChatError> {
+    return this.finishing ??= Effect.suspend(() => {
+      if (!this.stream.writableEnded) this.stream.end()
+      return this.progressing(this.awaitEvent("finish", () => this.stream.writableFinished))
+    })
+  }
+
+  /**
+   * Waits for `event` unless `done` already holds ('drain' may come between a write and the wait for it: a
+   * fiber yields to the scheduler in between), failing if the stream errs or closes first, unless that is the
+   * end being waited for (`finish`: a peer that hangs up as we do is no failure).
+   */
+  private awaitEvent(event: "drain" | "finish", done: () => boolean): Effect.Effect<void, ChatError.ChatError> {
+    const stream = this.stream
+    return Effect.callback<void, ChatError.ChatError>((resume) => {
+      const closing = event === "finish"
+      if (done() || (closing && stream.destroyed)) return resume(Effect.void)
+      if (stream.destroyed) return resume(Effect.fail(writeClosed()))
+      const cleanup = () => {
+        stream.off(event, onEvent)
+        stream.off("error", onFailure)
+        stream.off("close", onGone)
+      }
+      const onEvent = () => {
+        cleanup()
+        resume(Effect.void)
+      }
+      const onFailure = (cause: Error) => {
+        cleanup()
+        resume(closing ? Effect.void : Effect.fail(writeFailed(cause)))
+      }
+      const onGone = () => {
+        cleanup()
+        resume(closing ? Effect.void : Effect.fail(writeClosed()))
+      }
+      stream.on(event, onEvent)
+      stream.on("error", onFailure)
+      stream.on("close", onGone)
+      return Effect.sync(cleanup)
+    })
+  }
+
+  /** `wait`, failed once a whole `writeTimeout` passes in which the peer took nothing of what is buffered. */
+  private progressing(wait: Effect.Effect<void, ChatError.ChatError>): Effect.Effect<void, ChatError.ChatError> {
+    const writeTimeout = this.writeTimeout
+    if (writeTimeout === undefined) return wait
+    const stalled = Effect.suspend(() => {
+      let left = untaken(this.stream)
+      const check: Effect.Effect<never, ChatError.ChatError> = Effect.flatMap(
+        Effect.sleep(writeTimeout.duration),
+        () => {
+          const now = untaken(this.stream)
+          if (now >= left) return writeTimeout.failure
+          left = now
+          return check
+        }
+      )
+      return check
+    })
+    return Effect.raceFirst(wait, stalled)
+  }
+
+  /** Stops listening, and ends and destroys the stream, letting what the kernel has not taken drain first. */
+  close(): void {
+    const stream = this.stream
+    this.open = false
+    // a reader still waiting (a client's, in another fiber) learns that no more input will come
+    this.input.fail(readClosed())
+    stream.off("data", onData)
+    stream.off("end", onEnd)
+    stream.off("error", onError)
+    stream.off("close", onClose)
+    // an error after we stopped listening must not become an uncaught exception
+    stream.on("error", ignore)
+    if (stream.destroyed) return
+    if (stream.writable) stream.end()
+    if (stream.writableFinished) {
+      stream.destroy()
+      return
+    }
+    // what the kernel has not taken yet gets a little time to drain, not forever: a peer that stops reading
+    // cannot keep the socket open past its scope
+    const linger = setTimeout(() => stream.destroy(), LINGER_MILLIS)
+    linger.unref()
+    stream.once("finish", () => {
+      clearTimeout(linger)
+      stream.destroy()
+    })
+  }
+}
+
+/** A Node stream as a transport for the current scope, which closes it (`NodeStreamTransport.close`). */
 export const fromNodeStream = (
   stream: NodeStream.Duplex,
   input: Input,
   writeTimeout: WriteTimeout | undefined
-): Effect.Effect<Transport, never, Scope.Scope> => {
-  const onData = (chunk: Uint8Array | string) => input.data(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
-  const onEnd = () => input.end()
-  const onError = (cause: Error) => input.fail(readFailed(cause))
-  // a close with no FIN and no error before it (a destroy): what was in flight is lost
-  const onClose = () => input.fail(readFailed(closedUnderUs()))
-  return Effect.acquireRelease(
-    Effect.sync(() => {
-      let open = true
-      stream.pause()
-      stream.on("data", onData)
-      stream.on("end", onEnd)
-      stream.on("error", onError)
-      stream.on("close", onClose)
-      // Waits for `event` unless `done` already holds ('drain' may come between a write and the wait for it:
-      // a fiber yields to the scheduler in between), failing if the stream errs or closes first, unless that is
-      // the end being waited for (`finish`: a peer that hangs up as we do is no failure).
-      const awaitEvent = (event: "drain" | "finish", done: () => boolean) =>
-        Effect.callback<void, ChatError.ChatError>((resume) => {
-          const closing = event === "finish"
-          if (done() || (closing && stream.destroyed)) return resume(Effect.void)
-          if (stream.destroyed) return resume(Effect.fail(writeClosed()))
-          const cleanup = () => {
-            stream.off(event, onEvent)
-            stream.off("error", onFailure)
-            stream.off("close", onGone)
-          }
-          const onEvent = () => {
-            cleanup()
-            resume(Effect.void)
-          }
-          const onFailure = (cause: Error) => {
-            cleanup()
-            resume(closing ? Effect.void : Effect.fail(writeFailed(cause)))
-          }
-          const onGone = () => {
-            cleanup()
-            resume(closing ? Effect.void : Effect.fail(writeClosed()))
-          }
-          stream.on(event, onEvent)
-          stream.on("error", onFailure)
-          stream.on("close", onGone)
-          return Effect.sync(cleanup)
-        })
-      // Fails a wait once a whole `writeTimeout` passes in which the peer took nothing of what is buffered.
-      const stalled: Effect.Effect<never, ChatError.ChatError> | undefined = writeTimeout === undefined
-        ? undefined
-        : Effect.suspend(() => {
-          let left = untaken(stream)
-          const check: Effect.Effect<never, ChatError.ChatError> = Effect.flatMap(
-            Effect.sleep(writeTimeout.duration),
-            () => {
-              const now = untaken(stream)
-              if (now >= left) return writeTimeout.failure
-              left = now
-              return check
-            }
-          )
-          return check
-        })
-      const progressing = (wait: Effect.Effect<void, ChatError.ChatError>) =>
-        stalled === undefined ? wait : Effect.raceFirst(wait, stalled)
-      // made on first use: most connections never wait, and an idle one should hold as little as it can
-      let awaitDrain: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
-      const finish = Effect.suspend(() => {
-        if (!stream.writableEnded) stream.end()
-        return progressing(awaitEvent("finish", () => stream.writableFinished))
-      })
-      const transport: Transport = {
-        eager: true,
-        finish,
-        pause: () => {
-          stream.pause()
-        },
-        resume: () => {
-          if (open) stream.resume()
-        },
-        write: (batch, size) => {
-          if (stream.destroyed || stream.writableEnded) {
-            return Effect.fail(writeClosed())
-          }
-          let room = true
-          try {
-            if (batch.length === 1) {
-              room = stream.write(batch[0])
-            } else if (size <= JOIN_LIMIT) {
-              room = stream.write(Buffer.concat(batch, size))
-            } else {
-              stream.cork()
-              try {
-                for (let i = 0; i < batch.length; i++) room = stream.write(batch[i]) && room
-              } finally {
-                stream.uncork()
-              }
-            }
-          } catch (cause) {
-            return Effect.fail(writeFailed(cause))
-          }
-          return room ? undefined : (awaitDrain ??= progressing(awaitEvent("drain", () => !stream.writableNeedDrain)))
-        }
-      }
-      const detach = () => {
-        open = false
-        // a reader still waiting (a client's, in another fiber) learns that no more input will come
-        input.fail(readClosed())
-        stream.off("data", onData)
-        stream.off("end", onEnd)
-        stream.off("error", onError)
-        stream.off("close", onClose)
-        // an error after we stopped listening must not become an uncaught exception
-        stream.on("error", ignore)
-      }
-      return { transport, detach }
-    }),
-    ({ detach }) =>
-      Effect.sync(() => {
-        detach()
-        if (stream.destroyed) return
-        if (stream.writable) stream.end()
-        if (stream.writableFinished) {
-          stream.destroy()
-          return
-        }
-        // what the kernel has not taken yet gets a little time to drain, not forever: a peer that stops
-        // reading cannot keep the socket open past its scope
-        const linger = setTimeout(() => stream.destroy(), LINGER_MILLIS)
-        linger.unref()
-        stream.once("finish", () => {
-          clearTimeout(linger)
-          stream.destroy()
-        })
-      })
-  ).pipe(Effect.map(({ transport }) => transport))
-}
+): Effect.Effect<Transport, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => new NodeStreamTransport(stream, input, writeTimeout)),
+    (transport) => Effect.sync(() => transport.close())
+  )
 
 const ignore = () => {}
 

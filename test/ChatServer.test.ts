@@ -941,6 +941,25 @@ describe("Output effects", () => {
       yield* hi
       expect(yield* readLines(client, 7)).toEqual(["hi", "x", "hi", "ho", "ho", "ho", "hi"])
     }).pipe(Effect.provide(memory())))
+
+  it.effect("the handle's members work when taken off it, as a service's are", () =>
+    Effect.gen(function*() {
+      const Greeter = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const { closeWhenDone, id, offer, push, pushStream } = yield* Chat.Chat
+          yield* Stream.runForEach(Stream.take(lines, 1), (line) =>
+            Effect.gen(function*() {
+              yield* push(`${id} `, line.bytes, "\n")
+              expect(yield* offer("offered\n")).toBe(true)
+              yield* pushStream(Stream.make(new TextEncoder().encode("streamed\n")))
+            }))
+          yield* closeWhenDone
+        }))
+      yield* ChatServer.make(Greeter)
+      const client = yield* connectLines
+      yield* client.chat.push("hello\n")
+      expect(yield* readAll(client)).toBe("1 hello\noffered\nstreamed\n")
+    }).pipe(Effect.provide(memory())))
 })
 
 describe("Fan-out", () => {

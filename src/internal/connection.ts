@@ -29,6 +29,7 @@ import type { ConnectionOptions } from "../ChatServer.ts"
 import { defaultMaxFrameLength, reasonOf } from "../Framing.ts"
 import type { Link } from "../Listener.ts"
 import type * as Protocol from "../Protocol.ts"
+import type * as Terminator from "../Terminator.ts"
 import { Counters } from "./counters.ts"
 import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
@@ -115,168 +116,252 @@ const writeTimeoutOf = (timeout: Duration.Duration | undefined): Transport.Write
     failure: Effect.failSync(timeoutError(ChatError.WriteTimeout, timeout, "Output not taken for"))
   }
 
-/** Builds a connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. */
-const make = (options: {
-  readonly inbox: Inbox
-  readonly transport: Transport.Transport
-  readonly info: Info
-  readonly settings: Settings
-  readonly mode: Protocol.Mode<unknown>
-  readonly counters: Counters
-  readonly context: Context.Context<never>
-  readonly dispatcher: Scheduler.SchedulerDispatcher
-}): Connection => {
-  const { counters, inbox, info, mode, settings } = options
-  const outbox = new Outbox({
-    limits: settings,
-    transport: options.transport,
-    counters,
-    context: options.context,
-    dispatcher: options.dispatcher
-  })
+type Batch = Arr.NonEmptyReadonlyArray<unknown>
 
+/**
+ * A connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. A class
+ * rather than closures: a server holds one per open connection, and an idle one should hold as little as it can.
+ */
+class OpenConnection implements Connection {
+  readonly chat: ChatShape
+  readonly input: Stream.Stream<unknown, unknown>
+  readonly outbox: Outbox
+  readonly ended = Deferred.makeUnsafe<void, unknown>()
+  private readonly inbox: Inbox
+  private readonly counters: Counters
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
-  const sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
-  const cutter = mode._tag === "Machine"
-    ? Cutters.machine(mode.machine, settings.maxFrameLength, sink)
-    : mode._tag === "Exact"
-    ? Cutters.exact(mode.terminator, settings.maxFrameLength, sink as Cutters.Sink<any, never>)
-    : Cutters.fixed(mode.terminator, settings.maxFrameLength, sink as Cutters.Sink<any, never>)
-  const framer = cutter.framer
-  let failure: unknown = undefined
-  let ended = false
+  private readonly sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
+  private readonly cutter: Cutters.Cutter
+  private readonly batched: boolean
+  private failure: unknown = undefined
+  // A machine that throws is a bug: its defect ends the connection, after the messages cut before it.
+  private defect: { readonly thrown: unknown } | undefined = undefined
+  private inputEnded = false
+  // Frames are handed out one per pull, not in batches: a consumer that stops early (`Stream.runHead`,
+  // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
+  private ready: Array<unknown> = []
+  private readyAt = 0
+  private completedAtWait = 0
+  private readonly pull: Pull.Pull<Batch, unknown> = Effect.suspend(() => this.step())
 
-  const record = (result: Failure | undefined): boolean => {
-    if (result !== undefined) failure = fromFailure(result)
-    else if (sink.error !== undefined) failure = sink.error
+  constructor(options: {
+    readonly inbox: Inbox
+    readonly transport: Transport.Transport
+    readonly info: Info
+    readonly settings: Settings
+    readonly mode: Protocol.Mode<unknown>
+    readonly counters: Counters
+    readonly context: Context.Context<never>
+    readonly dispatcher: Scheduler.SchedulerDispatcher
+  }) {
+    const { inbox, mode, settings } = options
+    this.inbox = inbox
+    this.counters = options.counters
+    this.outbox = new Outbox({
+      limits: settings,
+      transport: options.transport,
+      counters: options.counters,
+      context: options.context,
+      dispatcher: options.dispatcher
+    })
+    this.cutter = mode._tag === "Machine"
+      ? Cutters.machine(mode.machine, settings.maxFrameLength, this.sink)
+      : mode._tag === "Exact"
+      ? Cutters.exact(mode.terminator, settings.maxFrameLength, this.sink as Cutters.Sink<any, never>)
+      : Cutters.fixed(mode.terminator, settings.maxFrameLength, this.sink as Cutters.Sink<any, never>)
+    this.batched = mode._tag !== "Exact" && mode.batched === true
+    // a read is cut in the step that hands it over: `inbox.next` resumes with what `onRead` makes of it
+    inbox.reader = this
+    const started = this.record(this.cutter.start())
+    this.input = Stream.fromPull(Effect.succeed(started ? this.pull : Effect.suspend(() => Effect.fail(this.failure))))
+    this.chat = new Handle(this, options.info, mode._tag === "Exact")
+  }
+
+  /** Starts what the connection runs beside the handler (the timeouts' watchdog) in `scope`. */
+  start(scope: Scope.Scope): Effect.Effect<void> {
+    return this.inbox.start(scope)
+  }
+
+  private record(result: Failure | undefined): boolean {
+    if (result !== undefined) this.failure = fromFailure(result)
+    else if (this.sink.error !== undefined) this.failure = this.sink.error
     else return true
     return false
   }
 
-  // Frames are handed out one per pull, not in batches: a consumer that stops early (`Stream.runHead`,
-  // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
-  let ready: Array<unknown> = []
-  let readyAt = 0
-  const batched = mode._tag !== "Exact" && mode.batched === true
-  const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> => {
-    if (batched) {
-      if (sink.out.length === 0) return pull
+  private thrown(value: unknown): void {
+    this.defect = { thrown: value }
+    this.failure = this.defect
+  }
+
+  private feed(chunk: Uint8Array): void {
+    try {
+      this.record(this.cutter.push(chunk))
+    } catch (value) {
+      this.thrown(value)
+    }
+  }
+
+  private end(): void {
+    try {
+      this.record(this.cutter.end())
+    } catch (value) {
+      this.thrown(value)
+    }
+  }
+
+  private flush(): Pull.Pull<Batch, unknown> {
+    const sink = this.sink
+    if (this.batched) {
+      if (sink.out.length === 0) return this.pull
       const batch = sink.out
       sink.out = []
-      counters.frames(batch.length)
+      this.counters.frames(batch.length)
       return Effect.succeed([batch])
     }
-    if (readyAt === ready.length) {
-      if (sink.out.length === 0) return pull
-      ready = sink.out
-      readyAt = 0
+    if (this.readyAt === this.ready.length) {
+      if (sink.out.length === 0) return this.pull
+      this.ready = sink.out
+      this.readyAt = 0
       sink.out = []
-      counters.frames(ready.length)
+      this.counters.frames(this.ready.length)
     }
-    return Effect.succeed([ready[readyAt++]])
+    return Effect.succeed([this.ready[this.readyAt++]])
   }
 
-  // A machine that throws is a bug: its defect ends the connection, after the messages cut before it.
-  let defect: { readonly thrown: unknown } | undefined = undefined
-  const thrown = (value: unknown) => {
-    defect = { thrown: value }
-    failure = defect
-  }
-  const feed = (chunk: Uint8Array) => {
-    try {
-      record(cutter.push(chunk))
-    } catch (value) {
-      thrown(value)
-    }
-  }
-  const end = () => {
-    try {
-      record(cutter.end())
-    } catch (value) {
-      thrown(value)
-    }
-  }
-
-  // a read is cut in the step that hands it over: `inbox.next` resumes with what `onRead` makes of it
-  inbox.onRead = (chunks) => {
+  /** What the inbox resumes the reader with: the reads (undefined: the end of input) cut into frames. */
+  onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Pull.Pull<Batch, unknown> {
+    const framer = this.cutter.framer
     if (chunks === undefined) {
-      ended = true
-      if (framer.rest === undefined) end()
-      return flush()
+      this.inputEnded = true
+      if (framer.rest === undefined) this.end()
+      return this.flush()
     }
     let size = 0
     for (let i = 0; i < chunks.length; i++) {
-      if (failure !== undefined) break
+      if (this.failure !== undefined) break
       const chunk = chunks[i]
       size += chunk.length
       if (framer.rest !== undefined) framer.rest = Buffer.concat([framer.rest, chunk])
-      else feed(chunk)
+      else this.feed(chunk)
     }
-    counters.read(size)
-    return flush()
+    this.counters.read(size)
+    return this.flush()
   }
-  const readAndCut = inbox.next as Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown>
-  let completedAtWait = 0
 
-  const pull: Pull.Pull<Arr.NonEmptyReadonlyArray<unknown>, unknown> = Effect.suspend(() => {
-    if (readyAt < ready.length || sink.out.length > 0) return flush()
-    if (failure !== undefined) return defect !== undefined ? Effect.die(defect.thrown) : Effect.fail(failure)
+  private step(): Pull.Pull<Batch, unknown> {
+    if (this.readyAt < this.ready.length || this.sink.out.length > 0) return this.flush()
+    const failure = this.failure
+    if (failure !== undefined) return this.defect !== undefined ? Effect.die(this.defect.thrown) : Effect.fail(failure)
+    const framer = this.cutter.framer
     const rest = framer.rest
     if (rest !== undefined) {
       framer.rest = undefined
-      feed(rest)
-      if (ended && framer.rest === undefined && failure === undefined) end()
-      return flush()
+      this.feed(rest)
+      if (this.inputEnded && framer.rest === undefined && this.failure === undefined) this.end()
+      return this.flush()
     }
-    if (ended) return Cause.done()
+    if (this.inputEnded) return Cause.done()
     // every frame of the last read is consumed: what the handler queued goes out now, before we wait
-    const flushed = outbox.flushInline()
+    const flushed = this.outbox.flushInline()
     // the frame timeout watches the partial frame left now (a discarded one is none), from the read that began it
-    inbox.frameInProgress(framer.buffered > 0, framer.completed !== completedAtWait)
-    completedAtWait = framer.completed
-    return flushed === undefined ? readAndCut : Effect.andThen(flushed, readAndCut)
-  })
-  const started = record(cutter.start())
-  const input = Stream.fromPull(Effect.succeed(started ? pull : Effect.suspend(() => Effect.fail(failure))))
-
-  // Output and the handle.
-  const outcome = Deferred.makeUnsafe<void, unknown>()
-  const chat: ChatShape = {
-    id: info.id,
-    localAddress: info.localAddress,
-    remoteAddress: info.remoteAddress,
-    // effects, so each run pushes: `Effect.repeat(chat.push(ping))` pings every time, and one never run sends nothing
-    push: (...data) => Effect.suspend(() => outbox.push(data)),
-    offer: (...data) => Effect.sync(() => outbox.offer(data)),
-    pushStream: (stream) => outbox.pushStream(stream),
-    closeWhenDone: Effect.sync(() => outbox.closeWhenDone()),
-    close: Effect.sync(() => {
-      outbox.discard()
-      Deferred.doneUnsafe(outcome, Exit.void)
-    }),
-    discardBuffers: Effect.sync(() => {
-      outbox.discard()
-      framer.discard()
-      if (framer.rest !== undefined) framer.rest = new Uint8Array(0)
-    }),
-    terminator: Effect.sync(() => framer.terminator),
-    setTerminator: (terminator) =>
-      mode._tag === "Exact"
-        ? Effect.sync(() => {
-          framer.terminator = terminator
-        })
-        : Effect.die(
-          new Error(
-            "Chat.setTerminator needs a Protocol.asyncChat connection; this one is framed up front by its protocol"
-          )
-        )
+    this.inbox.frameInProgress(framer.buffered > 0, framer.completed !== this.completedAtWait)
+    this.completedAtWait = framer.completed
+    const next = this.inbox.next as Pull.Pull<Batch, unknown>
+    return flushed === undefined ? next : Effect.andThen(flushed, next)
   }
-  return {
-    chat,
-    input,
-    outbox,
-    ended: outcome,
-    start: (scope) => inbox.start(scope)
+
+  /** `chat.close`: drops what is queued and ends the connection now. */
+  close(): void {
+    this.outbox.discard()
+    Deferred.doneUnsafe(this.ended, Exit.void)
+  }
+
+  /** `chat.discardBuffers`: drops queued output and the input of the frame in progress. */
+  discardBuffers(): void {
+    const framer = this.cutter.framer
+    this.outbox.discard()
+    framer.discard()
+    if (framer.rest !== undefined) framer.rest = new Uint8Array(0)
+  }
+
+  get terminator(): Terminator.Terminator {
+    return this.cutter.framer.terminator
+  }
+
+  set terminator(terminator: Terminator.Terminator) {
+    this.cutter.framer.terminator = terminator
+  }
+}
+
+const notAsyncChat = Effect.die(
+  new Error("Chat.setTerminator needs a Protocol.asyncChat connection; this one is framed up front by its protocol")
+)
+
+/**
+ * The `Chat` handle of a connection. Its functions are made when first asked for, so a connection that never
+ * uses one does not hold it; each is an effect, so each run pushes: `Effect.repeat(chat.push(ping))` pings
+ * every time, and one never run sends nothing.
+ */
+class Handle implements ChatShape {
+  readonly id: number
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+  private readonly connection: OpenConnection
+  private readonly exact: boolean
+  private pushing: ChatShape["push"] | undefined = undefined
+
+  constructor(connection: OpenConnection, info: Info, exact: boolean) {
+    this.connection = connection
+    this.id = info.id
+    this.localAddress = info.localAddress
+    this.remoteAddress = info.remoteAddress
+    this.exact = exact
+  }
+
+  get push(): ChatShape["push"] {
+    const outbox = this.connection.outbox
+    return this.pushing ??= (...data) => Effect.suspend(() => outbox.push(data))
+  }
+
+  get offer(): ChatShape["offer"] {
+    const outbox = this.connection.outbox
+    return (...data) => Effect.sync(() => outbox.offer(data))
+  }
+
+  get pushStream(): ChatShape["pushStream"] {
+    const outbox = this.connection.outbox
+    return (stream) => outbox.pushStream(stream)
+  }
+
+  get closeWhenDone(): ChatShape["closeWhenDone"] {
+    const outbox = this.connection.outbox
+    return Effect.sync(() => outbox.closeWhenDone())
+  }
+
+  get close(): ChatShape["close"] {
+    const connection = this.connection
+    return Effect.sync(() => connection.close())
+  }
+
+  get discardBuffers(): ChatShape["discardBuffers"] {
+    const connection = this.connection
+    return Effect.sync(() => connection.discardBuffers())
+  }
+
+  get terminator(): ChatShape["terminator"] {
+    const connection = this.connection
+    return Effect.sync(() => connection.terminator)
+  }
+
+  get setTerminator(): ChatShape["setTerminator"] {
+    const connection = this.connection
+    return this.exact
+      ? (terminator) =>
+        Effect.sync(() => {
+          connection.terminator = terminator
+        })
+      : () => notAsyncChat
   }
 }
 
@@ -369,7 +454,7 @@ export const open = (options: {
       ? yield* Transport.fromSocket(link.socket, inbox, options.openError, settings.writeTimeout)
       : yield* Transport.fromNodeStream(link.stream, inbox, settings.writeTimeout)
     inbox.transport = transport
-    const connection = make({
+    const connection = new OpenConnection({
       inbox,
       transport,
       info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },

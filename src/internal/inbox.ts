@@ -20,8 +20,13 @@ import type { Input, Transport } from "./transport.ts"
 
 type Resume = (effect: Effect.Effect<unknown, unknown>) => void
 
-/** What the consumer makes of the reads handed to it (undefined: the end of input): the effect it resumes with. */
-export type OnRead = (chunks: ReadonlyArray<Uint8Array> | undefined) => Effect.Effect<unknown, unknown>
+/** The consumer of the reads. */
+export interface Reader {
+  /** What the consumer makes of the reads handed to it (undefined: the end of input): the effect it resumes with. */
+  onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Effect.Effect<unknown, unknown>
+}
+
+const asIs: Reader = { onRead: Effect.succeed }
 
 const END = "end" as const
 
@@ -40,7 +45,7 @@ export class Inbox implements Input {
   /** Set once a transport is attached: it is paused and resumed from here. */
   transport: Pick<Transport, "pause" | "resume"> | undefined = undefined
   /** Set by the consumer: what a read becomes, handed over in the same step as the read itself. */
-  onRead: OnRead = Effect.succeed
+  reader: Reader = asIs
   private readonly clock: Clock.Clock
   private readonly dispatcher: Scheduler.SchedulerDispatcher
   private readonly timed: boolean
@@ -130,7 +135,7 @@ export class Inbox implements Input {
    */
   private made(chunks: ReadonlyArray<Uint8Array> | undefined): Effect.Effect<unknown, unknown> {
     try {
-      return this.onRead(chunks)
+      return this.reader.onRead(chunks)
     } catch (defect) {
       return Effect.die(defect)
     }

@@ -7,7 +7,7 @@
 import {
   Cause,
   Clock,
-  type Context,
+  Context,
   Deferred,
   Duration,
   Effect,
@@ -15,7 +15,7 @@ import {
   Metric,
   Pull,
   type Scheduler,
-  type Scope,
+  Scope,
   Stream,
   Tracer
 } from "effect"
@@ -378,7 +378,7 @@ const serve = <E, R>(
   connection: Connection,
   handler: Protocol.Protocol<E, R>["handler"]
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
-  Effect.gen(function*() {
+  Effect.suspend(() => {
     const ended = connection.ended
     // Once the handler is done, the output ending is part of its flush, not a verdict of its own.
     let handlerDone = false
@@ -397,9 +397,10 @@ const serve = <E, R>(
       Effect.andThen(flush)
     )
     // a child of this fiber: when the outcome is decided and this returns, it is interrupted
-    const running = yield* Effect.forkChild(handled, { startImmediately: true })
-    running.addObserver((exit) => Deferred.doneUnsafe(ended, exit))
-    return yield* Deferred.await(ended)
+    return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
+      running.addObserver((exit) => Deferred.doneUnsafe(ended, exit))
+      return Deferred.await(ended)
+    })
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 
 /** Traffic counters reported in the current context, on the current fiber's scheduler. */
@@ -407,26 +408,12 @@ export const makeCounters: Effect.Effect<Counters> = Effect.withFiber((fiber) =>
   Effect.succeed(new Counters(fiber.context, fiber.currentDispatcher))
 )
 
-/** Ends `connection` with a write failure when its transport closes under it; stops watching with the scope. */
-const watchTransport = (
-  connection: Connection,
-  link: Link
-): Effect.Effect<void, never, Scope.Scope> =>
-  Effect.asVoid(Effect.acquireRelease(
-    Effect.sync(() =>
-      link.onClosed(() =>
-        // after `closeWhenDone` the transport closing is the end we asked for, not a failure
-        Deferred.doneUnsafe(connection.ended, connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
-      )
-    ),
-    (remove) => Effect.sync(remove)
-  ))
-
 /**
  * Opens a connection in the current scope, for a server and a client alike: takes over the link's transport
  * (its Node stream when it has one, else its socket's reader and writer; a failure to open becomes
- * `openError`'s error), builds the connection, starts its timeouts, watches the transport, and counts it in
- * the metrics while it is open.
+ * `openError`'s error), builds the connection, starts its timeouts, ends it with a write failure when the
+ * transport closes under it, and counts it in the metrics while it is open. One finalizer undoes it all, then
+ * calls `onClose`.
  */
 export const open = (options: {
   readonly link: Link
@@ -436,46 +423,58 @@ export const open = (options: {
   readonly openError: (error: Socket.SocketError) => ChatError.ChatError
   /** Shared by a server's connections; a connection of its own otherwise. */
   readonly counters?: Counters | undefined
+  readonly onClose?: ((chat: ChatShape) => void) | undefined
 }): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
-  Effect.gen(function*() {
+  Effect.withFiber((fiber) => {
     const { link, settings } = options
-    const context = yield* Effect.context<never>()
-    const dispatcher = yield* Effect.withFiber((fiber) => Effect.succeed(fiber.currentDispatcher))
-    const counters = options.counters ?? (yield* makeCounters)
+    const context = fiber.context as Context.Context<Scope.Scope>
+    const scope = Context.getUnsafe(context, Scope.Scope)
+    const dispatcher = fiber.currentDispatcher
+    const counters = options.counters ?? new Counters(context, dispatcher)
     const inbox = new Inbox({
-      clock: yield* Clock.Clock,
+      clock: fiber.getRef(Clock.Clock),
       dispatcher,
       idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
       frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
       idleError: settings.idleError,
       frameError: settings.frameError
     })
-    const transport = link.stream === undefined
-      ? yield* Transport.fromSocket(link.socket, inbox, options.openError, settings.writeTimeout)
-      : yield* Transport.fromNodeStream(link.stream, inbox, settings.writeTimeout)
-    inbox.transport = transport
-    const connection = new OpenConnection({
-      inbox,
-      transport,
-      info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
-      settings,
-      mode: options.mode,
-      counters,
-      context,
-      dispatcher
-    })
-    yield* Effect.addFinalizer(() => Effect.sync(() => connection.outbox.close()))
-    yield* connection.start(yield* Effect.scope)
-    yield* watchTransport(connection, link)
-    ChatMetrics.connectionsOpen.updateUnsafe(1, context)
-    ChatMetrics.connectionsTotal.updateUnsafe(1, context)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
+    const opened = (transport: Transport.Transport, ownStream: Transport.NodeStreamTransport | undefined) => {
+      inbox.transport = transport
+      const connection = new OpenConnection({
+        inbox,
+        transport,
+        info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+        settings,
+        mode: options.mode,
+        counters,
+        context,
+        dispatcher
+      })
+      const stopWatching = link.onClosed(() =>
+        // after `closeWhenDone` the transport closing is the end we asked for, not a failure
+        Deferred.doneUnsafe(connection.ended, connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
+      )
+      ChatMetrics.connectionsOpen.updateUnsafe(1, context)
+      ChatMetrics.connectionsTotal.updateUnsafe(1, context)
+      const closed = Effect.sync(() => {
+        stopWatching()
         counters.flush()
         ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
+        connection.outbox.close()
+        ownStream?.close()
+        options.onClose?.(connection.chat)
       })
-    )
-    return connection
+      return Effect.as(Effect.andThen(Scope.addFinalizer(scope, closed), connection.start(scope)), connection)
+    }
+    if (link.stream === undefined) {
+      return Effect.flatMap(
+        Transport.fromSocket(link.socket, inbox, options.openError, settings.writeTimeout),
+        (transport) => opened(transport, undefined)
+      )
+    }
+    const transport = new Transport.NodeStreamTransport(link.stream, inbox, settings.writeTimeout)
+    return opened(transport, transport)
   })
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
@@ -504,20 +503,17 @@ export const run = <E, R>(options: {
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const { id, protocol } = options
   const peer = formatAddress(options.link.remoteAddress)
-  return Effect.scoped(Effect.gen(function*() {
-    const connection = yield* open({
+  return Effect.scoped(Effect.flatMap(
+    open({
       ...options,
       mode: protocol.mode,
       openError: (error) => Transport.readFailed(error, Transport.socketErrorDetail(error))
-    })
-    options.onOpen?.(connection.chat)
-    if (options.onClose !== undefined) {
-      const onClose = options.onClose
-      yield* Effect.addFinalizer(() => Effect.sync(() => onClose(connection.chat)))
+    }),
+    (connection) => {
+      options.onOpen?.(connection.chat)
+      return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
     }
-    yield* Effect.logDebug("connection opened")
-    return yield* serve(connection, protocol.handler)
-  })).pipe(
+  )).pipe(
     Effect.onExit((exit) => {
       if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
       if (options.role === "client") return Effect.void

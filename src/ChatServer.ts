@@ -186,6 +186,7 @@ export const make: <E, R>(
     let nextId = 0
 
     const counters = yield* Connection.makeCounters
+    const watchdog = yield* Connection.makeWatchdog(settings)
     const fibers = yield* FiberSet.make<void>()
 
     const draining = Deferred.makeUnsafe<void>()
@@ -227,6 +228,7 @@ export const make: <E, R>(
           link: accepted,
           id,
           counters,
+          watchdog,
           settings,
           protocol,
           role: "server",

@@ -306,6 +306,40 @@ describe("ChatServer limits under TestClock", () => {
       expect(yield* Fiber.join(reply)).toBe("still here\nidle\n")
     }).pipe(Effect.provide(memory())))
 
+  it.effect("times out many connections, watched together, each at its own deadline and only it", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Patient, { idleTimeout: "60 seconds", frameTimeout: "4 seconds" })
+      // 30 connections opened a second apart (connection i at i s): the server watches them in one heap
+      const clients: Array<ChatClient.Client<Framing.Frame>> = []
+      const replies: Array<Fiber.Fiber<string, ChatError.ChatError>> = []
+      for (let i = 0; i < 30; i++) {
+        const client = yield* connectLines
+        clients.push(client)
+        replies.push(yield* Effect.forkChild(readAll(client)))
+        yield* TestClock.adjust("1 second")
+      }
+      const open = (from: number, to: number) =>
+        replies.slice(from, to).every((reply) => reply.pollUnsafe() === undefined)
+      const over = (from: number, to: number) =>
+        replies.slice(from, to).every((reply) => reply.pollUnsafe() !== undefined)
+      // at 30 s the newest starts a frame: its frame deadline (34 s) comes before every idle one (60 s on)
+      yield* clients[29].chat.push("partial")
+      yield* TestClock.adjust("4 seconds")
+      expect(yield* Fiber.join(replies[29])).toBe("slow\n")
+      expect(open(0, 29)).toBe(true)
+      // at 34 s connection 25 talks: its idle deadline moves from 85 s to 94 s
+      yield* clients[25].chat.push("hi\n")
+      yield* TestClock.adjust("26 seconds") // 60 s
+      expect(yield* Fiber.join(replies[0])).toBe("idle\n")
+      expect(open(1, 29)).toBe(true)
+      yield* TestClock.adjust("29 seconds") // 89 s: 1..24 and 26..28 are over their 60 s; 25 talked at 34 s
+      yield* settle
+      expect(over(1, 25) && over(26, 29)).toBe(true)
+      expect(replies[25].pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust("5 seconds") // 94 s
+      expect(yield* Fiber.join(replies[25])).toBe("hi\nidle\n")
+    }).pipe(Effect.provide(memory())))
+
   it.effect("closes a connection whose frame trickles in slower than frameTimeout (slowloris)", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Patient, { idleTimeout: "10 seconds", frameTimeout: "30 seconds" })

@@ -32,7 +32,7 @@ export const EchoLines = Protocol.batches(
 // Run as a script, not when imported (bench/overhead.ts reuses `EchoLines`).
 if (import.meta.main) {
   const port = Number(process.argv[2] ?? 0)
-  // `--frame-timeout` keeps the default 30 s frame timeout (slowloris), which runs a read pump and a watchdog.
+  // `--frame-timeout` keeps the default 30 s frame timeout (slowloris), watched by the server's one watchdog.
   const frameTimeout = process.argv.includes("--frame-timeout") ? undefined : Duration.infinity
   Effect.scoped(Effect.gen(function*() {
     const server = yield* ChatServer.make(EchoLines, {

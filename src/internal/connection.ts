@@ -36,6 +36,7 @@ import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
 import { Outbox } from "./outbox.ts"
 import * as Transport from "./transport.ts"
+import { Watchdog } from "./watchdog.ts"
 
 /** Limits of one connection. */
 export interface Settings {
@@ -92,8 +93,6 @@ export interface Connection {
    * closing under us.
    */
   readonly ended: Deferred.Deferred<void, unknown>
-  /** Starts what the connection runs beside the handler (the timeouts' pump and watchdog) in `scope`. */
-  readonly start: (scope: Scope.Scope) => Effect.Effect<void>
 }
 
 const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
@@ -177,9 +176,9 @@ class OpenConnection implements Connection {
     this.chat = new Handle(this, options.info, mode._tag === "Exact")
   }
 
-  /** Starts what the connection runs beside the handler (the timeouts' watchdog) in `scope`. */
-  start(scope: Scope.Scope): Effect.Effect<void> {
-    return this.inbox.start(scope)
+  /** Undoes what opening did to the input: its timeouts are no longer watched. */
+  stop(): void {
+    this.inbox.stop()
   }
 
   private record(result: Failure | undefined): boolean {
@@ -408,6 +407,21 @@ export const makeCounters: Effect.Effect<Counters> = Effect.withFiber((fiber) =>
   Effect.succeed(new Counters(fiber.context, fiber.currentDispatcher))
 )
 
+const isTimed = (settings: Settings): boolean =>
+  settings.idleTimeout !== undefined || settings.frameTimeout !== undefined
+
+/**
+ * The watchdog of `settings`' timeouts on the current clock, its fiber running in the current scope; undefined
+ * when there are none to watch. A server makes one for all its connections.
+ */
+export const makeWatchdog = (settings: Settings): Effect.Effect<Watchdog | undefined, never, Scope.Scope> =>
+  isTimed(settings)
+    ? Effect.withFiber((fiber) => {
+      const watchdog = new Watchdog(fiber.getRef(Clock.Clock))
+      return Effect.as(Effect.forkScoped(watchdog.run), watchdog)
+    })
+    : Effect.succeed(undefined)
+
 /**
  * Opens a connection in the current scope, for a server and a client alike: takes over the link's transport
  * (its Node stream when it has one, else its socket's reader and writer; a failure to open becomes
@@ -423,6 +437,8 @@ export const open = (options: {
   readonly openError: (error: Socket.SocketError) => ChatError.ChatError
   /** Shared by a server's connections; a connection of its own otherwise. */
   readonly counters?: Counters | undefined
+  /** The server's, shared by its connections; a connection of its own otherwise. */
+  readonly watchdog?: Watchdog | undefined
   readonly onClose?: ((chat: ChatShape) => void) | undefined
 }): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
   Effect.withFiber((fiber) => {
@@ -431,8 +447,14 @@ export const open = (options: {
     const scope = Context.getUnsafe(context, Scope.Scope)
     const dispatcher = fiber.currentDispatcher
     const counters = options.counters ?? new Counters(context, dispatcher)
+    let watchdog = options.watchdog
+    let ownWatchdog: Effect.Effect<unknown> | undefined = undefined
+    if (watchdog === undefined && isTimed(settings)) {
+      watchdog = new Watchdog(fiber.getRef(Clock.Clock))
+      ownWatchdog = Effect.forkIn(watchdog.run, scope)
+    }
     const inbox = new Inbox({
-      clock: fiber.getRef(Clock.Clock),
+      watchdog,
       dispatcher,
       idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
       frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
@@ -459,13 +481,15 @@ export const open = (options: {
       ChatMetrics.connectionsTotal.updateUnsafe(1, context)
       const closed = Effect.sync(() => {
         stopWatching()
+        connection.stop()
         counters.flush()
         ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
         connection.outbox.close()
         ownStream?.close()
         options.onClose?.(connection.chat)
       })
-      return Effect.as(Effect.andThen(Scope.addFinalizer(scope, closed), connection.start(scope)), connection)
+      const finalized = Scope.addFinalizer(scope, closed)
+      return Effect.as(ownWatchdog === undefined ? finalized : Effect.andThen(finalized, ownWatchdog), connection)
     }
     if (link.stream === undefined) {
       return Effect.flatMap(
@@ -495,6 +519,7 @@ export const run = <E, R>(options: {
   readonly link: Link
   readonly id: number
   readonly counters?: Counters | undefined
+  readonly watchdog?: Watchdog | undefined
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
   readonly role: "server" | "client"

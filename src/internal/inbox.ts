@@ -3,20 +3,21 @@
  * asks, with idle and frame timeouts that cost nothing per read.
  *
  * A read that arrives while the consumer waits goes straight to it, in the transport's own callback, already
- * made into what the consumer wants of it (`onRead`: the connection cuts it into frames there). One that arrives
- * while the consumer is busy is held, and the transport paused until the consumer asks again: at most one read
- * ahead, so a handler that falls behind stops the peer through the transport's own backpressure.
+ * made into what the consumer wants of it (`reader.onRead`: the connection cuts it into frames there). One that
+ * arrives while the consumer is busy is held, and the transport paused until the consumer asks again: at most
+ * one read ahead, so a handler that falls behind stops the peer through the transport's own backpressure.
  *
  * `Effect.timeoutOrElse` around every read would cost a forked race and a timer each time (more than the rest
- * of a request). Instead one watchdog fiber sleeps until the next deadline: the idle deadline (`idle` after the
- * last bytes arrived) or the frame deadline (`frame` after the current frame's first bytes). When a deadline
- * passes while the consumer waits, the watchdog fails that wait with the timeout's error; a frame deadline
- * missed while the consumer was busy fails its next wait, a turn later. A consumer that catches the error and
- * waits again gets a fresh period. It runs on the Effect clock, so `TestClock` drives it.
+ * of a request). Instead a watchdog (shared by a server's connections) looks at the inbox when its next
+ * deadline comes: the idle deadline (`idle` after the last bytes arrived) or the frame deadline (`frame` after
+ * the current frame's first bytes). When a deadline passed while the consumer waits, that wait fails with the
+ * timeout's error; a frame deadline missed while the consumer was busy fails its next wait, a turn later. A
+ * consumer that catches the error and waits again gets a fresh period.
  */
-import { type Clock, Effect, type Scheduler, type Scope } from "effect"
+import { Effect, type Scheduler } from "effect"
 import type * as ChatError from "../ChatError.ts"
 import type { Input, Transport } from "./transport.ts"
+import type { Watchdog, Watched } from "./watchdog.ts"
 
 type Resume = (effect: Effect.Effect<unknown, unknown>) => void
 
@@ -31,50 +32,52 @@ const asIs: Reader = { onRead: Effect.succeed }
 const END = "end" as const
 
 /** @internal */
-export class Inbox implements Input {
+export class Inbox implements Input, Watched {
   private held: Array<Uint8Array> = []
   /** What follows the held reads: the end of input or a failure; nothing is delivered after it. */
   private last: typeof END | ChatError.ChatError | undefined = undefined
   private consumer: Resume | undefined = undefined
   private paused = true
-  private watchdogWake: (() => void) | undefined = undefined
-  /** When the watchdog wakes next by itself: a frame whose deadline comes later need not wake it. */
-  private watchdogAt = Infinity
+  watchAt = Infinity
+  watchIndex = -1
+  private armNow: (() => void) | undefined = undefined
   private lastDataAt = 0
   private frameStartedAt = -1
   /** Set once a transport is attached: it is paused and resumed from here. */
   transport: Pick<Transport, "pause" | "resume"> | undefined = undefined
   /** Set by the consumer: what a read becomes, handed over in the same step as the read itself. */
   reader: Reader = asIs
-  private readonly clock: Clock.Clock
+  private readonly watchdog: Watchdog | undefined
   private readonly dispatcher: Scheduler.SchedulerDispatcher
-  private readonly timed: boolean
   private readonly idleMillis: number
   private readonly frameMillis: number
   private readonly idleError: () => ChatError.ChatError
   private readonly frameError: () => ChatError.ChatError
 
   constructor(options: {
-    readonly clock: Clock.Clock
+    /** Watches the timeouts; undefined when there are none. */
+    readonly watchdog: Watchdog | undefined
     readonly dispatcher: Scheduler.SchedulerDispatcher
     readonly idleMillis: number | undefined
     readonly frameMillis: number | undefined
     readonly idleError: () => ChatError.ChatError
     readonly frameError: () => ChatError.ChatError
   }) {
-    this.clock = options.clock
+    this.watchdog = options.watchdog
     this.dispatcher = options.dispatcher
     this.idleMillis = options.idleMillis ?? Infinity
     this.frameMillis = options.frameMillis ?? Infinity
-    this.timed = this.idleMillis !== Infinity || this.frameMillis !== Infinity
     this.idleError = options.idleError
     this.frameError = options.frameError
-    this.lastDataAt = this.timed ? this.clock.currentTimeMillisUnsafe() : 0
+    if (this.watchdog !== undefined) {
+      this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
+      this.watchdog.arm(this, this.lastDataAt + this.idleMillis)
+    }
   }
 
   readonly data = (chunk: Uint8Array): void => {
     if (this.last !== undefined) return
-    if (this.timed) this.lastDataAt = this.clock.currentTimeMillisUnsafe()
+    if (this.watchdog !== undefined) this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
     const consumer = this.consumer
     if (consumer !== undefined) {
       this.consumer = undefined
@@ -121,10 +124,16 @@ export class Inbox implements Input {
       this.resume()
       // The frame deadline passed while the handler was busy: the watchdog enforces it, a turn from now, once
       // bytes the transport already holds (it was paused) had their chance to complete the frame.
+      const watchdog = this.watchdog
       if (
-        this.frameStartedAt >= 0 && this.frameMillis !== Infinity &&
-        this.clock.currentTimeMillisUnsafe() >= this.frameStartedAt + this.frameMillis
-      ) this.dispatcher.scheduleTask(this.wakeWatchdog, 0)
+        watchdog !== undefined && this.frameStartedAt >= 0 && this.frameMillis !== Infinity &&
+        watchdog.clock.currentTimeMillisUnsafe() >= this.frameStartedAt + this.frameMillis
+      ) {
+        this.dispatcher.scheduleTask(
+          this.armNow ??= () => watchdog.arm(this, watchdog.clock.currentTimeMillisUnsafe()),
+          0
+        )
+      }
       return this.cancelWait
     }
   )
@@ -167,55 +176,36 @@ export class Inbox implements Input {
       this.frameStartedAt = -1
     } else if (this.frameStartedAt < 0 || completedOne) {
       this.frameStartedAt = this.lastDataAt
-      if (this.frameStartedAt + this.frameMillis < this.watchdogAt) this.wakeWatchdog()
+      const frameAt = this.frameStartedAt + this.frameMillis
+      if (frameAt < this.watchAt) this.watchdog?.arm(this, frameAt)
     }
   }
 
-  /** Starts the watchdog in `scope`, when there is a timeout to watch. */
-  start(scope: Scope.Scope): Effect.Effect<void> {
-    return this.timed ? Effect.asVoid(Effect.forkIn(this.watchdog, scope, { startImmediately: true })) : Effect.void
+  /** The watchdog's look at the deadlines: fails a wait that is over one; says when to look next. */
+  check(now: number): number {
+    // input is over (or failed): nobody waits for more of it
+    if (this.last !== undefined) return Infinity
+    let idleAt = this.lastDataAt + this.idleMillis
+    let frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
+    const consumer = this.consumer
+    if (consumer !== undefined && (now >= idleAt || now >= frameAt)) {
+      this.consumer = undefined
+      const frame = now >= frameAt
+      // a reader that catches the timeout and reads again gets a fresh period
+      if (frame) this.frameStartedAt = now
+      else this.lastDataAt = now
+      consumer(Effect.fail(frame ? this.frameError() : this.idleError()))
+      idleAt = this.lastDataAt + this.idleMillis
+      frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
+    }
+    // the idle deadline passed while the handler was busy: the time it spent is not the peer's idleness
+    if (now >= idleAt) this.lastDataAt = now
+    // a frame deadline that passed while the handler was busy is enforced when it next waits (`next`)
+    return Math.min(this.lastDataAt + this.idleMillis, frameAt > now ? frameAt : Infinity)
   }
 
-  private get watchdog(): Effect.Effect<void> {
-    // a sleep cut short when a frame starts and brings its deadline forward: not a timeout with a fallback
-    const sleepUntil = (millis: number) =>
-      // @effect-diagnostics-next-line raceFirstWithSleepToTimeout:off
-      Effect.raceFirst(
-        Effect.sleep(millis),
-        Effect.callback<void>((resume) => {
-          this.watchdogWake = () => resume(Effect.void)
-          return Effect.sync(() => {
-            this.watchdogWake = undefined
-          })
-        })
-      )
-    const loop: Effect.Effect<void> = Effect.suspend(() => {
-      const now = this.clock.currentTimeMillisUnsafe()
-      const idleAt = this.lastDataAt + this.idleMillis
-      const frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
-      const consumer = this.consumer
-      if (consumer !== undefined && (now >= idleAt || now >= frameAt)) {
-        this.consumer = undefined
-        const frame = now >= frameAt
-        // a reader that catches the timeout and reads again gets a fresh period
-        if (frame) this.frameStartedAt = now
-        else this.lastDataAt = now
-        consumer(Effect.fail(frame ? this.frameError() : this.idleError()))
-        return loop
-      }
-      // the idle deadline passed while the handler was busy: the time it spent is not the peer's idleness
-      if (now >= idleAt) this.lastDataAt = now
-      // a frame deadline that passed while the handler was busy is enforced when it next waits (`next`)
-      const next = Math.min(this.lastDataAt + this.idleMillis, frameAt > now ? frameAt : Infinity)
-      this.watchdogAt = next
-      return Effect.andThen(sleepUntil(next === Infinity ? Infinity : next - now), loop)
-    })
-    return loop
-  }
-
-  private readonly wakeWatchdog = (): void => {
-    const wake = this.watchdogWake
-    this.watchdogWake = undefined
-    wake?.()
+  /** Stops the watching of this input's timeouts: the connection is closed. */
+  stop(): void {
+    this.watchdog?.disarm(this)
   }
 }

@@ -222,24 +222,29 @@ export const make: <E, R>(
         return
       }
       active++
-      const id = ++nextId
       fork(
         Connection.run({
           link: accepted,
-          id,
+          id: ++nextId,
           counters,
           watchdog,
           settings,
           protocol,
           role: "server",
-          onOpen: (chat) => live.set(id, chat),
-          onClose: () => live.delete(id)
-        }).pipe(Effect.ensuring(Effect.sync(() => active--))) as Effect.Effect<
-          void,
-          E | ChatError,
-          Exclude<R, ChatServer> | ChatServer
-        >
+          registry
+        }) as Effect.Effect<void, E | ChatError, Exclude<R, ChatServer> | ChatServer>
       )
+    }
+    const registry: Connection.Registry = {
+      opened: (chat) => {
+        live.set(chat.id, chat)
+      },
+      closed: (chat) => {
+        live.delete(chat.id)
+      },
+      ended: () => {
+        active--
+      }
     }
     const all = Effect.sync(() => [...live.values()])
     const self: ChatServerShape = {

@@ -426,8 +426,8 @@ export const makeWatchdog = (settings: Settings): Effect.Effect<Watchdog | undef
  * Opens a connection in the current scope, for a server and a client alike: takes over the link's transport
  * (its Node stream when it has one, else its socket's reader and writer; a failure to open becomes
  * `openError`'s error), builds the connection, starts its timeouts, ends it with a write failure when the
- * transport closes under it, and counts it in the metrics while it is open. One finalizer undoes it all, then
- * calls `onClose`.
+ * transport closes under it, and counts it in the metrics while it is open. One finalizer undoes it all, having
+ * told the registry first.
  */
 export const open = (options: {
   readonly link: Link
@@ -439,7 +439,7 @@ export const open = (options: {
   readonly counters?: Counters | undefined
   /** The server's, shared by its connections; a connection of its own otherwise. */
   readonly watchdog?: Watchdog | undefined
-  readonly onClose?: ((chat: ChatShape) => void) | undefined
+  readonly registry?: Registry | undefined
 }): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
   Effect.withFiber((fiber) => {
     const { link, settings } = options
@@ -480,13 +480,13 @@ export const open = (options: {
       ChatMetrics.connectionsOpen.updateUnsafe(1, context)
       ChatMetrics.connectionsTotal.updateUnsafe(1, context)
       const closed = Effect.sync(() => {
+        options.registry?.closed(connection.chat)
         stopWatching()
         connection.stop()
         counters.flush()
         ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
         connection.outbox.close()
         ownStream?.close()
-        options.onClose?.(connection.chat)
       })
       const finalized = Scope.addFinalizer(scope, closed)
       return Effect.as(ownWatchdog === undefined ? finalized : Effect.andThen(finalized, ownWatchdog), connection)
@@ -510,6 +510,51 @@ const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; reado
     : { reason: "HandlerFailed", defect: false }
 }
 
+/** Told of a server's connections as they open, close and end. */
+export interface Registry {
+  opened(chat: ChatShape): void
+  /** As it closes, before its transport does: a peer that sees the close sees the registry without it. */
+  closed(chat: ChatShape): void
+  /** Once its life is over, whether it opened or not. */
+  ended(): void
+}
+
+const openError = (error: Socket.SocketError): ChatError.ChatError =>
+  Transport.readFailed(error, Transport.socketErrorDetail(error))
+
+/** Logs and counts how a connection ended: on a server only; a client gets its outcome back instead. */
+const logEnd = (exit: Exit.Exit<unknown, unknown>, role: "server" | "client"): Effect.Effect<void> => {
+  if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
+  if (role === "client") return Effect.void
+  if (Cause.hasInterruptsOnly(exit.cause)) return Effect.logDebug("connection interrupted")
+  const { defect, reason } = classify(exit.cause)
+  const error = Cause.squash(exit.cause)
+  // The framework's own reasons (a timeout, an over-long frame, a reset) are routine: one line, no stack.
+  // A handler's own failure or a defect is a bug to look into: its whole cause.
+  const log = defect
+    ? Effect.logError(`connection closed by ${reason}`, exit.cause)
+    : ChatError.isChatError(error)
+    ? Effect.logWarning(`connection closed by ${reason}: ${error.message}`)
+    : Effect.logWarning(`connection closed by ${reason}`, exit.cause)
+  return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
+}
+
+/** `self` in the connection's span, when a tracing backend is installed. */
+const spanned = <A, E, R>(self: Effect.Effect<A, E, R>, id: number, peer: string, role: "server" | "client") =>
+  // Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: made only with one.
+  Effect.withFiber((fiber) =>
+    fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer ? self : Effect.withSpan(
+      self,
+      "effect-asynchat.connection",
+      {
+        attributes: { "connection.id": id, "net.peer": peer, "connection.role": role },
+        kind: role,
+        // the call site is always this line: a stack captured per connection would only cost memory
+        captureStackTrace: false
+      }
+    )
+  )
+
 /**
  * The whole life of one connection in its own scope, supervised: a typed failure, a defect or a synchronous
  * throw in the handler closes this connection only. On a server it is logged with the connection's id and
@@ -523,52 +568,32 @@ export const run = <E, R>(options: {
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
   readonly role: "server" | "client"
-  readonly onOpen?: ((chat: ChatShape) => void) | undefined
-  readonly onClose?: ((chat: ChatShape) => void) | undefined
+  readonly registry?: Registry | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const { id, protocol } = options
-  const peer = formatAddress(options.link.remoteAddress)
-  return Effect.scoped(Effect.flatMap(
+  const { id, protocol, registry, role } = options
+  const served = Effect.scoped(Effect.flatMap(
     open({
-      ...options,
+      link: options.link,
+      id,
+      settings: options.settings,
       mode: protocol.mode,
-      openError: (error) => Transport.readFailed(error, Transport.socketErrorDetail(error))
+      openError,
+      counters: options.counters,
+      watchdog: options.watchdog,
+      registry
     }),
     (connection) => {
-      options.onOpen?.(connection.chat)
+      registry?.opened(connection.chat)
       return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
     }
-  )).pipe(
-    Effect.onExit((exit) => {
-      if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
-      if (options.role === "client") return Effect.void
-      if (Cause.hasInterruptsOnly(exit.cause)) return Effect.logDebug("connection interrupted")
-      const { defect, reason } = classify(exit.cause)
-      const error = Cause.squash(exit.cause)
-      // The framework's own reasons (a timeout, an over-long frame, a reset) are routine: one line, no stack.
-      // A handler's own failure or a defect is a bug to look into: its whole cause.
-      const log = defect
-        ? Effect.logError(`connection closed by ${reason}`, exit.cause)
-        : ChatError.isChatError(error)
-        ? Effect.logWarning(`connection closed by ${reason}: ${error.message}`)
-        : Effect.logWarning(`connection closed by ${reason}`, exit.cause)
-      return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
-    }),
-    options.role === "server" ? Effect.ignore : (self) => self,
+  ))
+  const peer = formatAddress(options.link.remoteAddress)
+  return Effect.onExit(served, (exit) => {
+    registry?.ended()
+    return logEnd(exit, role)
+  }).pipe(
+    role === "server" ? Effect.ignore : (self) => self,
     Effect.annotateLogs({ connection: id, peer }),
-    (self) =>
-      // Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: made only with one.
-      Effect.withFiber((fiber) =>
-        fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer ? self : Effect.withSpan(
-          self,
-          "effect-asynchat.connection",
-          {
-            attributes: { "connection.id": id, "net.peer": peer, "connection.role": options.role },
-            kind: options.role,
-            // the call site is always this line: a stack captured per connection would only cost memory
-            captureStackTrace: false
-          }
-        )
-      )
+    (self) => spanned(self, id, peer, role)
   )
 }

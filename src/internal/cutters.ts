@@ -16,19 +16,31 @@ export interface Sink<A, E> {
 export interface Cutter {
   readonly framer: Framer
   /** Runs before any input: a count of 0 fires, a count over the limit fails, at once. */
-  readonly start: () => Failure | undefined
-  readonly push: (chunk: Uint8Array) => Failure | undefined
-  readonly end: () => Failure | undefined
+  start(): Failure | undefined
+  push(chunk: Uint8Array): Failure | undefined
+  end(): Failure | undefined
 }
 
 const NO_BYTES = new Uint8Array(0)
 
-const cutterOf = (framer: Framer): Cutter => ({
-  framer,
-  start: () => framer.push(NO_BYTES),
-  push: (chunk) => framer.push(chunk),
-  end: () => framer.end()
-})
+// a class: a connection holds one, and an idle one should hold as little as it can
+class FramerCutter implements Cutter {
+  readonly framer: Framer
+  constructor(framer: Framer) {
+    this.framer = framer
+  }
+  start(): Failure | undefined {
+    return this.framer.push(NO_BYTES)
+  }
+  push(chunk: Uint8Array): Failure | undefined {
+    return this.framer.push(chunk)
+  }
+  end(): Failure | undefined {
+    return this.framer.end()
+  }
+}
+
+const cutterOf = (framer: Framer): Cutter => new FramerCutter(framer)
 
 /** A frame sink that keeps cutting (`fixed`) or pauses after each frame (`exact`). */
 const framesInto =

@@ -75,7 +75,7 @@ export class Inbox implements Input, Watched {
     }
   }
 
-  readonly data = (chunk: Uint8Array): void => {
+  data(chunk: Uint8Array): void {
     if (this.last !== undefined) return
     if (this.watchdog !== undefined) this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
     const consumer = this.consumer
@@ -88,11 +88,11 @@ export class Inbox implements Input, Watched {
     this.pause()
   }
 
-  readonly end = (): void => {
+  end(): void {
     this.settle(END)
   }
 
-  readonly fail = (error: ChatError.ChatError): void => {
+  fail(error: ChatError.ChatError): void {
     this.settle(error)
   }
 

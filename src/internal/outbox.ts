@@ -230,10 +230,13 @@ export class Outbox {
   private wake(): void {
     if (this.wakeScheduled || this.busy || this.stopped) return
     this.wakeScheduled = true
-    this.dispatcher.scheduleTask(this.runWake, 0)
+    // made on first use, as is `drain`: an idle connection should hold as little as it can
+    this.dispatcher.scheduleTask(this.runWake ??= () => this.afterWake(), 0)
   }
 
-  private readonly runWake = (): void => {
+  private runWake: (() => void) | undefined = undefined
+
+  private afterWake(): void {
     this.wakeScheduled = false
     // an inline flush may have written everything already
     if (this.busy || this.stopped || this.head === this.items.length) return
@@ -261,7 +264,14 @@ export class Outbox {
     })
   }
 
-  private readonly drain: Effect.Effect<void, ChatError.ChatError> = Effect.suspend(() => {
+  private draining: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
+
+  /** Writes the queue until it is empty, producers and the close marker included. */
+  private get drain(): Effect.Effect<void, ChatError.ChatError> {
+    return this.draining ??= Effect.suspend(() => this.drainStep())
+  }
+
+  private drainStep(): Effect.Effect<void, ChatError.ChatError> {
     if (this.stopped || this.head === this.items.length) return Effect.void
     const item = this.items[this.head]
     if (item instanceof Uint8Array) {
@@ -280,7 +290,7 @@ export class Outbox {
       return Effect.andThen(last, Effect.sync(() => this.finish(Exit.void)))
     }
     return Effect.andThen(this.runProducer(item), this.drain)
-  })
+  }
 
   private runProducer(producer: Producer): Effect.Effect<void, ChatError.ChatError> {
     return Stream.runForEachArray(producer.stream, (chunks) => {

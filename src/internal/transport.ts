@@ -18,10 +18,10 @@ import * as ChatError from "../ChatError.ts"
 
 /** Where a transport delivers its input. */
 export interface Input {
-  readonly data: (chunk: Uint8Array) => void
+  data(chunk: Uint8Array): void
   /** The peer's FIN: no more input. */
-  readonly end: () => void
-  readonly fail: (error: ChatError.ChatError) => void
+  end(): void
+  fail(error: ChatError.ChatError): void
 }
 
 /** A connection's transport. */

@@ -93,6 +93,12 @@ export interface Connection {
    * closing under us.
    */
   readonly ended: Deferred.Deferred<void, unknown>
+  /** The outcome, once decided: `ended` completes with it. */
+  readonly outcome: Exit.Exit<void, unknown> | undefined
+  /** Decides the outcome, unless it was decided already. */
+  decide(exit: Exit.Exit<void, unknown>): void
+  /** Told of the outcome when `decide` settles it. */
+  onDecided: (() => void) | undefined
 }
 
 const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
@@ -126,6 +132,8 @@ class OpenConnection implements Connection {
   readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Outbox
   readonly ended = Deferred.makeUnsafe<void, unknown>()
+  onDecided: (() => void) | undefined = undefined
+  outcome: Exit.Exit<void, unknown> | undefined = undefined
   private readonly inbox: Inbox
   private readonly counters: Counters
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
@@ -270,10 +278,17 @@ class OpenConnection implements Connection {
     return flushed === undefined ? next : Effect.andThen(flushed, next)
   }
 
+  decide(exit: Exit.Exit<void, unknown>): void {
+    if (this.outcome !== undefined) return
+    this.outcome = exit
+    Deferred.doneUnsafe(this.ended, exit)
+    this.onDecided?.()
+  }
+
   /** `chat.close`: drops what is queued and ends the connection now. */
   close(): void {
     this.outbox.discard()
-    Deferred.doneUnsafe(this.ended, Exit.void)
+    this.decide(Exit.void)
   }
 
   /** `chat.discardBuffers`: drops queued output and the input of the frame in progress. */
@@ -372,17 +387,21 @@ const FLUSH_AFTER_FAILURE = Duration.seconds(5)
  * `closeWhenDone` was reached, `close` was called, or something failed. When the handler fails, what it had
  * queued (answers to earlier requests) is still flushed, for at most a few seconds, before the failure closes
  * the connection. The caller's scope closes the socket.
+ *
+ * `inline` runs the handler in the current fiber, which an outcome decided elsewhere interrupts: a fiber fewer
+ * per connection, for a server's connections, whose fibers are their own. The caller then reads the outcome
+ * from `connection.outcome`, not from the exit. Otherwise the handler is a child fiber, and the outcome is the exit.
  */
 const serve = <E, R>(
   connection: Connection,
-  handler: Protocol.Protocol<E, R>["handler"]
+  handler: Protocol.Protocol<E, R>["handler"],
+  inline: boolean
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
   Effect.suspend(() => {
-    const ended = connection.ended
     // Once the handler is done, the output ending is part of its flush, not a verdict of its own.
     let handlerDone = false
     connection.outbox.onDone = (exit) => {
-      if (!handlerDone) Deferred.doneUnsafe(ended, exit)
+      if (!handlerDone) connection.decide(exit)
     }
     const flush = Effect.andThen(connection.chat.closeWhenDone, Deferred.await(connection.outbox.done))
     const handled = Effect.suspend(() => handler(connection.input)).pipe(
@@ -395,10 +414,20 @@ const serve = <E, R>(
       }),
       Effect.andThen(flush)
     )
+    if (inline) {
+      return Effect.withFiber((fiber) => {
+        connection.onDecided = () => fiber.interruptUnsafe(fiber.id)
+        return Effect.onExit(handled, (exit) =>
+          Effect.sync(() => {
+            connection.onDecided = undefined
+            connection.decide(exit)
+          }))
+      })
+    }
     // a child of this fiber: when the outcome is decided and this returns, it is interrupted
     return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
-      running.addObserver((exit) => Deferred.doneUnsafe(ended, exit))
-      return Deferred.await(ended)
+      running.addObserver((exit) => connection.decide(exit))
+      return Deferred.await(connection.ended)
     })
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 
@@ -475,7 +504,7 @@ export const open = (options: {
       })
       const stopWatching = link.onClosed(() =>
         // after `closeWhenDone` the transport closing is the end we asked for, not a failure
-        Deferred.doneUnsafe(connection.ended, connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
+        connection.decide(connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
       )
       ChatMetrics.connectionsOpen.updateUnsafe(1, context)
       ChatMetrics.connectionsTotal.updateUnsafe(1, context)
@@ -571,6 +600,9 @@ export const run = <E, R>(options: {
   readonly registry?: Registry | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const { id, protocol, registry, role } = options
+  // a server's connection fiber is its own: the handler runs in it, and its outcome is read from the connection
+  const inline = role === "server"
+  let opened: Connection | undefined = undefined
   const served = Effect.scoped(Effect.flatMap(
     open({
       link: options.link,
@@ -583,14 +615,16 @@ export const run = <E, R>(options: {
       registry
     }),
     (connection) => {
+      opened = connection
       registry?.opened(connection.chat)
-      return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
+      return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler, inline))
     }
   ))
   const peer = formatAddress(options.link.remoteAddress)
   return Effect.onExit(served, (exit) => {
     registry?.ended()
-    return logEnd(exit, role)
+    const outcome = inline ? opened?.outcome : undefined
+    return logEnd(outcome ?? exit, role)
   }).pipe(
     role === "server" ? Effect.ignore : (self) => self,
     Effect.annotateLogs({ connection: id, peer }),

@@ -9,7 +9,8 @@
  *    bytes is printed as the floor.
  * 3. line echo: bench/servers/echo-lines.ts vs a raw node:net splitter and CPython's asynchat, 20 connections
  *    with 16 lines of 64 bytes in flight each (bench/load/line-echo-client.ts).
- * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net.
+ * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net,
+ *    and the design's own floor: the raw server with a fiber and a Scope per connection (effect-fiber-echo.ts).
  *
  * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
  * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.
@@ -36,6 +37,9 @@ const PROFILE = process.env.BENCH_PROFILE
 const NODE = process.execPath
 const SOURCE = "--conditions=@effect-asynchat/source"
 const INSTALL = "apt-get install redis-server redis-tools wrk"
+/** The rows that measure a floor rather than a framework: Node's own, and what the design costs by itself. */
+const FIBER_FLOOR = "fiber + Scope"
+const FLOORS = ["raw node:net", FIBER_FLOOR]
 
 // Workload sizes. redis-benchmark's `-t ping` is two tests (inline and multibulk), so one run is 4 x -n
 // requests; at -P 16 redis-server spends well under 1 µs a request, so that run is repeated to pass 1 s of CPU.
@@ -503,11 +507,13 @@ const memory = async () => {
   const oursArgv = ours("bench/servers/echo-lines.ts", "PORT")
   const framedArgv = ours("bench/servers/echo-lines.ts", "PORT", "--frame-timeout")
   const rawArgv = [NODE, "bench/peers/raw-line-echo.ts", "PORT"]
+  const fiberArgv = [NODE, "bench/peers/effect-fiber-echo.ts", "PORT"]
   const client = [NODE, "bench/load/idle-client.ts", "PORT", String(IDLE_CONNECTIONS), "200", "120000"]
   commands.push(
     { what: "memory, ours", argv: oursArgv },
     { what: "memory, ours with its frame timeout", argv: framedArgv },
     { what: "memory, peer", argv: rawArgv },
+    { what: "memory, floor of the design (a fiber and a Scope per connection)", argv: fiberArgv },
     { what: "memory, load", argv: client }
   )
   /** Bytes of RSS per connection on a fresh server: after minus before, once every connection is accepted. */
@@ -539,7 +545,8 @@ const memory = async () => {
   const subjects = [
     { name: "ours (echo-lines)", argv: oursArgv },
     { name: "ours (echo-lines, frame timeout)", argv: framedArgv },
-    { name: "raw node:net (echo)", argv: rawArgv }
+    { name: "raw node:net (echo)", argv: rawArgv },
+    { name: "fiber + Scope (echo)", argv: fiberArgv }
   ]
   const results = subjects.map((): Array<number> => [])
   for (let round = 0; round < ROUNDS; round++) {
@@ -548,10 +555,11 @@ const memory = async () => {
       results[i].push(await perConnection(subjects[i].name, subjects[i].argv))
     }
   }
-  const [o, f, r] = results
+  const [o, f, r, e] = results
   const fields = { section: "memory", workload: `${IDLE_CONNECTIONS} idle connections`, unit: "KiB/conn" }
   addRow({ ...fields, ours: "ours", peer: "raw node:net", target: 2 }, o, r, 1 / 1024)
   addRow({ ...fields, ours: "ours, frame timeout", peer: "raw node:net", target: undefined }, f, r, 1 / 1024)
+  addRow({ ...fields, ours: FIBER_FLOOR, peer: "raw node:net", target: undefined }, e, r, 1 / 1024)
 }
 
 // --- report ------------------------------------------------------------------------------------------------
@@ -648,26 +656,29 @@ const svg = (date: string): string => {
 }
 
 /**
- * For each target, what a raw `node:net` server measured against the same peer in the same run: a target below
- * that floor asks for less than Node itself costs, whatever a framework does.
+ * For each target, what a floor measured against the same peer in the same run: a target below a floor asks
+ * for less than that floor costs, whatever a framework does.
  */
 const floors = (): Array<string> =>
   rows.flatMap((r) => {
     if (r.target === undefined) return []
-    const floor = rows.find((f) =>
-      f.section === r.section && f.workload === r.workload && f.ours === "raw node:net" && f.peer === r.peer
-    )
-    const self = rows.find((f) =>
-      f.section === r.section && f.workload === r.workload && f.ours === r.ours && f.peer === "raw node:net"
-    )
-    if (floor === undefined) return []
-    const verdict = floor.ratio > r.target
-      ? "the target is below that floor"
-      : `ours is ${self === undefined ? "?" : self.ratio.toFixed(2)}x raw node:net`
-    return [
-      `- ${r.section}, ${r.workload}: target ${r.targetText} ${r.peer}; raw node:net measures ` +
-      `${floor.ratio.toFixed(2)}x ${r.peer}: ${verdict}.`
-    ]
+    const target = r.target
+    return FLOORS.flatMap((name) => {
+      const floor = rows.find((f) =>
+        f.section === r.section && f.workload === r.workload && f.ours === name && f.peer === r.peer
+      )
+      if (floor === undefined) return []
+      const self = rows.find((f) =>
+        f.section === r.section && f.workload === r.workload && f.ours === r.ours && f.peer === name
+      )
+      const verdict = floor.ratio > target
+        ? "the target is below that floor"
+        : `ours is ${(self === undefined ? r.ratio / floor.ratio : self.ratio).toFixed(2)}x it`
+      return [
+        `- ${r.section}, ${r.workload}: target ${r.targetText} ${r.peer}; ${name} measures ` +
+        `${floor.ratio.toFixed(2)}x ${r.peer}: ${verdict}.`
+      ]
+    })
   })
 
 const markdown = (date: string, seconds: number): string => {
@@ -691,7 +702,9 @@ const markdown = (date: string, seconds: number): string => {
     `Targets met: ${verdicts.filter(met).length} of ${verdicts.length}.`,
     "",
     ...(floors().length === 0 ? [] : [
-      "Node's own floor (a raw `node:net` server doing the same work by hand, measured in the same run):",
+      "Floors, measured in the same run: Node's own (raw node:net, a server doing the same work by hand) and, for",
+      `memory, the design's (${FIBER_FLOOR}: the raw server with just a fiber and a Scope owning the socket for each`,
+      "connection, as the design asks of every channel):",
       "",
       ...floors(),
       ""

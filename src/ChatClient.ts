@@ -306,7 +306,6 @@ export const connect: {
     }).pipe(Scope.provide(scope))
     // The output's end (closeWhenDone, a failure), `close` or the transport closing ends the connection: its
     // scope closes, and with it the socket.
-    connection.outbox.onDone = (exit) => connection.decide(exit)
     yield* Effect.forkScoped(
       Effect.andThen(Effect.exit(Deferred.await(connection.ended)), Scope.close(scope, Exit.void))
     )

@@ -12,6 +12,7 @@ import {
   Duration,
   Effect,
   Exit,
+  type Fiber,
   Metric,
   Pull,
   type Scheduler,
@@ -97,8 +98,10 @@ export interface Connection {
   readonly outcome: Exit.Exit<void, unknown> | undefined
   /** Decides the outcome, unless it was decided already. */
   decide(exit: Exit.Exit<void, unknown>): void
-  /** Told of the outcome when `decide` settles it. */
-  onDecided: (() => void) | undefined
+  /** The fiber the handler runs in when it is the connection's own: an outcome decided elsewhere interrupts it. */
+  handlerFiber: Fiber.Fiber<unknown, unknown> | undefined
+  /** Set once the handler is done: the output ending is then part of its flush, not a verdict of its own. */
+  handlerDone: boolean
 }
 
 const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
@@ -132,10 +135,16 @@ class OpenConnection implements Connection {
   readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Outbox
   readonly ended = Deferred.makeUnsafe<void, unknown>()
-  onDecided: (() => void) | undefined = undefined
   outcome: Exit.Exit<void, unknown> | undefined = undefined
+  handlerFiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
+  handlerDone = false
   private readonly inbox: Inbox
   private readonly counters: Counters
+  private readonly context: Context.Context<never>
+  private readonly registry: Registry | undefined
+  private readonly ownStream: Transport.NodeStreamTransport | undefined
+  /** Stops watching a transport that is not our own Node stream (which tells `transportClosed` itself). */
+  stopWatching: (() => void) | undefined = undefined
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
   private readonly sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
   private readonly cutter: Cutters.Cutter
@@ -160,16 +169,23 @@ class OpenConnection implements Connection {
     readonly counters: Counters
     readonly context: Context.Context<never>
     readonly dispatcher: Scheduler.SchedulerDispatcher
+    readonly registry: Registry | undefined
+    /** The transport, when it is a Node stream we drive ourselves (closed with the connection). */
+    readonly ownStream: Transport.NodeStreamTransport | undefined
   }) {
     const { inbox, mode, settings } = options
     this.inbox = inbox
     this.counters = options.counters
+    this.context = options.context
+    this.registry = options.registry
+    this.ownStream = options.ownStream
     this.outbox = new Outbox({
       limits: settings,
       transport: options.transport,
       counters: options.counters,
       context: options.context,
-      dispatcher: options.dispatcher
+      dispatcher: options.dispatcher,
+      owner: this
     })
     this.cutter = mode._tag === "Machine"
       ? Cutters.machine(mode.machine, settings.maxFrameLength, this.sink)
@@ -184,9 +200,25 @@ class OpenConnection implements Connection {
     this.chat = new Handle(this, options.info, mode._tag === "Exact")
   }
 
-  /** Undoes what opening did to the input: its timeouts are no longer watched. */
-  stop(): void {
+  /** The finalizer: tells the registry, then stops the timeouts, the metrics, the output and the transport. */
+  release(): void {
+    this.registry?.closed(this.chat)
+    this.stopWatching?.()
     this.inbox.stop()
+    this.counters.flush()
+    ChatMetrics.connectionsOpen.updateUnsafe(-1, this.context)
+    this.outbox.close()
+    this.ownStream?.close()
+  }
+
+  /** The output ended (`closeWhenDone` reached, or a write failed): a verdict while the handler runs. */
+  outputDone(exit: Exit.Exit<void, ChatError.ChatError>): void {
+    if (!this.handlerDone) this.decide(exit)
+  }
+
+  /** The transport closed under us: after `closeWhenDone` the end we asked for, else a failure. */
+  transportClosed(): void {
+    this.decide(this.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
   }
 
   private record(result: Failure | undefined): boolean {
@@ -282,7 +314,9 @@ class OpenConnection implements Connection {
     if (this.outcome !== undefined) return
     this.outcome = exit
     Deferred.doneUnsafe(this.ended, exit)
-    this.onDecided?.()
+    const fiber = this.handlerFiber
+    this.handlerFiber = undefined
+    fiber?.interruptUnsafe(fiber.id)
   }
 
   /** `chat.close`: drops what is queued and ends the connection now. */
@@ -396,40 +430,48 @@ const serve = <E, R>(
   connection: Connection,
   handler: Protocol.Protocol<E, R>["handler"],
   inline: boolean
-): Effect.Effect<void, E | ChatError.ChatError, R> =>
-  Effect.suspend(() => {
-    // Once the handler is done, the output ending is part of its flush, not a verdict of its own.
-    let handlerDone = false
-    connection.outbox.onDone = (exit) => {
-      if (!handlerDone) connection.decide(exit)
-    }
-    const flush = Effect.andThen(connection.chat.closeWhenDone, Deferred.await(connection.outbox.done))
-    const handled = Effect.suspend(() => handler(connection.input)).pipe(
-      Effect.provideService(Chat, connection.chat),
-      Effect.onExit((exit) => {
-        handlerDone = true
-        return Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)
-          ? Effect.void
-          : flush.pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore, Effect.interruptible)
-      }),
-      Effect.andThen(flush)
-    )
-    if (inline) {
-      return Effect.withFiber((fiber) => {
-        connection.onDecided = () => fiber.interruptUnsafe(fiber.id)
-        return Effect.onExit(handled, (exit) =>
-          Effect.sync(() => {
-            connection.onDecided = undefined
-            connection.decide(exit)
-          }))
-      })
-    }
-    // a child of this fiber: when the outcome is decided and this returns, it is interrupted
-    return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
-      running.addObserver((exit) => connection.decide(exit))
-      return Deferred.await(connection.ended)
-    })
+): Effect.Effect<void, E | ChatError.ChatError, R> => {
+  const handled = Effect.andThen(
+    Effect.onExit(
+      Effect.provideService(Effect.suspend(() => handler(connection.input)), Chat, connection.chat),
+      afterHandler(connection)
+    ),
+    flushOf(connection)
+  )
+  if (inline) {
+    return Effect.withFiber((fiber) => {
+      if (connection.outcome !== undefined) return Effect.void // decided before it began: the transport is gone
+      connection.handlerFiber = fiber
+      return Effect.onExit(handled, decideOn(connection))
+    }) as Effect.Effect<void, E | ChatError.ChatError, R>
+  }
+  // a child of this fiber: when the outcome is decided and this returns, it is interrupted
+  return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
+    running.addObserver((exit) => connection.decide(exit))
+    return Deferred.await(connection.ended)
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
+}
+
+// The handler's continuations are made here, capturing only the connection: a suspended connection holds them.
+
+/** Ends the output after what is queued, and waits until the peer has taken it. */
+const flushOf = (connection: Connection) =>
+  Effect.andThen(connection.chat.closeWhenDone, Deferred.await(connection.outbox.done))
+
+/** When the handler failed, what it had queued (answers to earlier requests) still goes out, for a while. */
+const afterHandler = (connection: Connection) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+  connection.handlerDone = true
+  return Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)
+    ? Effect.void
+    : flushOf(connection).pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore, Effect.interruptible)
+}
+
+/** The handler's own end decides the outcome, unless something else did first. */
+const decideOn = (connection: Connection) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+  connection.handlerFiber = undefined
+  connection.decide(exit as Exit.Exit<void, unknown>)
+  return Effect.void
+}
 
 /** Traffic counters reported in the current context, on the current fiber's scheduler. */
 export const makeCounters: Effect.Effect<Counters> = Effect.withFiber((fiber) =>
@@ -500,24 +542,20 @@ export const open = (options: {
         mode: options.mode,
         counters,
         context,
-        dispatcher
+        dispatcher,
+        registry: options.registry,
+        ownStream
       })
-      const stopWatching = link.onClosed(() =>
-        // after `closeWhenDone` the transport closing is the end we asked for, not a failure
-        connection.decide(connection.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
-      )
+      // our own Node stream tells the connection when it closes; any other transport is watched through its link
+      if (ownStream !== undefined) {
+        ownStream.owner = connection
+        if (link.stream?.closed === true) connection.transportClosed()
+      } else {
+        connection.stopWatching = link.onClosed(transportClosedOf(connection))
+      }
       ChatMetrics.connectionsOpen.updateUnsafe(1, context)
       ChatMetrics.connectionsTotal.updateUnsafe(1, context)
-      const closed = Effect.sync(() => {
-        options.registry?.closed(connection.chat)
-        stopWatching()
-        connection.stop()
-        counters.flush()
-        ChatMetrics.connectionsOpen.updateUnsafe(-1, context)
-        connection.outbox.close()
-        ownStream?.close()
-      })
-      const finalized = Scope.addFinalizer(scope, closed)
+      const finalized = Scope.addFinalizer(scope, releaseOf(connection))
       return Effect.as(ownWatchdog === undefined ? finalized : Effect.andThen(finalized, ownWatchdog), connection)
     }
     if (link.stream === undefined) {
@@ -529,6 +567,10 @@ export const open = (options: {
     const transport = new Transport.NodeStreamTransport(link.stream, inbox, settings.writeTimeout)
     return opened(transport, transport)
   })
+
+// Made here, capturing only the connection: an open connection holds them.
+const releaseOf = (connection: OpenConnection) => Effect.sync(() => connection.release())
+const transportClosedOf = (connection: OpenConnection) => () => connection.transportClosed()
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
 const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {

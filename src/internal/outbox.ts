@@ -46,6 +46,8 @@ export interface OutboxOptions {
   /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
   readonly context: Context.Context<never>
   readonly dispatcher: Scheduler.SchedulerDispatcher
+  /** Told once of `done`'s outcome. */
+  readonly owner: { outputDone(exit: Exit.Exit<void, ChatError.ChatError>): void }
 }
 
 /** @internal */
@@ -55,8 +57,6 @@ export class Outbox {
    * when a write or a producer failed.
    */
   readonly done: Deferred.Deferred<void, ChatError.ChatError> = Deferred.makeUnsafe()
-  /** Called once with `done`'s outcome. */
-  onDone: ((exit: Exit.Exit<void, ChatError.ChatError>) => void) | undefined = undefined
   private items: Array<Item> = []
   /** Producers and close markers in `items`: while there are none, the queue is all buffers. */
   private markers = 0
@@ -76,6 +76,7 @@ export class Outbox {
   private readonly counters: OutboxOptions["counters"]
   private readonly context: Context.Context<never>
   private readonly dispatcher: Scheduler.SchedulerDispatcher
+  private readonly owner: OutboxOptions["owner"]
 
   // fields, not an options object kept whole: one object fewer per connection
   constructor(options: OutboxOptions) {
@@ -84,6 +85,7 @@ export class Outbox {
     this.counters = options.counters
     this.context = options.context
     this.dispatcher = options.dispatcher
+    this.owner = options.owner
   }
 
   /** Bytes queued and not yet handed to the transport. */
@@ -315,7 +317,7 @@ export class Outbox {
     if (this.stopped) return
     this.stop()
     Deferred.doneUnsafe(this.done, exit)
-    this.onDone?.(exit)
+    this.owner.outputDone(exit)
   }
 
   private get awaitSpace(): Effect.Effect<void> {

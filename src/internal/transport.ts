@@ -93,23 +93,25 @@ const untaken = (stream: NodeStream.Duplex): number => {
   return stream.writableLength + (typeof queued === "number" ? queued : 0)
 }
 
-// The stream's listeners are shared by every connection, not closures made for each: they find their input
-// on the stream itself (the listener's `this`). An idle connection is then a few bytes smaller.
-const INPUT = Symbol.for("effect-asynchat/Input")
-type Listened = NodeStream.Duplex & { [INPUT]: Input }
+// The stream's listeners are shared by every connection, not closures made for each: they find their
+// transport on the stream itself (the listener's `this`). An idle connection is then a few bytes smaller.
+const TRANSPORT = Symbol.for("effect-asynchat/NodeStreamTransport")
+type Listened = NodeStream.Duplex & { [TRANSPORT]: NodeStreamTransport }
 
 function onData(this: Listened, chunk: Uint8Array | string): void {
-  this[INPUT].data(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
+  this[TRANSPORT].input.data(typeof chunk === "string" ? Buffer.from(chunk) : chunk)
 }
 function onEnd(this: Listened): void {
-  this[INPUT].end()
+  this[TRANSPORT].input.end()
 }
 function onError(this: Listened, cause: Error): void {
-  this[INPUT].fail(readFailed(cause))
+  this[TRANSPORT].input.fail(readFailed(cause))
 }
-// a close with no FIN and no error before it (a destroy): what was in flight is lost
+// a close with no FIN and no error before it (a destroy): what was in flight is lost; the owner learns of it
 function onClose(this: Listened): void {
-  this[INPUT].fail(readFailed(closedUnderUs()))
+  const transport = this[TRANSPORT]
+  transport.input.fail(readFailed(closedUnderUs()))
+  transport.owner?.transportClosed()
 }
 
 /**
@@ -124,15 +126,17 @@ export class NodeStreamTransport implements Transport {
   // made on first use: most connections never wait, and an idle one should hold as little as it can
   private awaitDrain: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
   private finishing: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
+  /** Told when the stream closes (destroyed, reset, or both directions ended), after the input. */
+  owner: { transportClosed(): void } | undefined = undefined
+  readonly input: Input
   private readonly stream: Listened
-  private readonly input: Input
   private readonly writeTimeout: WriteTimeout | undefined
 
   constructor(stream: NodeStream.Duplex, input: Input, writeTimeout: WriteTimeout | undefined) {
     this.stream = stream as Listened
     this.input = input
     this.writeTimeout = writeTimeout
-    this.stream[INPUT] = input
+    this.stream[TRANSPORT] = this
     stream.pause()
     stream.on("data", onData)
     stream.on("end", onEnd)

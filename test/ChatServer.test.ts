@@ -256,6 +256,38 @@ describe("ChatServer supervision", () => {
       expect(yield* server.count).toBe(50)
     }).pipe(Effect.provide(memory({ chunking: { random: 11 } }))))
 
+  // Regression: with the handler run in the connection's own fiber, a value that is not an effect killed that
+  // fiber outright (Effect's run loop skips the stack then): no finalizer ran, and the connection leaked.
+  it.effect("a handler that yields a value that is not an effect (a JavaScript caller's bug) closes its connection", () =>
+    Effect.gen(function*() {
+      const Broken = Protocol.frames(
+        Terminator.lf,
+        (lines) => Effect.flatMap(Stream.runHead(lines), () => undefined as unknown as Effect.Effect<void>)
+      )
+      const server = yield* ChatServer.make(Broken)
+      const client = yield* connectLines
+      yield* client.chat.push("x\n")
+      expect(yield* readAll(client)).toBe("")
+      yield* settle
+      expect(yield* server.count).toBe(0)
+    }).pipe(Effect.provide(memory())))
+
+  // Regression: with the handler run in the connection's own fiber, close only interrupted it, which an
+  // uninterruptible region defers: the connection stayed open.
+  it.effect("close ends a connection whose handler is in an uninterruptible region", () =>
+    Effect.gen(function*() {
+      const Careful = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.uninterruptible(Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))))
+      const server = yield* ChatServer.make(Careful)
+      const client = yield* connectLines
+      yield* client.chat.push("a\n")
+      expect(yield* readLines(client, 1)).toEqual(["a"])
+      yield* server.closeAll // what a broadcast does to a slow consumer
+      expect(yield* readAll(client)).toBe("")
+      yield* settle
+      expect(yield* server.count).toBe(0)
+    }).pipe(Effect.provide(memory())))
+
   it.effect("logs a failure with the connection's id and peer, and counts it by reason", () =>
     Effect.gen(function*() {
       const logs: Array<{ message: unknown; annotations: Record<string, unknown>; level: string }> = []
@@ -927,6 +959,31 @@ describe("Observability", () => {
       expect(client.status._tag).toBe("Ended")
       yield* settle
       expect(server.status._tag).toBe("Ended") // the span covers the connection's whole life
+    }).pipe(Effect.provide(memory()), Effect.withTracer(recording))
+  })
+
+  it.effect("a connection closed by its handler ends its span with success, not an interrupt", () => {
+    const spans: Array<Tracer.NativeSpan> = []
+    const recording = Tracer.make({
+      span: (options) => {
+        const span = new Tracer.NativeSpan(options)
+        spans.push(span)
+        return span
+      }
+    })
+    const Closer = Protocol.frames(
+      Terminator.lf,
+      (lines) => Stream.runForEach(lines, () => Effect.flatMap(Chat.Chat, (chat) => chat.close))
+    )
+    return Effect.gen(function*() {
+      yield* ChatServer.make(Closer)
+      const client = yield* connectLines
+      yield* client.chat.push("bye\n")
+      expect(yield* readAll(client)).toBe("")
+      yield* settle
+      const server = spans.find((span) => span.kind === "server")
+      assert(server !== undefined && server.status._tag === "Ended")
+      expect(Exit.isSuccess(server.status.exit)).toBe(true)
     }).pipe(Effect.provide(memory()), Effect.withTracer(recording))
   })
 

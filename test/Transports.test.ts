@@ -778,6 +778,20 @@ describe("a listener of Node streams", () => {
       expect(Buffer.concat(written).toString()).toBe("a\nxxyyzz\n")
     }))
 
+  // Regression: a stream closed before its connection opened was never noticed (its 'close' had come and
+  // gone), and the connection was served forever.
+  it.live("a stream that closed before its connection opened ends that connection at once", () =>
+    Effect.gen(function*() {
+      const { stream } = recordingDuplex()
+      stream.destroy()
+      yield* Effect.promise(() => new Promise((resolve) => stream.once("close", resolve)))
+      const server = yield* ChatServer.make(Echo, { idleTimeout: Duration.infinity }).pipe(
+        Effect.provideService(Listener.Listener, streamListener(stream))
+      )
+      yield* Effect.sleep("50 millis")
+      expect(yield* server.count).toBe(0)
+    }))
+
   it.live("writeTimeout spares a slow peer that keeps taking bytes", () =>
     Effect.gen(function*() {
       const timedOut = Metric.withAttributes(ChatMetrics.errors, { reason: "WriteTimeout" })

@@ -12,7 +12,6 @@ import {
   Duration,
   Effect,
   Exit,
-  type Fiber,
   Metric,
   Pull,
   type Scheduler,
@@ -94,12 +93,8 @@ export interface Connection {
    * closing under us.
    */
   readonly ended: Deferred.Deferred<void, unknown>
-  /** The outcome, once decided: `ended` completes with it. */
-  readonly outcome: Exit.Exit<void, unknown> | undefined
   /** Decides the outcome, unless it was decided already. */
   decide(exit: Exit.Exit<void, unknown>): void
-  /** The fiber the handler runs in when it is the connection's own: an outcome decided elsewhere interrupts it. */
-  handlerFiber: Fiber.Fiber<unknown, unknown> | undefined
   /** Set once the handler is done: the output ending is then part of its flush, not a verdict of its own. */
   handlerDone: boolean
 }
@@ -135,16 +130,15 @@ class OpenConnection implements Connection {
   readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Outbox
   readonly ended = Deferred.makeUnsafe<void, unknown>()
-  outcome: Exit.Exit<void, unknown> | undefined = undefined
-  handlerFiber: Fiber.Fiber<unknown, unknown> | undefined = undefined
   handlerDone = false
   private readonly inbox: Inbox
   private readonly counters: Counters
   private readonly context: Context.Context<never>
   private readonly registry: Registry | undefined
   private readonly ownStream: Transport.NodeStreamTransport | undefined
+  private started = false
   /** Stops watching a transport that is not our own Node stream (which tells `transportClosed` itself). */
-  stopWatching: (() => void) | undefined = undefined
+  private stopWatching: (() => void) | undefined = undefined
   // Input: everything the framer produces during one pull goes to `sink.out`, handed downstream as one batch.
   private readonly sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
   private readonly cutter: Cutters.Cutter
@@ -200,13 +194,31 @@ class OpenConnection implements Connection {
     this.chat = new Handle(this, options.info, mode._tag === "Exact")
   }
 
+  /**
+   * Once its finalizer is in place: watches the timeouts and the transport closing under us, and counts the
+   * connection as open.
+   */
+  start(link: Link): void {
+    this.started = true
+    this.inbox.watch()
+    ChatMetrics.connectionsOpen.updateUnsafe(1, this.context)
+    ChatMetrics.connectionsTotal.updateUnsafe(1, this.context)
+    // our own Node stream tells the connection when it closes; any other transport is watched through its link
+    if (this.ownStream !== undefined) {
+      this.ownStream.owner = this
+      if (link.stream?.closed === true) this.transportClosed()
+    } else {
+      this.stopWatching = link.onClosed(transportClosedOf(this))
+    }
+  }
+
   /** The finalizer: tells the registry, then stops the timeouts, the metrics, the output and the transport. */
   release(): void {
     this.registry?.closed(this.chat)
     this.stopWatching?.()
     this.inbox.stop()
     this.counters.flush()
-    ChatMetrics.connectionsOpen.updateUnsafe(-1, this.context)
+    if (this.started) ChatMetrics.connectionsOpen.updateUnsafe(-1, this.context)
     this.outbox.close()
     this.ownStream?.close()
   }
@@ -311,12 +323,7 @@ class OpenConnection implements Connection {
   }
 
   decide(exit: Exit.Exit<void, unknown>): void {
-    if (this.outcome !== undefined) return
-    this.outcome = exit
     Deferred.doneUnsafe(this.ended, exit)
-    const fiber = this.handlerFiber
-    this.handlerFiber = undefined
-    fiber?.interruptUnsafe(fiber.id)
   }
 
   /** `chat.close`: drops what is queued and ends the connection now. */
@@ -422,14 +429,13 @@ const FLUSH_AFTER_FAILURE = Duration.seconds(5)
  * queued (answers to earlier requests) is still flushed, for at most a few seconds, before the failure closes
  * the connection. The caller's scope closes the socket.
  *
- * `inline` runs the handler in the current fiber, which an outcome decided elsewhere interrupts: a fiber fewer
- * per connection, for a server's connections, whose fibers are their own. The caller then reads the outcome
- * from `connection.outcome`, not from the exit. Otherwise the handler is a child fiber, and the outcome is the exit.
+ * The handler runs in a child fiber, not in this one: whatever it does (an uninterruptible region, a value
+ * that is not an effect, which kills its fiber outright), this fiber ends the connection once the outcome is
+ * decided, and its finalizers run.
  */
 const serve = <E, R>(
   connection: Connection,
-  handler: Protocol.Protocol<E, R>["handler"],
-  inline: boolean
+  handler: Protocol.Protocol<E, R>["handler"]
 ): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const handled = Effect.andThen(
     Effect.onExit(
@@ -438,13 +444,6 @@ const serve = <E, R>(
     ),
     flushOf(connection)
   )
-  if (inline) {
-    return Effect.withFiber((fiber) => {
-      if (connection.outcome !== undefined) return Effect.void // decided before it began: the transport is gone
-      connection.handlerFiber = fiber
-      return Effect.onExit(handled, decideOn(connection))
-    }) as Effect.Effect<void, E | ChatError.ChatError, R>
-  }
   // a child of this fiber: when the outcome is decided and this returns, it is interrupted
   return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
     running.addObserver((exit) => connection.decide(exit))
@@ -464,13 +463,6 @@ const afterHandler = (connection: Connection) => (exit: Exit.Exit<unknown, unkno
   return Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause)
     ? Effect.void
     : flushOf(connection).pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore, Effect.interruptible)
-}
-
-/** The handler's own end decides the outcome, unless something else did first. */
-const decideOn = (connection: Connection) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
-  connection.handlerFiber = undefined
-  connection.decide(exit as Exit.Exit<void, unknown>)
-  return Effect.void
 }
 
 /** Traffic counters reported in the current context, on the current fiber's scheduler. */
@@ -512,64 +504,64 @@ export const open = (options: {
   readonly watchdog?: Watchdog | undefined
   readonly registry?: Registry | undefined
 }): Effect.Effect<Connection, ChatError.ChatError, Scope.Scope> =>
-  Effect.withFiber((fiber) => {
-    const { link, settings } = options
-    const context = fiber.context as Context.Context<Scope.Scope>
-    const scope = Context.getUnsafe(context, Scope.Scope)
-    const dispatcher = fiber.currentDispatcher
-    const counters = options.counters ?? new Counters(context, dispatcher)
-    let watchdog = options.watchdog
-    let ownWatchdog: Effect.Effect<unknown> | undefined = undefined
-    if (watchdog === undefined && isTimed(settings)) {
-      watchdog = new Watchdog(fiber.getRef(Clock.Clock))
-      ownWatchdog = Effect.forkIn(watchdog.run, scope)
-    }
-    const inbox = new Inbox({
-      watchdog,
-      dispatcher,
-      idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
-      frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
-      idleError: settings.idleError,
-      frameError: settings.frameError
-    })
-    const opened = (transport: Transport.Transport, ownStream: Transport.NodeStreamTransport | undefined) => {
-      inbox.transport = transport
-      const connection = new OpenConnection({
-        inbox,
-        transport,
-        info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
-        settings,
-        mode: options.mode,
-        counters,
-        context,
-        dispatcher,
-        registry: options.registry,
-        ownStream
-      })
-      // our own Node stream tells the connection when it closes; any other transport is watched through its link
-      if (ownStream !== undefined) {
-        ownStream.owner = connection
-        if (link.stream?.closed === true) connection.transportClosed()
-      } else {
-        connection.stopWatching = link.onClosed(transportClosedOf(connection))
+  // uninterruptible but for the wait for a socket to open: what is attached is always released
+  Effect.uninterruptibleMask((restore) =>
+    Effect.withFiber((fiber) => {
+      const { link, settings } = options
+      const context = fiber.context as Context.Context<Scope.Scope>
+      const scope = Context.getUnsafe(context, Scope.Scope)
+      const dispatcher = fiber.currentDispatcher
+      const counters = options.counters ?? new Counters(context, dispatcher)
+      let watchdog = options.watchdog
+      let ownWatchdog: Effect.Effect<unknown> | undefined = undefined
+      if (watchdog === undefined && isTimed(settings)) {
+        watchdog = new Watchdog(fiber.getRef(Clock.Clock))
+        ownWatchdog = Effect.forkIn(watchdog.run, scope)
       }
-      ChatMetrics.connectionsOpen.updateUnsafe(1, context)
-      ChatMetrics.connectionsTotal.updateUnsafe(1, context)
-      const finalized = Scope.addFinalizer(scope, releaseOf(connection))
-      return Effect.as(ownWatchdog === undefined ? finalized : Effect.andThen(finalized, ownWatchdog), connection)
-    }
-    if (link.stream === undefined) {
-      return Effect.flatMap(
-        Transport.fromSocket(link.socket, inbox, options.openError, settings.writeTimeout),
-        (transport) => opened(transport, undefined)
-      )
-    }
-    const transport = new Transport.NodeStreamTransport(link.stream, inbox, settings.writeTimeout)
-    return opened(transport, transport)
-  })
+      const inbox = new Inbox({
+        watchdog,
+        dispatcher,
+        idleMillis: settings.idleTimeout === undefined ? undefined : Duration.toMillis(settings.idleTimeout),
+        frameMillis: settings.frameTimeout === undefined ? undefined : Duration.toMillis(settings.frameTimeout),
+        idleError: settings.idleError,
+        frameError: settings.frameError
+      })
+      const opened = (transport: Transport.Transport, ownStream: Transport.NodeStreamTransport | undefined) => {
+        inbox.transport = transport
+        const connection = new OpenConnection({
+          inbox,
+          transport,
+          info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+          settings,
+          mode: options.mode,
+          counters,
+          context,
+          dispatcher,
+          registry: options.registry,
+          ownStream
+        })
+        // the finalizer first, then what it undoes: nothing is left behind, whatever happens after
+        const started = Effect.andThen(Scope.addFinalizer(scope, releaseOf(connection)), startOf(connection, link))
+        return ownWatchdog === undefined ? started : Effect.tap(started, ownWatchdog)
+      }
+      if (link.stream === undefined) {
+        return Effect.flatMap(
+          restore(Transport.fromSocket(link.socket, inbox, options.openError, settings.writeTimeout)),
+          (transport) => opened(transport, undefined)
+        )
+      }
+      const transport = new Transport.NodeStreamTransport(link.stream, inbox, settings.writeTimeout)
+      return opened(transport, transport)
+    })
+  )
 
 // Made here, capturing only the connection: an open connection holds them.
 const releaseOf = (connection: OpenConnection) => Effect.sync(() => connection.release())
+const startOf = (connection: OpenConnection, link: Link) =>
+  Effect.sync(() => {
+    connection.start(link)
+    return connection
+  })
 const transportClosedOf = (connection: OpenConnection) => () => connection.transportClosed()
 
 /** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
@@ -642,9 +634,6 @@ export const run = <E, R>(options: {
   readonly registry?: Registry | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const { id, protocol, registry, role } = options
-  // a server's connection fiber is its own: the handler runs in it, and its outcome is read from the connection
-  const inline = role === "server"
-  let opened: Connection | undefined = undefined
   const served = Effect.scoped(Effect.flatMap(
     open({
       link: options.link,
@@ -657,16 +646,14 @@ export const run = <E, R>(options: {
       registry
     }),
     (connection) => {
-      opened = connection
       registry?.opened(connection.chat)
-      return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler, inline))
+      return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
     }
   ))
   const peer = formatAddress(options.link.remoteAddress)
   return Effect.onExit(served, (exit) => {
     registry?.ended()
-    const outcome = inline ? opened?.outcome : undefined
-    return logEnd(outcome ?? exit, role)
+    return logEnd(exit, role)
   }).pipe(
     role === "server" ? Effect.ignore : (self) => self,
     Effect.annotateLogs({ connection: id, peer }),

@@ -40,6 +40,8 @@ export class Inbox implements Input, Watched {
   private paused = true
   watchAt = Infinity
   watchIndex = -1
+  /** The connection is closed: its timeouts are watched no more. */
+  private stopped = false
   private armNow: (() => void) | undefined = undefined
   private lastDataAt = 0
   private frameStartedAt = -1
@@ -69,10 +71,14 @@ export class Inbox implements Input, Watched {
     this.frameMillis = options.frameMillis ?? Infinity
     this.idleError = options.idleError
     this.frameError = options.frameError
-    if (this.watchdog !== undefined) {
-      this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
-      this.watchdog.arm(this, this.lastDataAt + this.idleMillis)
-    }
+    if (this.watchdog !== undefined) this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
+  }
+
+  /** Starts the watching of this input's timeouts; `stop` ends it. */
+  watch(): void {
+    if (this.watchdog === undefined || this.stopped) return
+    this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
+    this.watchdog.arm(this, this.lastDataAt + this.idleMillis)
   }
 
   data(chunk: Uint8Array): void {
@@ -130,7 +136,9 @@ export class Inbox implements Input, Watched {
         watchdog.clock.currentTimeMillisUnsafe() >= this.frameStartedAt + this.frameMillis
       ) {
         this.dispatcher.scheduleTask(
-          this.armNow ??= () => watchdog.arm(this, watchdog.clock.currentTimeMillisUnsafe()),
+          this.armNow ??= () => {
+            if (!this.stopped) watchdog.arm(this, watchdog.clock.currentTimeMillisUnsafe())
+          },
           0
         )
       }
@@ -177,14 +185,14 @@ export class Inbox implements Input, Watched {
     } else if (this.frameStartedAt < 0 || completedOne) {
       this.frameStartedAt = this.lastDataAt
       const frameAt = this.frameStartedAt + this.frameMillis
-      if (frameAt < this.watchAt) this.watchdog?.arm(this, frameAt)
+      if (frameAt < this.watchAt && !this.stopped) this.watchdog?.arm(this, frameAt)
     }
   }
 
   /** The watchdog's look at the deadlines: fails a wait that is over one; says when to look next. */
   check(now: number): number {
-    // input is over (or failed): nobody waits for more of it
-    if (this.last !== undefined) return Infinity
+    // input is over (or failed), or the connection closed: nobody waits for more of it
+    if (this.last !== undefined || this.stopped) return Infinity
     let idleAt = this.lastDataAt + this.idleMillis
     let frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
     const consumer = this.consumer
@@ -195,6 +203,8 @@ export class Inbox implements Input, Watched {
       if (frame) this.frameStartedAt = now
       else this.lastDataAt = now
       consumer(Effect.fail(frame ? this.frameError() : this.idleError()))
+      // the consumer ran at once, and may have closed the connection
+      if (this.last !== undefined || this.stopped) return Infinity
       idleAt = this.lastDataAt + this.idleMillis
       frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
     }
@@ -206,6 +216,7 @@ export class Inbox implements Input, Watched {
 
   /** Stops the watching of this input's timeouts: the connection is closed. */
   stop(): void {
+    this.stopped = true
     this.watchdog?.disarm(this)
   }
 }

@@ -33,6 +33,11 @@ export class Watchdog {
     this.clock = clock
   }
 
+  /** How many are watched. */
+  get size(): number {
+    return this.heap.length
+  }
+
   /** Looks at `watched` at `at` (Infinity: not at all), wherever it was armed before. */
   arm(watched: Watched, at: number): void {
     if (at === Infinity) return this.disarm(watched)
@@ -65,7 +70,13 @@ export class Watchdog {
     const now = this.clock.currentTimeMillisUnsafe()
     while (this.heap.length > 0 && this.heap[0].watchAt <= now) {
       const due = this.heap[0]
-      const next = due.check(now)
+      let next: number
+      try {
+        next = due.check(now)
+      } catch {
+        // one connection's failure must not stop the watching of all the others: it is watched no more
+        next = Infinity
+      }
       // never due again at once, whatever it says (a zero timeout): the loop must end
       this.arm(due, next > now ? next : now + 1)
     }

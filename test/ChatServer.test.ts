@@ -223,6 +223,14 @@ describe("ChatServer over the in-memory transport", () => {
     }).pipe(Effect.provide(memory())))
 })
 
+/** The server closed `client`'s connection: its input ends with nothing more, and the server counts it no more. */
+const closedByServer = (server: ChatServer.ChatServerShape, client: ChatClient.Client<Framing.Frame>) =>
+  Effect.gen(function*() {
+    expect(yield* readAll(client)).toBe("")
+    yield* settle
+    expect(yield* server.count).toBe(0)
+  })
+
 describe("ChatServer supervision", () => {
   const Fragile = Protocol.frames(Terminator.lf, (lines) =>
     Stream.runForEach(lines, (line) => {
@@ -267,9 +275,7 @@ describe("ChatServer supervision", () => {
       const server = yield* ChatServer.make(Broken)
       const client = yield* connectLines
       yield* client.chat.push("x\n")
-      expect(yield* readAll(client)).toBe("")
-      yield* settle
-      expect(yield* server.count).toBe(0)
+      yield* closedByServer(server, client)
     }).pipe(Effect.provide(memory())))
 
   // Regression: with the handler run in the connection's own fiber, close only interrupted it, which an
@@ -283,9 +289,7 @@ describe("ChatServer supervision", () => {
       yield* client.chat.push("a\n")
       expect(yield* readLines(client, 1)).toEqual(["a"])
       yield* server.closeAll // what a broadcast does to a slow consumer
-      expect(yield* readAll(client)).toBe("")
-      yield* settle
-      expect(yield* server.count).toBe(0)
+      yield* closedByServer(server, client)
     }).pipe(Effect.provide(memory())))
 
   it.effect("logs a failure with the connection's id and peer, and counts it by reason", () =>
@@ -894,6 +898,19 @@ describe("ChatClient over the in-memory transport", () => {
 const value = (metric: Metric.Metric<number, { readonly count: number }>) =>
   Effect.map(Metric.value(metric), (state) => state.count)
 
+/** A tracing backend that keeps every span it makes. */
+const recordingTracer = () => {
+  const spans: Array<Tracer.NativeSpan> = []
+  const recording = Tracer.make({
+    span: (options) => {
+      const span = new Tracer.NativeSpan(options)
+      spans.push(span)
+      return span
+    }
+  })
+  return { recording, spans }
+}
+
 describe("Observability", () => {
   it.effect("counts bytes, frames and connections", () =>
     Effect.gen(function*() {
@@ -931,14 +948,7 @@ describe("Observability", () => {
       })))
 
   it.effect("runs each connection in a span with its id, peer and role when a tracer is installed", () => {
-    const spans: Array<Tracer.NativeSpan> = []
-    const recording = Tracer.make({
-      span: (options) => {
-        const span = new Tracer.NativeSpan(options)
-        spans.push(span)
-        return span
-      }
-    })
+    const { recording, spans } = recordingTracer()
     return Effect.gen(function*() {
       yield* ChatServer.make(SpanReporter)
       // a client run with a protocol has its span too: it asks once, keeps the answer, and hangs up
@@ -963,14 +973,7 @@ describe("Observability", () => {
   })
 
   it.effect("a connection closed by its handler ends its span with success, not an interrupt", () => {
-    const spans: Array<Tracer.NativeSpan> = []
-    const recording = Tracer.make({
-      span: (options) => {
-        const span = new Tracer.NativeSpan(options)
-        spans.push(span)
-        return span
-      }
-    })
+    const { recording, spans } = recordingTracer()
     const Closer = Protocol.frames(
       Terminator.lf,
       (lines) => Stream.runForEach(lines, () => Effect.flatMap(Chat.Chat, (chat) => chat.close))

@@ -280,6 +280,14 @@ class OpenConnection implements Connection {
     return Effect.succeed([this.ready[this.readyAt++]])
   }
 
+  holdOutput(): void {
+    this.outbox.hold()
+  }
+
+  releaseOutput(): void {
+    this.outbox.release()
+  }
+
   /** What the inbox resumes the reader with: the reads (undefined: the end of input) cut into frames. */
   onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Pull.Pull<Batch, unknown> {
     const framer = this.cutter.framer
@@ -510,7 +518,8 @@ export const open = (options: {
       const { link, settings } = options
       const context = fiber.context as Context.Context<Scope.Scope>
       const scope = Context.getUnsafe(context, Scope.Scope)
-      const dispatcher = fiber.currentDispatcher
+      // a server's connections share its dispatcher: their output wakes run in one turn, on one timer
+      const dispatcher = options.counters?.dispatcher ?? fiber.currentDispatcher
       const counters = options.counters ?? new Counters(context, dispatcher)
       let watchdog = options.watchdog
       let ownWatchdog: Effect.Effect<unknown> | undefined = undefined

@@ -15,7 +15,8 @@ export class Counters {
   private bytesOut = 0
   private scheduled = false
   private readonly context: Context.Context<never>
-  private readonly dispatcher: Scheduler.SchedulerDispatcher
+  /** Where a server's connections schedule their tasks: all of them run in one turn, on one timer. */
+  readonly dispatcher: Scheduler.SchedulerDispatcher
 
   constructor(context: Context.Context<never>, dispatcher: Scheduler.SchedulerDispatcher) {
     this.context = context

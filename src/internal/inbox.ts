@@ -25,9 +25,16 @@ type Resume = (effect: Effect.Effect<unknown, unknown>) => void
 export interface Reader {
   /** What the consumer makes of the reads handed to it (undefined: the end of input): the effect it resumes with. */
   onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Effect.Effect<unknown, unknown>
+  /**
+   * Around a read handed over in the transport's callback, in which the consumer runs at once: what it writes
+   * meanwhile is written when it is done, rather than on a turn of its own.
+   */
+  holdOutput(): void
+  releaseOutput(): void
 }
 
-const asIs: Reader = { onRead: Effect.succeed }
+const noop = () => {}
+const asIs: Reader = { onRead: Effect.succeed, holdOutput: noop, releaseOutput: noop }
 
 const END = "end" as const
 
@@ -87,7 +94,13 @@ export class Inbox implements Input, Watched {
     const consumer = this.consumer
     if (consumer !== undefined) {
       this.consumer = undefined
-      consumer(this.made([chunk]))
+      const reader = this.reader
+      reader.holdOutput()
+      try {
+        consumer(this.made([chunk]))
+      } finally {
+        reader.releaseOutput()
+      }
       return
     }
     this.held.push(chunk)

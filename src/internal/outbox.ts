@@ -230,13 +230,26 @@ export class Outbox {
    * through a batch of frames all land in the queue first, and go to the transport in one write.
    */
   private wake(): void {
-    if (this.wakeScheduled || this.busy || this.stopped) return
+    if (this.wakeScheduled || this.busy || this.stopped || this.holding) return
     this.wakeScheduled = true
     // made on first use, as is `drain`: an idle connection should hold as little as it can
     this.dispatcher.scheduleTask(this.runWake ??= () => this.afterWake(), 0)
   }
 
   private runWake: (() => void) | undefined = undefined
+  /** Set while the handler runs a read in the transport's callback: what it queues is written after it. */
+  private holding = false
+
+  /** Holds wakes: the caller writes what was queued meanwhile with `release`. */
+  hold(): void {
+    this.holding = true
+  }
+
+  /** Writes what was queued since `hold`, now (a writer fiber waits if the transport is full). */
+  release(): void {
+    this.holding = false
+    if (this.head !== this.items.length) this.afterWake()
+  }
 
   private afterWake(): void {
     this.wakeScheduled = false

@@ -1,5 +1,6 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import {
+  Deferred,
   Duration,
   Effect,
   Exit,
@@ -1034,6 +1035,22 @@ describe("Output effects", () => {
       yield* Effect.repeat(ho, { times: 2 })
       yield* hi
       expect(yield* readLines(client, 7)).toEqual(["hi", "x", "hi", "ho", "ho", "ho", "hi"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("what a handler pushes before it waits on something else goes out without waiting for it", () =>
+    Effect.gen(function*() {
+      const gate = yield* Deferred.make<void>()
+      const AckThenWait = Protocol.frames(
+        Terminator.lf,
+        (lines) =>
+          Stream.runForEach(lines, (line) => Effect.andThen(Chat.push("ack ", line.bytes, "\n"), Deferred.await(gate)))
+      )
+      yield* ChatServer.make(AckThenWait)
+      const client = yield* connectLines
+      yield* client.chat.push("one\ntwo\n")
+      expect(yield* readLines(client, 1)).toEqual(["ack one"])
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* readLines(client, 1)).toEqual(["ack two"])
     }).pipe(Effect.provide(memory())))
 
   it.effect("the handle's members work when taken off it, as a service's are", () =>

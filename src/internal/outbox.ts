@@ -115,13 +115,19 @@ export class Outbox {
 
   /** Queues `data` (the array stays the caller's: an effect that pushes it may run again). */
   private enqueue(data: ReadonlyArray<Uint8Array | string>): void {
-    let size = 0
-    for (let i = 0; i < data.length; i++) {
-      const d = data[i]
-      const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
-      if (bytes.length === 0) continue
-      this.items.push(bytes)
-      size += bytes.length
+    // an empty queue and only non-empty buffers (the usual case): one copy of the array, not a push each
+    let size = this.items.length === 0 ? sizeOfBuffers(data) : -1
+    if (size > 0) {
+      this.items = data.slice() as Array<Item>
+    } else {
+      size = 0
+      for (let i = 0; i < data.length; i++) {
+        const d = data[i]
+        const bytes = typeof d === "string" ? Buffer.from(d, "utf8") : d
+        if (bytes.length === 0) continue
+        this.items.push(bytes)
+        size += bytes.length
+      }
     }
     this.queuedBytes += size
     this.itemBytes += size
@@ -375,6 +381,17 @@ export class Outbox {
       this.head = 0
     }
   }
+}
+
+/** The bytes in `data` when it is all non-empty buffers; -1 when it holds a string or an empty buffer. */
+const sizeOfBuffers = (data: ReadonlyArray<Uint8Array | string>): number => {
+  let size = 0
+  for (let i = 0; i < data.length; i++) {
+    const d = data[i]
+    if (typeof d === "string" || d.length === 0) return -1
+    size += d.length
+  }
+  return size
 }
 
 const isWriteFailure = (cause: Cause.Cause<unknown>): boolean => {

@@ -792,6 +792,44 @@ describe("a listener of Node streams", () => {
       expect(yield* server.count).toBe(0)
     }))
 
+  // Regression: a read that the peer answered inside our own write ran our handler there, whose output then
+  // started a second writer beside the first: a producer's output came after what was pushed behind it, or
+  // was cut off by the close marker.
+  for (const ending of ["a push", "closeWhenDone"] as const) {
+    it.live(`a peer that answers inside our write keeps the order of a producer and ${ending} after it`, () =>
+      Effect.gen(function*() {
+        const written: Array<string> = []
+        const stream = new NodeStream.Duplex({
+          read() {},
+          write(chunk: Buffer, _encoding, callback) {
+            written.push(chunk.toString())
+            if (chunk.toString().includes("r1")) this.push("go\n") // the peer answers inside our write
+            callback()
+          }
+        })
+        const P = Protocol.frames(Terminator.lf, (lines) =>
+          Stream.runForEach(lines, (frame) => {
+            const line = text(frame.bytes)
+            if (line === "start") {
+              // from another fiber: the write goes out on a scheduler turn, outside any read
+              return Effect.asVoid(Effect.forkChild(Effect.andThen(Effect.sleep("10 millis"), Chat.push("r1\n"))))
+            }
+            if (line !== "go") return Effect.void
+            return Effect.gen(function*() {
+              yield* Chat.push("X\n")
+              yield* Chat.pushStream(Stream.fromEffect(Effect.as(Effect.sleep("20 millis"), Buffer.from("p1\n"))))
+              yield* ending === "a push" ? Chat.push("Y\n") : Chat.closeWhenDone
+            })
+          }))
+        yield* ChatServer.make(P, { idleTimeout: Duration.infinity }).pipe(
+          Effect.provideService(Listener.Listener, streamListener(stream))
+        )
+        stream.push("start\n")
+        yield* Effect.sleep("200 millis")
+        expect(written.join("")).toBe(ending === "a push" ? "r1\nX\np1\nY\n" : "r1\nX\np1\n")
+      }))
+  }
+
   it.live("writeTimeout spares a slow peer that keeps taking bytes", () =>
     Effect.gen(function*() {
       const timedOut = Metric.withAttributes(ChatMetrics.errors, { reason: "WriteTimeout" })

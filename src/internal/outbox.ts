@@ -175,7 +175,9 @@ export class Outbox {
   flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
     if (this.busy || this.stopped || this.head === this.items.length) return undefined
     if (!(this.items[this.head] instanceof Uint8Array)) return undefined
-    const pending = this.writeBuffers()
+    const pending = this.writeOutside()
+    // what a handler run by that write queued meanwhile goes out next
+    if (this.head !== this.items.length) this.wake()
     // the transport has the bytes, in order: what is left is to wait for room, and anyone may write after them
     if (pending === undefined || this.transport.eager) return pending
     this.busy = true
@@ -216,6 +218,20 @@ export class Outbox {
     this.compact()
     this.itemBytes -= size
     return { batch: batch as unknown as Arr.NonEmptyReadonlyArray<Uint8Array>, size }
+  }
+
+  /**
+   * `writeBuffers` outside a writer fiber. The write may run our own handler at once (an in-process peer that
+   * answers inside it), and what that handler queues must wait for this write rather than start another
+   * writer: busy meanwhile, so the caller, which looks at the queue after, writes it in order.
+   */
+  private writeOutside(): Effect.Effect<void, ChatError.ChatError> | undefined {
+    this.busy = true
+    try {
+      return this.writeBuffers()
+    } finally {
+      this.busy = false
+    }
   }
 
   /** Hands the buffers at the head of the queue to the transport: undefined when it took them at once. */
@@ -263,7 +279,7 @@ export class Outbox {
     if (this.busy || this.stopped || this.head === this.items.length) return
     let first: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
     if (this.items[this.head] instanceof Uint8Array) {
-      first = this.writeBuffers()
+      first = this.writeOutside()
       // the transport took it all: no fiber needed
       if (first === undefined && this.head === this.items.length) return
     }

@@ -83,9 +83,9 @@ export class Inbox implements Input, Watched {
 
   /** Starts the watching of this input's timeouts; `stop` ends it. */
   watch(): void {
-    if (this.watchdog === undefined || this.stopped) return
+    if (this.watchdog === undefined) return
     this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
-    this.watchdog.arm(this, this.lastDataAt + this.idleMillis)
+    this.armAt(this.lastDataAt + this.idleMillis)
   }
 
   data(chunk: Uint8Array): void {
@@ -144,16 +144,8 @@ export class Inbox implements Input, Watched {
       // The frame deadline passed while the handler was busy: the watchdog enforces it, a turn from now, once
       // bytes the transport already holds (it was paused) had their chance to complete the frame.
       const watchdog = this.watchdog
-      if (
-        watchdog !== undefined && this.frameStartedAt >= 0 && this.frameMillis !== Infinity &&
-        watchdog.clock.currentTimeMillisUnsafe() >= this.frameStartedAt + this.frameMillis
-      ) {
-        this.dispatcher.scheduleTask(
-          this.armNow ??= () => {
-            if (!this.stopped) watchdog.arm(this, watchdog.clock.currentTimeMillisUnsafe())
-          },
-          0
-        )
+      if (watchdog !== undefined && watchdog.clock.currentTimeMillisUnsafe() >= this.frameDeadline) {
+        this.dispatcher.scheduleTask(this.armNow ??= () => this.armAt(watchdog.clock.currentTimeMillisUnsafe()), 0)
       }
       return this.cancelWait
     }
@@ -197,33 +189,39 @@ export class Inbox implements Input, Watched {
       this.frameStartedAt = -1
     } else if (this.frameStartedAt < 0 || completedOne) {
       this.frameStartedAt = this.lastDataAt
-      const frameAt = this.frameStartedAt + this.frameMillis
-      if (frameAt < this.watchAt && !this.stopped) this.watchdog?.arm(this, frameAt)
+      if (this.frameDeadline < this.watchAt) this.armAt(this.frameDeadline)
     }
+  }
+
+  /** When the frame in progress times out: Infinity when there is none, or no frame timeout. */
+  private get frameDeadline(): number {
+    return this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
+  }
+
+  /** Has the watchdog look at this input at `at`, unless the connection is closed. */
+  private armAt(at: number): void {
+    if (!this.stopped) this.watchdog?.arm(this, at)
   }
 
   /** The watchdog's look at the deadlines: fails a wait that is over one; says when to look next. */
   check(now: number): number {
     // input is over (or failed), or the connection closed: nobody waits for more of it
     if (this.last !== undefined || this.stopped) return Infinity
-    let idleAt = this.lastDataAt + this.idleMillis
-    let frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
     const consumer = this.consumer
-    if (consumer !== undefined && (now >= idleAt || now >= frameAt)) {
+    const frame = now >= this.frameDeadline
+    if (consumer !== undefined && (frame || now >= this.lastDataAt + this.idleMillis)) {
       this.consumer = undefined
-      const frame = now >= frameAt
       // a reader that catches the timeout and reads again gets a fresh period
       if (frame) this.frameStartedAt = now
       else this.lastDataAt = now
       consumer(Effect.fail(frame ? this.frameError() : this.idleError()))
       // the consumer ran at once, and may have closed the connection
       if (this.last !== undefined || this.stopped) return Infinity
-      idleAt = this.lastDataAt + this.idleMillis
-      frameAt = this.frameStartedAt < 0 ? Infinity : this.frameStartedAt + this.frameMillis
     }
     // the idle deadline passed while the handler was busy: the time it spent is not the peer's idleness
-    if (now >= idleAt) this.lastDataAt = now
+    if (now >= this.lastDataAt + this.idleMillis) this.lastDataAt = now
     // a frame deadline that passed while the handler was busy is enforced when it next waits (`next`)
+    const frameAt = this.frameDeadline
     return Math.min(this.lastDataAt + this.idleMillis, frameAt > now ? frameAt : Infinity)
   }
 

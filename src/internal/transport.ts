@@ -271,17 +271,6 @@ export class NodeStreamTransport implements Transport {
   }
 }
 
-/** A Node stream as a transport for the current scope, which closes it (`NodeStreamTransport.close`). */
-export const fromNodeStream = (
-  stream: NodeStream.Duplex,
-  input: Input,
-  writeTimeout: WriteTimeout | undefined
-): Effect.Effect<Transport, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => new NodeStreamTransport(stream, input, writeTimeout)),
-    (transport) => Effect.sync(() => transport.close())
-  )
-
 const ignore = () => {}
 
 /** How long a closing stream may take to hand its last buffered bytes to the kernel. */

@@ -15,6 +15,7 @@ import * as SocketServer from "effect/socket/SocketServer"
 import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import type { Address } from "./Chat.ts"
+import { closeSoon } from "./internal/transport.ts"
 
 /**
  * A socket with the addresses of its two ends: what a listener accepts and what a client connects.
@@ -75,7 +76,7 @@ export const onClosedOf =
 /**
  * A Node stream (a TCP or Unix socket, any Duplex) as a `Link`: connections read and write the stream itself.
  * Its `socket` is made only if something asks for it; closing that socket's scope ends the stream once what
- * was written is flushed.
+ * was written is flushed (within a few seconds).
  *
  * @example
  * ```ts
@@ -116,17 +117,6 @@ class StreamLink implements Link {
   onClosed(listener: () => void): () => void {
     return onClosedOf(this.stream)(listener)
   }
-}
-
-/** Ends `stream`, and destroys it once what was written is flushed. */
-const closeSoon = (stream: NodeStream.Duplex): void => {
-  if (stream.destroyed) return
-  if (stream.writableFinished) {
-    stream.destroy()
-    return
-  }
-  stream.once("finish", () => stream.destroy())
-  if (!stream.writableEnded) stream.end()
 }
 
 /**

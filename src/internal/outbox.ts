@@ -70,6 +70,11 @@ export class Outbox {
   private busy = false
   private writer: Fiber.Fiber<void, ChatError.ChatError> | undefined = undefined
   private wakeScheduled = false
+  /** Set while the handler runs a read in the transport's callback: what it queues is written after it. */
+  private holding = false
+  // made on first use: an idle connection should hold as little as it can
+  private runWake: (() => void) | undefined = undefined
+  private draining: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
   private readonly spaceWaiters: Array<() => void> = []
   private readonly limits: Limits
   private readonly transport: OutboxOptions["transport"]
@@ -254,13 +259,8 @@ export class Outbox {
   private wake(): void {
     if (this.wakeScheduled || this.busy || this.stopped || this.holding) return
     this.wakeScheduled = true
-    // made on first use, as is `drain`: an idle connection should hold as little as it can
     this.dispatcher.scheduleTask(this.runWake ??= () => this.afterWake(), 0)
   }
-
-  private runWake: (() => void) | undefined = undefined
-  /** Set while the handler runs a read in the transport's callback: what it queues is written after it. */
-  private holding = false
 
   /** Holds wakes: the caller writes what was queued meanwhile with `release`. */
   hold(): void {
@@ -300,8 +300,6 @@ export class Outbox {
       else this.wake()
     })
   }
-
-  private draining: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
 
   /** Writes the queue until it is empty, producers and the close marker included. */
   private get drain(): Effect.Effect<void, ChatError.ChatError> {

@@ -254,21 +254,27 @@ export class NodeStreamTransport implements Transport {
     stream.off("close", onClose)
     // an error after we stopped listening must not become an uncaught exception
     stream.on("error", ignore)
-    if (stream.destroyed) return
-    if (stream.writable) stream.end()
-    if (stream.writableFinished) {
-      stream.destroy()
-      return
-    }
-    // what the kernel has not taken yet gets a little time to drain, not forever: a peer that stops reading
-    // cannot keep the socket open past its scope
-    const linger = setTimeout(() => stream.destroy(), LINGER_MILLIS)
-    linger.unref()
-    stream.once("finish", () => {
-      clearTimeout(linger)
-      stream.destroy()
-    })
+    closeSoon(stream)
   }
+}
+
+/**
+ * Ends `stream` and destroys it once what was written is flushed. What the kernel has not taken yet gets a
+ * little time to drain, not forever: a peer that stops reading cannot keep the stream open past its scope.
+ */
+export const closeSoon = (stream: NodeStream.Duplex): void => {
+  if (stream.destroyed) return
+  if (stream.writable) stream.end()
+  if (stream.writableFinished) {
+    stream.destroy()
+    return
+  }
+  const linger = setTimeout(() => stream.destroy(), LINGER_MILLIS)
+  linger.unref()
+  stream.once("finish", () => {
+    clearTimeout(linger)
+    stream.destroy()
+  })
 }
 
 const ignore = () => {}

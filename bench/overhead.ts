@@ -8,15 +8,23 @@
  *   request/response, where per-read costs dominate), against the raw splitter.
  * - `OVERHEAD_PROTOCOL=redis`: the `redis` example, `OVERHEAD_LINES` `SET` commands per read, against the raw
  *   RESP server of `bench/peers/raw-redis.ts`.
+ * - `OVERHEAD_PROTOCOL=http`: the `http11` example, `OVERHEAD_LINES` GET requests (as wrk sends them) per read,
+ *   against the raw server of `bench/peers/raw-http.ts`.
+ *
+ * Each round also measures the design's floor: the raw handler run in a fiber per connection that every read
+ * resumes (`bench/peers/effect-fiber.ts`), what the design costs before the framework does anything.
  *
  * Run: `npm run bench:overhead` (or `node --cpu-prof ... bench/overhead.ts`). Prints µs per read for each, and
- * the ratio. `OVERHEAD_ONLY_OURS=1` skips the raw handler (for a profile of ours alone).
+ * the ratios. `OVERHEAD_ONLY_OURS=1` skips the raw handlers (for a profile of ours alone).
  */
 import { Duration, Effect } from "effect"
 import { ChatServer, Listener, type Protocol } from "effect-asynchat"
 import { Buffer } from "node:buffer"
 import { Duplex } from "node:stream"
+import { Http11 } from "../examples/http11.ts"
 import { Redis, Store } from "../examples/redis.ts"
+import * as EffectFiber from "./peers/effect-fiber.ts"
+import * as RawHttp from "./peers/raw-http.ts"
 import * as RawLineEcho from "./peers/raw-line-echo.ts"
 import * as RawRedis from "./peers/raw-redis.ts"
 import { EchoLines } from "./servers/echo-lines.ts"
@@ -25,7 +33,7 @@ const CONNECTIONS = 20
 const READS = 40_000
 const ROUNDS = 5
 const LINES = Number(process.env.OVERHEAD_LINES ?? 16)
-const REDIS = process.env.OVERHEAD_PROTOCOL === "redis"
+const PROTOCOL = process.env.OVERHEAD_PROTOCOL ?? "lines"
 
 const lineBlock = () => {
   const block = Buffer.alloc(LINES * 64, "x")
@@ -33,9 +41,27 @@ const lineBlock = () => {
   return block
 }
 const setCommand = "*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000042\r\n$3\r\nxxx\r\n"
-const block = REDIS ? Buffer.from(setCommand.repeat(LINES)) : lineBlock()
-/** Bytes echoed per read by the line echo; the redis answers are `+OK\r\n` each. */
-const answerBytes = REDIS ? 5 * LINES : block.length
+const getRequest = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n"
+/** Each protocol: what is read, what answers it (bytes per read), the raw handler and ours. */
+const subjects = {
+  lines: { block: lineBlock, answerBytes: () => LINES * 64, raw: RawLineEcho.reader, ours: () => EchoLines },
+  redis: {
+    block: () => Buffer.from(setCommand.repeat(LINES)),
+    answerBytes: () => "+OK\r\n".length * LINES,
+    raw: RawRedis.reader,
+    ours: () => Redis(new Store())
+  },
+  http: {
+    block: () => Buffer.from(getRequest.repeat(LINES)),
+    // the answers carry a Date header of fixed length
+    answerBytes: () => RawHttp.answers(1).length * LINES,
+    raw: RawHttp.reader,
+    ours: () => Http11
+  }
+} as const
+if (!(PROTOCOL in subjects)) throw new Error(`OVERHEAD_PROTOCOL must be one of ${Object.keys(subjects).join(", ")}`)
+const subject = subjects[PROTOCOL as keyof typeof subjects]
+const block = subject.block()
 
 /** A Duplex whose writes are taken at once and whose reads we push. */
 const fakeSocket = () => {
@@ -62,9 +88,13 @@ const drive = async (streams: ReadonlyArray<Duplex>) => {
   return (used.user + used.system) / (READS * streams.length)
 }
 
-const raw = async () => {
+/** The raw handler on each stream, by itself or (`inFiber`) in a fiber per connection, as the design has it. */
+const raw = async (inFiber: boolean) => {
   const sockets = Array.from({ length: CONNECTIONS }, fakeSocket)
-  for (const s of sockets) (REDIS ? RawRedis.serve : RawLineEcho.serve)(s.stream)
+  for (const s of sockets) {
+    if (inFiber) EffectFiber.serve(s.stream, subject.raw)
+    else s.stream.on("data", subject.raw(s.stream))
+  }
   const us = await drive(sockets.map((s) => s.stream))
   for (const s of sockets) s.stream.destroy()
   return us
@@ -96,16 +126,25 @@ const ours = (protocol: Protocol.Protocol<unknown, never>) =>
     }).pipe(Effect.provideService(Listener.Listener, listener))
     yield* Effect.sleep("10 millis")
     const us = yield* Effect.promise(() => drive(sockets.map((s) => s.stream)))
-    const expected = READS * answerBytes
+    const expected = READS * subject.answerBytes()
     for (const s of sockets) {
       if (s.written() !== expected) throw new Error(`answered ${s.written()} of ${expected} bytes`)
     }
     return us
   }))
 
-const protocol = (REDIS ? Redis(new Store()) : EchoLines) as Protocol.Protocol<unknown, never>
+const protocol = subject.ours() as Protocol.Protocol<unknown, never>
+const onlyOurs = process.env.OVERHEAD_ONLY_OURS !== undefined && process.env.OVERHEAD_ONLY_OURS !== ""
 for (let round = 1; round <= ROUNDS; round++) {
-  const r = process.env.OVERHEAD_ONLY_OURS ? 1 : await raw()
   const o = await Effect.runPromise(ours(protocol))
-  console.log(`round ${round}: ours ${o.toFixed(2)} µs/read, raw ${r.toFixed(2)} µs/read, ratio ${(o / r).toFixed(2)}`)
+  if (onlyOurs) {
+    console.log(`round ${round}: ours ${o.toFixed(2)} µs/read`)
+    continue
+  }
+  const r = await raw(false)
+  const f = await raw(true)
+  console.log(
+    `round ${round}: ours ${o.toFixed(2)} µs/read, fiber floor ${f.toFixed(2)}, raw ${r.toFixed(2)}; ` +
+      `ours/raw ${(o / r).toFixed(2)}, ours/fiber floor ${(o / f).toFixed(2)}`
+  )
 }

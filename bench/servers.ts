@@ -5,12 +5,14 @@
  * requests per second would measure the machine; CPU per operation measures the server.
  *
  * 1. redis: examples/redis.ts vs redis-server 7, under redis-benchmark (-P 1 and -P 16).
- * 2. http11: examples/http11.ts vs a node:http hello world under wrk; a raw node:net server answering the same
- *    bytes is printed as the floor.
+ * 2. http11: examples/http11.ts vs a node:http hello world under wrk.
  * 3. line echo: bench/servers/echo-lines.ts vs a raw node:net splitter and CPython's asynchat, 20 connections
  *    with 16 lines of 64 bytes in flight each (bench/load/line-echo-client.ts).
- * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net,
- *    and the design's own floor: the raw server with a fiber and a Scope per connection (effect-fiber-echo.ts).
+ * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net.
+ *
+ * Each section also measures two floors: Node's own (raw node:net: the same work by hand, bench/peers/raw-*.ts)
+ * and the design's (the raw server with a fiber per connection that every read resumes and a Scope owning the
+ * socket, bench/peers/effect-fiber.ts): what the design card's shape costs before the framework does anything.
  *
  * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
  * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.
@@ -40,6 +42,7 @@ const SOURCE = "--conditions=@effect-asynchat/source"
 const INSTALL = "apt-get install redis-server redis-tools wrk"
 /** The rows that measure a floor rather than a framework: Node's own, and what the design costs by itself. */
 const FIBER_FLOOR = "fiber + Scope"
+const fiberArgv = (protocol: "lines" | "redis" | "http") => [NODE, "bench/peers/effect-fiber.ts", protocol, "PORT"]
 const FLOORS = ["raw node:net", FIBER_FLOOR]
 
 // Workload sizes. redis-benchmark's `-t ping` is two tests (inline and multibulk), so one run is 4 x -n
@@ -359,14 +362,16 @@ const redis = async () => {
   commands.push(
     { what: "redis, ours", argv: oursArgv },
     { what: "redis, peer", argv: peerArgv },
-    { what: "redis, floor", argv: rawArgv },
+    { what: "redis, Node's floor", argv: rawArgv },
+    { what: "redis, the design's floor", argv: fiberArgv("redis") },
     { what: "redis, load", argv: redisBenchmark(1), note: "once per measurement" },
     { what: "redis, load", argv: redisBenchmark(16), note: `${REDIS_P16_RUNS} times per measurement` }
   )
   const servers = [
     await startServer("ours (redis)", oursArgv),
     await startServer("redis-server", peerArgv),
-    await startServer("raw node:net (redis)", rawArgv)
+    await startServer("raw node:net (redis)", rawArgv),
+    await startServer("fiber + Scope (redis)", fiberArgv("redis"))
   ]
   try {
     const run = async (server: Server, pipeline: number, n = REDIS_N) => {
@@ -377,7 +382,7 @@ const redis = async () => {
     }
     for (const pipeline of [1, 16]) {
       const runs = pipeline === 1 ? 1 : REDIS_P16_RUNS
-      const [o, p, r] = await alternate(
+      const [o, p, r, e] = await alternate(
         servers,
         async (server) => {
           let ops = 0
@@ -391,6 +396,7 @@ const redis = async () => {
       // Node's own floor: what no framework on Node can go below
       addRow({ ...fields, ours: "raw node:net", peer: "redis-server", target: undefined }, r, p, 1e6)
       addRow({ ...fields, ours: "ours", peer: "raw node:net", target: undefined }, o, r, 1e6)
+      addRow({ ...fields, ours: FIBER_FLOOR, peer: "redis-server", target: undefined }, e, p, 1e6)
     }
   } finally {
     for (const server of servers) await stop(server)
@@ -411,13 +417,15 @@ const http = async () => {
   commands.push(
     { what: "http11, ours", argv: oursArgv },
     { what: "http11, peer", argv: nodeArgv },
-    { what: "http11, floor", argv: rawArgv },
+    { what: "http11, Node's floor", argv: rawArgv },
+    { what: "http11, the design's floor", argv: fiberArgv("http") },
     { what: "http11, load", argv: wrk(WRK_SECONDS) }
   )
   const servers = [
     await startServer("ours (http11)", oursArgv),
     await startServer("node:http", nodeArgv),
-    await startServer("raw node:net (http)", rawArgv)
+    await startServer("raw node:net (http)", rawArgv),
+    await startServer("fiber + Scope (http)", fiberArgv("http"))
   ]
   try {
     const run = async (server: Server, seconds: number) => {
@@ -427,11 +435,12 @@ const http = async () => {
       if (/Socket errors/.test(out)) notes.push(`wrk against ${server.name}: ${/Socket errors.*/.exec(out)?.[0]}`)
       return requests
     }
-    const [o, n, r] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
+    const [o, n, r, e] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
     const fields = { section: "http11", workload: `wrk -t1 -c50 -d${WRK_SECONDS}s`, unit: "µs/req" }
     addRow({ ...fields, ours: "ours", peer: "node:http", target: 0.7 }, o, n, 1e6)
     addRow({ ...fields, ours: "raw node:net", peer: "node:http", target: undefined }, r, n, 1e6)
     addRow({ ...fields, ours: "ours", peer: "raw node:net", target: undefined }, o, r, 1e6)
+    addRow({ ...fields, ours: FIBER_FLOOR, peer: "node:http", target: undefined }, e, n, 1e6)
   } finally {
     for (const server of servers) await stop(server)
   }
@@ -470,13 +479,15 @@ const echo = async () => {
     { what: "line echo, ours", argv: oursArgv },
     { what: "line echo, ours with its frame timeout", argv: framedArgv },
     { what: "line echo, peer", argv: rawArgv },
+    { what: "line echo, the design's floor", argv: fiberArgv("lines") },
     ...(python ? [{ what: "line echo, peer", argv: pyArgv }] : []),
     { what: "line echo, load", argv: client(linesPerConnection) }
   )
   const servers = [
     await startServer("ours (echo-lines)", oursArgv),
     await startServer("ours (echo-lines, frame timeout)", framedArgv),
-    await startServer("raw node:net (echo)", rawArgv)
+    await startServer("raw node:net (echo)", rawArgv),
+    await startServer("fiber + Scope (echo)", fiberArgv("lines"))
   ]
   if (python) servers.push(await startServer("asynchat", pyArgv))
   try {
@@ -486,7 +497,7 @@ const echo = async () => {
       if (result.lines !== connections * lines) throw new Error(`line-echo-client against ${server.name}:\n${out}`)
       return result.lines
     }
-    const [o, f, r, p] = await alternate(
+    const [o, f, r, e, p] = await alternate(
       servers,
       (server) => run(server, linesPerConnection),
       (server) => run(server, linesPerConnection / 10)
@@ -495,7 +506,9 @@ const echo = async () => {
     addRow({ ...fields, ours: "ours", peer: "raw node:net", target: 1.25 }, o, r, 1e6)
     if (p !== undefined) addRow({ ...fields, ours: "ours", peer: "asynchat", target: 0.25 }, o, p, 1e6)
     addRow({ ...fields, ours: "ours, frame timeout", peer: "raw node:net", target: undefined }, f, r, 1e6)
+    addRow({ ...fields, ours: FIBER_FLOOR, peer: "raw node:net", target: undefined }, e, r, 1e6)
     if (p !== undefined) addRow({ ...fields, ours: "raw node:net", peer: "asynchat", target: undefined }, r, p, 1e6)
+    if (p !== undefined) addRow({ ...fields, ours: FIBER_FLOOR, peer: "asynchat", target: undefined }, e, p, 1e6)
   } finally {
     for (const server of servers) await stop(server)
   }
@@ -508,13 +521,12 @@ const memory = async () => {
   const oursArgv = ours("bench/servers/echo-lines.ts", "PORT")
   const framedArgv = ours("bench/servers/echo-lines.ts", "PORT", "--frame-timeout")
   const rawArgv = [NODE, "bench/peers/raw-line-echo.ts", "PORT"]
-  const fiberArgv = [NODE, "bench/peers/effect-fiber-echo.ts", "PORT"]
   const client = [NODE, "bench/load/idle-client.ts", "PORT", String(IDLE_CONNECTIONS), "200", "120000"]
   commands.push(
     { what: "memory, ours", argv: oursArgv },
     { what: "memory, ours with its frame timeout", argv: framedArgv },
     { what: "memory, peer", argv: rawArgv },
-    { what: "memory, floor of the design (a fiber and a Scope per connection)", argv: fiberArgv },
+    { what: "memory, the design's floor", argv: fiberArgv("lines") },
     { what: "memory, load", argv: client }
   )
   /** Bytes of RSS per connection on a fresh server: after minus before, once every connection is accepted. */
@@ -547,7 +559,7 @@ const memory = async () => {
     { name: "ours (echo-lines)", argv: oursArgv },
     { name: "ours (echo-lines, frame timeout)", argv: framedArgv },
     { name: "raw node:net (echo)", argv: rawArgv },
-    { name: "fiber + Scope (echo)", argv: fiberArgv }
+    { name: "fiber + Scope (echo)", argv: fiberArgv("lines") }
   ]
   const results = subjects.map((): Array<number> => [])
   for (let round = 0; round < ROUNDS; round++) {
@@ -703,9 +715,9 @@ const markdown = (date: string, seconds: number): string => {
     `Targets met: ${verdicts.filter(met).length} of ${verdicts.length}.`,
     "",
     ...(floors().length === 0 ? [] : [
-      "Floors, measured in the same run: Node's own (raw node:net, a server doing the same work by hand) and, for",
-      `memory, the design's (${FIBER_FLOOR}: the raw server with just a fiber and a Scope owning the socket for each`,
-      "connection, as the design asks of every channel):",
+      "Floors, measured in the same run: Node's own (raw node:net, a server doing the same work by hand) and the",
+      `design's (${FIBER_FLOOR}: that raw server with just what the design asks of every channel, a fiber per`,
+      "connection that every read resumes and a Scope owning its socket):",
       "",
       ...floors(),
       ""

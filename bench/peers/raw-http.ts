@@ -7,12 +7,13 @@
  */
 import { Buffer } from "node:buffer"
 import { createServer } from "node:net"
+import type { Peer } from "./raw-line-echo.ts"
 
 const HEAD_END = Buffer.from("\r\n\r\n")
 const cache = { second: -1, answer: Buffer.alloc(0), answers: [] as Array<Buffer> }
 
 /** `n` answers in one buffer, made once per second and per count (the Date header changes each second). */
-const answers = (n: number): Buffer => {
+export const answers = (n: number): Buffer => {
   const second = Math.floor(Date.now() / 1000)
   if (second !== cache.second) {
     const date = new Date(second * 1000).toUTCString()
@@ -26,11 +27,11 @@ const answers = (n: number): Buffer => {
   return (cache.answers[n] ??= Buffer.concat(Array.from({ length: n }, () => cache.answer)))
 }
 
-const port = Number(process.argv[2] ?? 8083)
-createServer((socket) => {
+/** What the server does with each read of `stream`: answers its complete request heads in one write. */
+export const reader = (stream: Peer) => {
   // Up to 3 bytes of a head end split across reads.
   let tail: Buffer | undefined
-  socket.on("data", (chunk: Buffer) => {
+  return (chunk: Buffer): void => {
     const buf = tail === undefined ? chunk : Buffer.concat([tail, chunk])
     let n = 0
     let end = 0
@@ -40,7 +41,20 @@ createServer((socket) => {
     }
     const keep = Math.max(end, buf.length - 3)
     tail = keep < buf.length ? Buffer.from(buf.subarray(keep)) : undefined
-    if (n > 0) socket.write(answers(n))
-  })
-  socket.on("error", () => socket.destroy())
-}).listen(port, "127.0.0.1", () => console.log(`raw-http listening on 127.0.0.1:${port}`))
+    if (n > 0) stream.write(answers(n))
+  }
+}
+
+/** Answers every request head of `stream` with the keep-alive GET answer. */
+export const serve = (stream: Peer & NodeJS.ReadableStream): void => {
+  stream.on("data", reader(stream))
+}
+
+// Run as a script, not when imported (bench/overhead.ts and effect-fiber.ts reuse it).
+if (import.meta.main) {
+  const port = Number(process.argv[2] ?? 8083)
+  createServer((socket) => {
+    serve(socket)
+    socket.on("error", () => socket.destroy())
+  }).listen(port, "127.0.0.1", () => console.log(`raw-http listening on 127.0.0.1:${port}`))
+}

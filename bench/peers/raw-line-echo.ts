@@ -8,13 +8,16 @@
 import { Buffer } from "node:buffer"
 import { createServer } from "node:net"
 
+/** What a server writes to and destroys: a socket, or any Duplex. */
+export type Peer = Pick<NodeJS.WritableStream, "write"> & { destroy(): void }
+
 const NL = Buffer.from("\n")
 const MAX_LINE = 1024
 
-/** Echoes the lines of `stream`, each chunk's in one write; destroys it on a line over MAX_LINE bytes. */
-export const serve = (stream: NodeJS.ReadableStream & NodeJS.WritableStream & { destroy(): void }): void => {
+/** What the server does with each read of `stream`: echoes its complete lines in one write. */
+export const reader = (stream: Peer) => {
   let partial: Buffer | undefined
-  stream.on("data", (chunk: Buffer) => {
+  return (chunk: Buffer): void => {
     const out: Array<Buffer> = []
     let pos = 0
     for (let k = chunk.indexOf(10); k >= 0; k = chunk.indexOf(10, pos)) {
@@ -29,10 +32,15 @@ export const serve = (stream: NodeJS.ReadableStream & NodeJS.WritableStream & { 
       if (partial.length > MAX_LINE) stream.destroy()
     }
     if (out.length > 0) stream.write(Buffer.concat(out))
-  })
+  }
 }
 
-// Run as a script, not when imported (bench/overhead.ts reuses `serve`).
+/** Echoes the lines of `stream`, each chunk's in one write; destroys it on a line over MAX_LINE bytes. */
+export const serve = (stream: Peer & NodeJS.ReadableStream): void => {
+  stream.on("data", reader(stream))
+}
+
+// Run as a script, not when imported (bench/overhead.ts and effect-fiber.ts reuse it).
 if (import.meta.main) {
   const port = Number(process.argv[2] ?? 7001)
   createServer((socket) => {

@@ -8,6 +8,7 @@
  */
 import { Buffer } from "node:buffer"
 import { createServer } from "node:net"
+import type { Peer } from "./raw-line-echo.ts"
 
 const store = new Map<string, Buffer>()
 const PONG = Buffer.from("+PONG\r\n")
@@ -60,19 +61,24 @@ export const parse = (buf: Buffer, out: Array<Buffer>): number => {
   return pos
 }
 
-/** Serves RESP on `stream`: every chunk's complete commands answered in one write. */
-export const serve = (stream: NodeJS.ReadableStream & NodeJS.WritableStream): void => {
+/** What the server does with each read of `stream`: answers its complete commands in one write. */
+export const reader = (stream: Peer) => {
   let pending: Buffer | undefined
-  stream.on("data", (chunk: Buffer) => {
+  return (chunk: Buffer): void => {
     const buf = pending === undefined ? chunk : Buffer.concat([pending, chunk])
     const out: Array<Buffer> = []
     const used = parse(buf, out)
     pending = used < buf.length ? Buffer.from(buf.subarray(used)) : undefined
     if (out.length > 0) stream.write(out.length === 1 ? out[0] : Buffer.concat(out))
-  })
+  }
 }
 
-// Run as a script, not when imported (bench/overhead.ts reuses `serve`).
+/** Serves RESP on `stream`: every chunk's complete commands answered in one write. */
+export const serve = (stream: Peer & NodeJS.ReadableStream): void => {
+  stream.on("data", reader(stream))
+}
+
+// Run as a script, not when imported (bench/overhead.ts and effect-fiber.ts reuse it).
 if (import.meta.main) {
   const port = Number(process.argv[2] ?? 6381)
   createServer((socket) => {

@@ -15,7 +15,19 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Exit, FiberSet, Layer, Metric, Option, type Scope } from "effect"
+import {
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  FiberSet,
+  Layer,
+  Metric,
+  Option,
+  References,
+  type Scope
+} from "effect"
 import type { Address, ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
@@ -212,27 +224,30 @@ export const make: <E, R>(
       })).pipe(
         Effect.ignore,
         Effect.andThen(Metric.update(ChatMetrics.connectionsRejected, 1)),
-        Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`)),
-        Effect.annotateLogs({ server: where, peer: formatAddress(accepted.remoteAddress) })
+        Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`))
       )
 
     const onConnection = (accepted: Link) => {
+      const peer = formatAddress(accepted.remoteAddress)
       if (active >= maxConnections) {
-        fork(reject(accepted))
+        fork(reject(accepted), { peer })
         return
       }
       active++
+      const id = ++nextId
       fork(
         Connection.run({
           link: accepted,
-          id: ++nextId,
+          id,
+          annotatedPeer: peer,
           counters,
           watchdog,
           settings,
           protocol,
           role: "server",
           registry
-        }) as Effect.Effect<void, E | ChatError, Exclude<R, ChatServer> | ChatServer>
+        }) as Effect.Effect<void, E | ChatError, Exclude<R, ChatServer> | ChatServer>,
+        { connection: id, peer }
       )
     }
     const registry: Connection.Registry = {
@@ -270,12 +285,20 @@ export const make: <E, R>(
       closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
       draining: Deferred.await(draining)
     }
-    // Connections run with the server in their context (handlers may use it: a chat room broadcasts) and its
-    // address in their logs, given once here rather than to each connection.
-    const fork = yield* FiberSet.runtime(fibers)<Exclude<R, ChatServer> | ChatServer>().pipe(
-      Effect.provideService(ChatServer, self),
-      Effect.annotateLogs({ server: where })
+    // Connections run with the server in their context (handlers may use it: a chat room broadcasts), and with
+    // the server's address, their id and their peer in their log annotations: the context is made once per
+    // connection here, rather than by an annotating wrapper that every connection's fiber would keep.
+    const context = yield* Effect.context<Exclude<R, ChatServer> | ChatServer>().pipe(
+      Effect.provideService(ChatServer, self)
     )
+    const serverAnnotations = { ...Context.get(context, References.CurrentLogAnnotations), server: where }
+    const fork = (
+      effect: Effect.Effect<void, unknown, Exclude<R, ChatServer> | ChatServer>,
+      annotations: Record<string, unknown>
+    ) => {
+      const annotated = Context.add(context, References.CurrentLogAnnotations, { ...serverAnnotations, ...annotations })
+      FiberSet.addUnsafe(fibers, Effect.runForkWith(annotated)(effect))
+    }
     // Started at once, so the listener has its callback before `make` returns; after `self` and `fork` exist,
     // because a listener may hand over connections that were waiting for it from inside `accept`.
     yield* Effect.forkScoped(listener.accept(onConnection), { startImmediately: true })

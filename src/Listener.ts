@@ -15,7 +15,7 @@ import * as SocketServer from "effect/socket/SocketServer"
 import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import type { Address } from "./Chat.ts"
-import { closeSoon } from "./internal/transport.ts"
+import { closeSoon, ignore } from "./internal/transport.ts"
 
 /**
  * A socket with the addresses of its two ends: what a listener accepts and what a client connects.
@@ -328,8 +328,6 @@ const makeNode = (
       })
     })
   })
-
-const ignore = () => {}
 
 const withoutUndefined = <A extends object>(options: A): A =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A

@@ -293,7 +293,7 @@ describe("ChatServer supervision", () => {
       yield* closedByServer(server, client)
     }).pipe(Effect.provide(memory())))
 
-  it.effect("logs a failure with the connection's id and peer, and counts it by reason", () =>
+  it.effect("logs a failure with the connection's id, peer and server, and counts it by reason", () =>
     Effect.gen(function*() {
       const logs: Array<{ message: unknown; annotations: Record<string, unknown>; level: string }> = []
       const capture = Logger.make((options) => {
@@ -309,11 +309,16 @@ describe("ChatServer supervision", () => {
         const client = yield* connectLines
         yield* client.chat.push("fail\n")
         yield* readAll(client)
-      }).pipe(Effect.scoped, Effect.provide(Logger.layer([capture])))
+      }).pipe(Effect.scoped, Effect.annotateLogs({ app: "test" }), Effect.provide(Logger.layer([capture])))
       const line = logs.find((l) => String(l.message).includes("connection closed by HandlerFailed"))
       assert(line !== undefined, `no failure log among ${JSON.stringify(logs.map((l) => l.message))}`)
       expect(line.level).toBe("Warn")
-      expect(line.annotations).toMatchObject({ connection: expect.any(Number), peer: "memory:client-1" })
+      expect(line.annotations).toMatchObject({
+        connection: expect.any(Number),
+        peer: "memory:client-1",
+        server: expect.any(String),
+        app: "test" // the caller's own annotations are kept
+      })
       const after = (yield* Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason: "HandlerFailed" }))).count
       expect(after - before).toBe(1)
     }).pipe(Effect.provide(memory())))

@@ -95,6 +95,11 @@ export interface Connection {
   readonly ended: Deferred.Deferred<void, unknown>
   /** Decides the outcome, unless it was decided already. */
   decide(exit: Exit.Exit<void, unknown>): void
+  /**
+   * Resumes with the outcome once it is decided: `Deferred.await(ended)` without the waiter list and the
+   * cancel step it keeps per connection. An interrupted wait is simply never resumed.
+   */
+  awaitDecision(resume: (outcome: Effect.Effect<void, unknown>) => void): void
   /** Set once the handler is done: the output ending is then part of its flush, not a verdict of its own. */
   handlerDone: boolean
 }
@@ -131,6 +136,8 @@ class OpenConnection implements Connection {
   readonly outbox: Outbox
   readonly ended = Deferred.makeUnsafe<void, unknown>()
   handlerDone = false
+  private decided: Exit.Exit<void, unknown> | undefined = undefined
+  private waiter: ((outcome: Effect.Effect<void, unknown>) => void) | undefined = undefined
   private readonly inbox: Inbox
   private readonly counters: Counters
   private readonly context: Context.Context<never>
@@ -331,7 +338,17 @@ class OpenConnection implements Connection {
   }
 
   decide(exit: Exit.Exit<void, unknown>): void {
+    if (this.decided !== undefined) return
+    this.decided = exit
     Deferred.doneUnsafe(this.ended, exit)
+    const waiter = this.waiter
+    this.waiter = undefined
+    waiter?.(exit)
+  }
+
+  awaitDecision(resume: (outcome: Effect.Effect<void, unknown>) => void): void {
+    if (this.decided !== undefined) resume(this.decided)
+    else this.waiter = resume
   }
 
   /** `chat.close`: drops what is queued and ends the connection now. */
@@ -447,15 +464,15 @@ const serve = <E, R>(
 ): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const handled = Effect.andThen(
     Effect.onExit(
-      Effect.provideService(Effect.suspend(() => handler(connection.input)), Chat, connection.chat),
+      Effect.suspend(() => Effect.provideService(handler(connection.input), Chat, connection.chat)),
       afterHandler(connection)
     ),
-    flushOf(connection)
+    () => flushOf(connection)
   )
   // a child of this fiber: when the outcome is decided and this returns, it is interrupted
   return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
     running.addObserver((exit) => connection.decide(exit))
-    return Deferred.await(connection.ended)
+    return Effect.callback<void, unknown>((resume) => connection.awaitDecision(resume))
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 }
 
@@ -611,6 +628,11 @@ const logEnd = (exit: Exit.Exit<unknown, unknown>, role: "server" | "client"): E
   return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
 }
 
+// Effect.ignore without the closures it keeps on every connection's fiber: a typed failure is dropped, a defect
+// or an interruption goes on.
+const ignoreRecoverable = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
+  Cause.hasDies(cause) || !Cause.hasFails(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.void
+
 /** `self` in the connection's span, when a tracing backend is installed. */
 const spanned = <A, E, R>(self: Effect.Effect<A, E, R>, id: number, peer: string, role: "server" | "client") =>
   // Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: made only with one.
@@ -641,31 +663,38 @@ export const run = <E, R>(options: {
   readonly protocol: Protocol.Protocol<E, R>
   readonly role: "server" | "client"
   readonly registry?: Registry | undefined
+  /**
+   * The peer as the caller formatted it, when it runs this with the connection's id and peer in its log
+   * annotations already (a server does, in the context it forks the connection with).
+   */
+  readonly annotatedPeer?: string | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const { id, protocol, registry, role } = options
-  const served = Effect.scoped(Effect.flatMap(
-    open({
-      link: options.link,
-      id,
-      settings: options.settings,
-      mode: protocol.mode,
-      openError,
-      counters: options.counters,
-      watchdog: options.watchdog,
-      registry
-    }),
-    (connection) => {
-      registry?.opened(connection.chat)
-      return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
-    }
+  const served = Effect.scoped(Effect.suspend(() =>
+    Effect.flatMap(
+      open({
+        link: options.link,
+        id,
+        settings: options.settings,
+        mode: protocol.mode,
+        openError,
+        counters: options.counters,
+        watchdog: options.watchdog,
+        registry
+      }),
+      (connection) => {
+        registry?.opened(connection.chat)
+        return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
+      }
+    )
   ))
-  const peer = formatAddress(options.link.remoteAddress)
+  const peer = options.annotatedPeer ?? formatAddress(options.link.remoteAddress)
   return Effect.onExit(served, (exit) => {
     registry?.ended()
     return logEnd(exit, role)
   }).pipe(
-    role === "server" ? Effect.ignore : (self) => self,
-    Effect.annotateLogs({ connection: id, peer }),
+    role === "server" ? (self) => Effect.catchCause(self, ignoreRecoverable) : (self) => self,
+    options.annotatedPeer !== undefined ? (self) => self : Effect.annotateLogs({ connection: id, peer }),
     (self) => spanned(self, id, peer, role)
   )
 }

@@ -138,6 +138,8 @@ export class NodeStreamTransport implements Transport {
     this.writeTimeout = writeTimeout
     this.stream[TRANSPORT] = this
     stream.pause()
+    // the listener's guard is not needed once ours listens: one 'error' listener, not an array of two
+    stream.off("error", ignore)
     stream.on("data", onData)
     stream.on("end", onEnd)
     stream.on("error", onError)
@@ -277,7 +279,8 @@ export const closeSoon = (stream: NodeStream.Duplex): void => {
   })
 }
 
-const ignore = () => {}
+/** A no-op error listener: keeps an error on a stream nobody else listens to from being thrown. */
+export const ignore = () => {}
 
 /** How long a closing stream may take to hand its last buffered bytes to the kernel. */
 const LINGER_MILLIS = 5_000

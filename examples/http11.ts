@@ -15,7 +15,7 @@
  * Try it: npm start -- http11 --port 8081, then: curl -v http://127.0.0.1:8081/ http://127.0.0.1:8081/ (the
  * second request re-uses the connection), or: wrk -t1 -c50 -d5s http://127.0.0.1:8081/
  */
-import { Data, Effect, Stream } from "effect"
+import { Data, Effect } from "effect"
 import { Chat, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import { Buffer } from "node:buffer"
@@ -384,7 +384,7 @@ export const Http11 = Protocol.batches(
   Http11Requests,
   (batches) =>
     Effect.flatMap(Chat.Chat, (chat) =>
-      Stream.runForEach(batches, (batch) => answerAll(chat, batch, 0)).pipe(
+      Protocol.runForEach(batches, (batch) => answerAll(chat, batch, 0)).pipe(
         Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
         Effect.catchReasons("ChatError", {
           FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),

@@ -9,7 +9,7 @@
  * Try it: npm start -- redis --port 6380, then: redis-cli -p 6380 set greeting hello; redis-cli -p 6380 get
  * greeting; redis-benchmark -p 6380 -t ping,set,get,incr -q
  */
-import { Clock, Duration, Effect, Stream } from "effect"
+import { Clock, Duration, Effect } from "effect"
 import { Chat, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import { Buffer } from "node:buffer"
@@ -236,7 +236,7 @@ export const Redis = (store: Store) =>
   Protocol.batches(RespRequests, (batches) =>
     Effect.gen(function*() {
       const chat = yield* Chat.Chat
-      yield* Stream.runForEach(batches, (commands) =>
+      yield* Protocol.runForEach(batches, (commands) =>
         Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const replies: Array<Uint8Array | string> = []
           for (let i = 0; i < commands.length; i++) {

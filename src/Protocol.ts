@@ -9,12 +9,17 @@
  * - {@link asyncChat}: asynchat's imperative style: `foundTerminator(frame)` may call `Chat.setTerminator`,
  *   which applies to the bytes already received. Frames are cut one at a time so the switch is exact.
  *
+ * A handler reads its input with `Stream.runForEach`, or with {@link runForEach}, which drives a connection's
+ * input without the Stream machinery.
+ *
  * @since 0.1.0
  */
-import { Effect, type Scope, Stream } from "effect"
+import { type Cause, Effect, Pull, type Scope, Stream } from "effect"
+import { dual } from "effect/Function"
 import type { Chat } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
 import type * as Framing from "./Framing.ts"
+import * as Input from "./internal/input.ts"
 import * as Terminator from "./Terminator.ts"
 
 /**
@@ -215,7 +220,55 @@ export const asyncChat = <E, R, S = void, E2 = never, R2 = never>(options: {
     mode: { _tag: "Exact", terminator: options.terminator },
     handler: (frames: Stream.Stream<Framing.Frame, ChatError>) => {
       const state = options.initialState?.() as S
-      const run = Stream.runForEach(frames, (frame) => options.foundTerminator(frame, state))
+      const run = runForEach(frames, (frame) => options.foundTerminator(frame, state))
       return options.onConnect === undefined ? run : Effect.andThen(options.onConnect(state), run)
     }
   }) as Protocol<E | E2 | ChatError, Exclude<R | R2, Chat | Scope.Scope>>
+
+/**
+ * `Stream.runForEach` for a handler's input: `f` runs for every element (a frame, a message, or a read's
+ * batch), in order, each once the effect of the one before is done; it ends at the end of input and fails as
+ * the input fails. On a connection's own input it drives the connection directly, without the machinery
+ * `Stream.runForEach` builds around a stream (a scope, a channel, and their frames on the handler's fiber):
+ * a read takes fewer steps, and an idle connection holds about 1.5 KiB less. On any other stream (one the
+ * handler made from its input with `Stream.map`, say) it is `Stream.runForEach`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat, Protocol, Terminator } from "effect-asynchat"
+ *
+ * // a line echo that answers each read's lines with one push
+ * const EchoLines = Protocol.batches(Terminator.lf, (batches) =>
+ *   Effect.flatMap(Chat.Chat, (chat) =>
+ *     Protocol.runForEach(batches, (lines) => chat.push(...lines.flatMap((line) => [line.bytes, "\n"])))))
+ * ```
+ *
+ * @category running
+ * @since 0.1.0
+ */
+export const runForEach: {
+  <A, X, E2, R2>(
+    f: (a: A) => Effect.Effect<X, E2, R2>
+  ): <E, R>(self: Stream.Stream<A, E, R>) => Effect.Effect<void, E | E2, R | R2>
+  <A, E, R, X, E2, R2>(
+    self: Stream.Stream<A, E, R>,
+    f: (a: A) => Effect.Effect<X, E2, R2>
+  ): Effect.Effect<void, E | E2, R | R2>
+} = dual(2, <A, E, R, X, E2, R2>(
+  self: Stream.Stream<A, E, R>,
+  f: (a: A) => Effect.Effect<X, E2, R2>
+): Effect.Effect<void, E | E2, R | R2> => {
+  const pull = Input.pullOf(self as Stream.Stream<A, E>)
+  if (pull === undefined) return Stream.runForEach(self, f)
+  // a connection's pull hands out one element at a time; `forever` without yields, as Stream.runForEach
+  const each = Effect.flatMap(
+    pull,
+    (elements) => elements.length === 1 ? f(elements[0]) : Effect.forEach(elements, f, { discard: true })
+  )
+  return Effect.catchCause(Effect.forever(each, { disableYield: true }), endOfInput)
+})
+
+/** The end of input ends the loop; any other failure goes on. One argument: `catchCause` then wraps nothing. */
+const endOfInput = (cause: Cause.Cause<unknown>): Effect.Effect<void, never> =>
+  Pull.isDoneCause(cause) ? Effect.void : Effect.failCause(cause as Cause.Cause<never>)

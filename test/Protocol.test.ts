@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Schema, Stream } from "effect"
+import { Deferred, Effect, Schema, Stream } from "effect"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
 import * as ChatServer from "../src/ChatServer.ts"
-import type * as Framing from "../src/Framing.ts"
+import * as Framing from "../src/Framing.ts"
 import * as MemoryTransport from "../src/MemoryTransport.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as Terminator from "../src/Terminator.ts"
@@ -52,4 +52,125 @@ describe("Protocol pipelines", () => {
       const replies = yield* Stream.runCollect(Stream.map(client.input, (frame) => text(frame.bytes)))
       expect(replies).toEqual(["{\"result\":6}", "{\"result\":42}", "{\"error\":\"bad request\"}"])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: { random: 1 } }))))
+})
+
+/** The lines a server with `protocol` answers to `sent`, up to its close. */
+const replies = (protocol: Protocol.Protocol<unknown, never>, sent: string, options?: ChatServer.Options) =>
+  Effect.scoped(Effect.gen(function*() {
+    yield* ChatServer.make(protocol, options)
+    const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+    yield* client.chat.push(sent)
+    // the server closes after its last answer
+    return yield* Stream.runCollect(Stream.map(client.input, (frame) => text(frame.bytes)))
+  }))
+
+describe("Protocol.runForEach", () => {
+  const input = "alpha\nbeta\n\ngamma-delta\nepsilon\nzeta\n"
+  const lines = ["alpha", "beta", "", "gamma-delta", "epsilon", "zeta"]
+
+  // "<n>\n" then n bytes: a machine's messages
+  const Sized = Framing.machine<number | undefined, Uint8Array, string>({
+    initial: undefined,
+    terminator: (n) => (n === undefined ? Terminator.lf : Terminator.length(n)),
+    step: (n, frame) => n !== undefined ? Framing.next(undefined, frame.bytes) : Framing.next(Number(text(frame.bytes)))
+  })
+
+  /** Three echoes, by batch, by frame and by message, each telling `ended` once its loop is over. */
+  const echoes = (ended: Deferred.Deferred<void>) => {
+    const thenEnded = <E, R>(loop: Effect.Effect<void, E, R>) => Effect.andThen(loop, Deferred.succeed(ended, void 0))
+    return {
+      batches: Protocol.batches(Terminator.lf, (batches) =>
+        Effect.flatMap(Chat.Chat, (chat) =>
+          thenEnded(
+            Protocol.runForEach(batches, (batch) => chat.push(...batch.flatMap((line) => [line.bytes, "\n"])))
+          ))),
+      frames: Protocol.frames(
+        Terminator.lf,
+        (frames) => thenEnded(Protocol.runForEach(frames, (frame) => Chat.push(frame.bytes, "\n")))
+      ),
+      messages: Protocol.machine(
+        Sized,
+        (bodies) => thenEnded(Protocol.runForEach(bodies, (body) => Chat.push(body, "\n")))
+      )
+    }
+  }
+
+  /** Sends `sent`, reads `n` lines back, then closes: the server's loop must see the end of its input. */
+  const exchange = (
+    pick: (protocols: ReturnType<typeof echoes>) => Protocol.Protocol<unknown, never>,
+    sent: string,
+    n: number,
+    chunking: MemoryTransport.Chunking
+  ) =>
+    Effect.scoped(Effect.gen(function*() {
+      const ended = yield* Deferred.make<void>()
+      yield* ChatServer.make(pick(echoes(ended)))
+      const replies = yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+        yield* client.chat.push(sent)
+        return yield* Stream.runCollect(Stream.take(Stream.map(client.input, (frame) => text(frame.bytes)), n))
+      }))
+      yield* Deferred.await(ended)
+      return replies
+    })).pipe(Effect.provide(MemoryTransport.layer({ chunking })))
+
+  for (const chunking of [1, 2, 3, 5, 7, 64, "whole"] as const) {
+    it.effect(`hands every element over in order, and ends with the input (chunks of ${chunking})`, () =>
+      Effect.gen(function*() {
+        expect(yield* exchange((p) => p.batches, input, lines.length, chunking)).toEqual(lines)
+        expect(yield* exchange((p) => p.frames, input, lines.length, chunking)).toEqual(lines)
+        expect(yield* exchange((p) => p.messages, "5\nhello3\nabc0\n", 3, chunking)).toEqual(["hello", "abc", ""])
+      }))
+  }
+
+  it.effect("fails as the input fails: an over-long frame reaches the handler as its ChatError", () =>
+    Effect.gen(function*() {
+      const Guarded = Protocol.frames(
+        Terminator.lf,
+        (frames) =>
+          Protocol.runForEach(frames, (frame) => Chat.push(frame.bytes, "\n")).pipe(
+            Effect.catchReason("ChatError", "FrameTooLong", (reason) => Chat.push(`too long: ${reason.limit}\n`))
+          )
+      )
+      expect(yield* replies(Guarded, "short\nmuch too long for it\n", { maxFrameLength: 8 })).toEqual([
+        "short",
+        "too long: 8"
+      ])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 3 }))))
+
+  it.effect("a failure of `f` ends the loop with it, after what it answered before", () =>
+    Effect.gen(function*() {
+      const Strict = Protocol.frames(Terminator.lf, (frames) =>
+        Protocol.runForEach(frames, (frame) =>
+          text(frame.bytes) === "bad" ? Effect.fail("bad line") : Chat.push(frame.bytes, "\n")).pipe(
+            Effect.catch((error) =>
+              Chat.push(`${error}\n`)
+            )
+          ))
+      expect(yield* replies(Strict, "one\nbad\nnever\n")).toEqual(["one", "bad line"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: "whole" }))))
+
+  it.effect("on a stream the handler made from its input, it is Stream.runForEach", () =>
+    Effect.gen(function*() {
+      const Upper = Protocol.frames(Terminator.lf, (frames) =>
+        frames.pipe(
+          Stream.map((frame) => text(frame.bytes).toUpperCase()),
+          Stream.take(2),
+          Protocol.runForEach((line) => Chat.push(line, "\n"))
+        ))
+      expect(yield* replies(Upper, "ab\ncd\n")).toEqual(["AB", "CD"])
+      const collected: Array<number> = []
+      yield* Protocol.runForEach(Stream.make(1, 2, 3), (n) => Effect.sync(() => collected.push(n)))
+      expect(collected).toEqual([1, 2, 3])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 1 }))))
+
+  it.effect("reads a client's input the same way, up to the server's close", () =>
+    Effect.gen(function*() {
+      const TwoThenClose = Protocol.frames(Terminator.lf, () => Chat.push("one\ntwo\n"))
+      yield* ChatServer.make(TwoThenClose)
+      const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+      const seen: Array<string> = []
+      yield* Protocol.runForEach(client.input, (frame) => Effect.sync(() => seen.push(text(frame.bytes))))
+      expect(seen).toEqual(["one", "two"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 2 }))))
 })

@@ -7,7 +7,7 @@
  * (prints "echo-lines listening on 127.0.0.1:PORT"; Ctrl-C stops it gracefully).
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Duration, Effect, Stream } from "effect"
+import { Console, Duration, Effect } from "effect"
 import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
 
 const NL = new Uint8Array([10])
@@ -17,7 +17,7 @@ export const EchoLines = Protocol.batches(
   Terminator.lf,
   (batches) =>
     Effect.flatMap(Chat.Chat, (chat) =>
-      Stream.runForEach(batches, (batch) => {
+      Protocol.runForEach(batches, (batch) => {
         const out: Array<Uint8Array> = []
         for (let i = 0; i < batch.length; i++) {
           const line = batch[i]

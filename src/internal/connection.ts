@@ -34,6 +34,7 @@ import { Counters } from "./counters.ts"
 import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
+import * as Input from "./input.ts"
 import { Outbox } from "./outbox.ts"
 import * as Transport from "./transport.ts"
 import { Watchdog } from "./watchdog.ts"
@@ -132,7 +133,6 @@ type Batch = Arr.NonEmptyReadonlyArray<unknown>
  */
 class OpenConnection implements Connection {
   readonly chat: ChatShape
-  readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Outbox
   readonly ended = Deferred.makeUnsafe<void, unknown>()
   handlerDone = false
@@ -159,7 +159,7 @@ class OpenConnection implements Connection {
   private ready: Array<unknown> = []
   private readyAt = 0
   private completedAtWait = 0
-  private readonly pull: Pull.Pull<Batch, unknown> = Effect.suspend(() => this.step())
+  private pull: Pull.Pull<Batch, unknown> = Effect.suspend(() => this.step())
 
   constructor(options: {
     readonly inbox: Inbox
@@ -196,9 +196,17 @@ class OpenConnection implements Connection {
     this.batched = mode._tag !== "Exact" && mode.batched === true
     // a read is cut in the step that hands it over: `inbox.next` resumes with what `onRead` makes of it
     inbox.reader = this
-    const started = this.record(this.cutter.start())
-    this.input = Stream.fromPull(Effect.succeed(started ? this.pull : Effect.suspend(() => Effect.fail(this.failure))))
+    // a machine whose first terminator is invalid fails the first pull
+    if (!this.record(this.cutter.start())) this.pull = Effect.suspend(() => Effect.fail(this.failure))
     this.chat = new Handle(this, options.info, mode._tag === "Exact")
+  }
+
+  /**
+   * The input as a Stream over the connection's pull; made when asked for, so that once a handler runs it
+   * with `Protocol.runForEach` nothing holds it.
+   */
+  get input(): Stream.Stream<unknown, unknown> {
+    return Input.fromPull(this.pull)
   }
 
   /**
@@ -464,7 +472,12 @@ const serve = <E, R>(
 ): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const handled = Effect.andThen(
     Effect.onExit(
-      Effect.suspend(() => Effect.provideService(handler(connection.input), Chat, connection.chat)),
+      Effect.withFiber((fiber) => {
+        // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
+        // keep a frame on its stack to restore the context after, held by every waiting connection.
+        fiber.setContext(Context.add(fiber.context, Chat, connection.chat))
+        return handler(connection.input)
+      }),
       afterHandler(connection)
     ),
     () => flushOf(connection)
@@ -611,6 +624,12 @@ export interface Registry {
 const openError = (error: Socket.SocketError): ChatError.ChatError =>
   Transport.readFailed(error, Transport.socketErrorDetail(error))
 
+/** After a connection's life: tells the registry, logs and counts. Made here, capturing only what it uses. */
+const endOf = (registry: Registry | undefined, role: "server" | "client") => (exit: Exit.Exit<unknown, unknown>) => {
+  registry?.ended()
+  return logEnd(exit, role)
+}
+
 /** Logs and counts how a connection ended: on a server only; a client gets its outcome back instead. */
 const logEnd = (exit: Exit.Exit<unknown, unknown>, role: "server" | "client"): Effect.Effect<void> => {
   if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
@@ -689,10 +708,7 @@ export const run = <E, R>(options: {
     )
   ))
   const peer = options.annotatedPeer ?? formatAddress(options.link.remoteAddress)
-  return Effect.onExit(served, (exit) => {
-    registry?.ended()
-    return logEnd(exit, role)
-  }).pipe(
+  return Effect.onExit(served, endOf(registry, role)).pipe(
     role === "server" ? (self) => Effect.catchCause(self, ignoreRecoverable) : (self) => self,
     options.annotatedPeer !== undefined ? (self) => self : Effect.annotateLogs({ connection: id, peer }),
     (self) => spanned(self, id, peer, role)

@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { type Cause, Effect, Pull, type Scope, Stream } from "effect"
+import { type Cause, Effect, Pull, Result, type Scope, Stream } from "effect"
 import { dual } from "effect/Function"
 import type { Chat } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
@@ -262,13 +262,16 @@ export const runForEach: {
   const pull = Input.pullOf(self as Stream.Stream<A, E>)
   if (pull === undefined) return Stream.runForEach(self, f)
   // a connection's pull hands out one element at a time; `forever` without yields, as Stream.runForEach
-  const each = Effect.flatMap(
-    pull,
-    (elements) => elements.length === 1 ? f(elements[0]) : Effect.forEach(elements, f, { discard: true })
-  )
+  const each = Effect.flatMap(pull, (elements) => f(elements[0]))
   return Effect.catchCause(Effect.forever(each, { disableYield: true }), endOfInput)
 })
 
-/** The end of input ends the loop; any other failure goes on. One argument: `catchCause` then wraps nothing. */
-const endOfInput = (cause: Cause.Cause<unknown>): Effect.Effect<void, never> =>
-  Pull.isDoneCause(cause) ? Effect.void : Effect.failCause(cause as Cause.Cause<never>)
+/**
+ * The end of input ends the loop; any other failure goes on, a defect that came with the end too (as
+ * `Stream.runForEach` has it). A module function of one argument, which `catchCause` keeps as it is: no closure
+ * per connection.
+ */
+const endOfInput = (cause: Cause.Cause<unknown>): Effect.Effect<void, never> => {
+  const rest = Pull.filterDone(cause)
+  return Result.isSuccess(rest) ? Effect.void : Effect.failCause(rest.failure as Cause.Cause<never>)
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Schema, Stream } from "effect"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
 import * as ChatServer from "../src/ChatServer.ts"
@@ -53,6 +53,9 @@ describe("Protocol pipelines", () => {
       expect(replies).toEqual(["{\"result\":6}", "{\"result\":42}", "{\"error\":\"bad request\"}"])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: { random: 1 } }))))
 })
+
+/** An element's effect that ends the input (as a `Queue.take` on an ended queue does) while a finalizer dies. */
+const endsAndDies = () => Effect.ensuring(Cause.done(), Effect.die("boom"))
 
 /** The lines a server with `protocol` answers to `sent`, up to its close. */
 const replies = (protocol: Protocol.Protocol<unknown, never>, sent: string, options?: ChatServer.Options) =>
@@ -149,6 +152,23 @@ describe("Protocol.runForEach", () => {
           ))
       expect(yield* replies(Strict, "one\nbad\nnever\n")).toEqual(["one", "bad line"])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: "whole" }))))
+
+  it.effect("a defect that comes with an end (`f` failing with Done, a finalizer dying) fails it, as Stream's", () =>
+    Effect.gen(function*() {
+      const outcomes: Array<string> = []
+      const Recorded = (run: (frames: Stream.Stream<Framing.Frame, unknown>) => Effect.Effect<void, unknown>) =>
+        Protocol.frames(Terminator.lf, (frames) =>
+          Effect.onExit(run(frames), (exit) =>
+            Effect.sync(() => {
+              outcomes.push(Exit.isSuccess(exit) ? "success" : Cause.hasDies(exit.cause) ? "defect" : "failure")
+            })))
+      for (const run of [Stream.runForEach, Protocol.runForEach]) {
+        yield* replies(Recorded((frames) => run(frames, endsAndDies)), "x\n").pipe(
+          Effect.provide(MemoryTransport.layer())
+        )
+      }
+      expect(outcomes).toEqual(["defect", "defect"])
+    }))
 
   it.effect("on a stream the handler made from its input, it is Stream.runForEach", () =>
     Effect.gen(function*() {

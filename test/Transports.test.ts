@@ -631,6 +631,31 @@ describe("a machine that throws, over TCP", () => {
       other.socket.write("two\n")
       yield* other.until("its echo", (p) => p.text === "two\n")
     }))
+
+  it.live("one whose first terminator throws closes each connection it opens, as a defect; the server serves on", () =>
+    Effect.gen(function*() {
+      const before = yield* errorsOf("Defect")
+      const NoStart = Framing.machine<null, string, never>({
+        initial: null,
+        terminator: () => {
+          // @effect-diagnostics-next-line globalErrorInEffectFailure:off
+          throw new Error("a bug in a machine's first terminator")
+        },
+        step: (state, frame) => Framing.next(state, text(frame.bytes))
+      })
+      const server = yield* tcpServer(Protocol.machine(NoStart, (lines) => Stream.runDrain(lines)), {
+        shutdownTimeout: 0
+      })
+      for (let i = 0; i < 3; i++) {
+        const peer = yield* rawConnect(portOf(server))
+        yield* peer.until("the close", (p) => p.closed || p.ended)
+      }
+      yield* Effect.flatMap(Effect.sleep("20 millis"), () => server.count).pipe(
+        Effect.repeat({ until: (n) => n === 0, times: 100 })
+      )
+      expect(yield* server.count).toBe(0)
+      expect((yield* errorsOf("Defect")) - before).toBe(3)
+    }))
 })
 
 /** Connections ended so far by an error of `reason`. */

@@ -19,7 +19,6 @@ import {
   Stream,
   Tracer
 } from "effect"
-import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
 import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
@@ -98,7 +97,8 @@ export interface Connection {
   decide(exit: Exit.Exit<void, unknown>): void
   /**
    * Resumes with the outcome once it is decided: `Deferred.await(ended)` without the waiter list and the
-   * cancel step it keeps per connection. An interrupted wait is simply never resumed.
+   * cancel step it keeps per connection. One waiter at a time (the connection's own fiber); a waiter that was
+   * interrupted meanwhile ignores the resume.
    */
   awaitDecision(resume: (outcome: Effect.Effect<void, unknown>) => void): void
   /** Set once the handler is done: the output ending is then part of its flush, not a verdict of its own. */
@@ -125,7 +125,8 @@ const writeTimeoutOf = (timeout: Duration.Duration | undefined): Transport.Write
     failure: Effect.failSync(timeoutError(ChatError.WriteTimeout, timeout, "Output not taken for"))
   }
 
-type Batch = Arr.NonEmptyReadonlyArray<unknown>
+/** What a pull hands out: one frame, message or batch at a time (see `ready`). */
+type Batch = readonly [unknown]
 
 /**
  * A connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. A class
@@ -159,7 +160,7 @@ class OpenConnection implements Connection {
   private ready: Array<unknown> = []
   private readyAt = 0
   private completedAtWait = 0
-  private pull: Pull.Pull<Batch, unknown> = Effect.suspend(() => this.step())
+  private readonly pull: Pull.Pull<Batch, unknown> = Effect.suspend(() => this.step())
 
   constructor(options: {
     readonly inbox: Inbox
@@ -196,14 +197,19 @@ class OpenConnection implements Connection {
     this.batched = mode._tag !== "Exact" && mode.batched === true
     // a read is cut in the step that hands it over: `inbox.next` resumes with what `onRead` makes of it
     inbox.reader = this
-    // a machine whose first terminator is invalid fails the first pull
-    if (!this.record(this.cutter.start())) this.pull = Effect.suspend(() => Effect.fail(this.failure))
+    // A machine whose first terminator is invalid (or throws) fails the first pull, after what it emitted: the
+    // connection opens, and its handler sees why it closes.
+    try {
+      this.record(this.cutter.start())
+    } catch (value) {
+      this.thrown(value)
+    }
     this.chat = new Handle(this, options.info, mode._tag === "Exact")
   }
 
   /**
-   * The input as a Stream over the connection's pull; made when asked for, so that once a handler runs it
-   * with `Protocol.runForEach` nothing holds it.
+   * The input as a Stream over the connection's pull, made when asked for: the connection does not keep it
+   * (`Protocol.runForEach` keeps the pull alone).
    */
   get input(): Stream.Stream<unknown, unknown> {
     return Input.fromPull(this.pull)

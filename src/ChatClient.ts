@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
+import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
 import type { ChatShape } from "./Chat.ts"
@@ -307,7 +307,7 @@ export const connect: {
     // The output's end (closeWhenDone, a failure), `close` or the transport closing ends the connection: its
     // scope closes, and with it the socket.
     yield* Effect.forkScoped(
-      Effect.andThen(Effect.exit(Deferred.await(connection.ended)), Scope.close(scope, Exit.void))
+      Effect.andThen(Effect.exit(connection.outcome), Scope.close(scope, Exit.void))
     )
     return { chat: connection.chat, input: connection.input } as Client<any, any>
   }) as any

@@ -88,19 +88,14 @@ export interface Connection {
   readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Outbox
   /**
-   * The connection's outcome, decided once by whichever comes first: the handler's end (after its output is
-   * flushed), the output's end (`closeWhenDone` reached, or a write failed), `chat.close`, or the transport
-   * closing under us.
+   * Waits for the connection's outcome, decided once by whichever comes first: the handler's end (after its
+   * output is flushed), the output's end (`closeWhenDone` reached, or a write failed), `chat.close`, or the
+   * transport closing under us. One waiter at a time (the connection's fiber, or a hand-driven client's
+   * watcher): a field for its callback, not a Deferred's waiter list and cancel step, on every connection.
    */
-  readonly ended: Deferred.Deferred<void, unknown>
+  readonly outcome: Effect.Effect<void, unknown>
   /** Decides the outcome, unless it was decided already. */
   decide(exit: Exit.Exit<void, unknown>): void
-  /**
-   * Resumes with the outcome once it is decided: `Deferred.await(ended)` without the waiter list and the
-   * cancel step it keeps per connection. One waiter at a time (the connection's own fiber); a waiter that was
-   * interrupted meanwhile ignores the resume.
-   */
-  awaitDecision(resume: (outcome: Effect.Effect<void, unknown>) => void): void
   /** Set once the handler is done: the output ending is then part of its flush, not a verdict of its own. */
   handlerDone: boolean
 }
@@ -135,7 +130,6 @@ type Batch = readonly [unknown]
 class OpenConnection implements Connection {
   readonly chat: ChatShape
   readonly outbox: Outbox
-  readonly ended = Deferred.makeUnsafe<void, unknown>()
   handlerDone = false
   private decided: Exit.Exit<void, unknown> | undefined = undefined
   private waiter: ((outcome: Effect.Effect<void, unknown>) => void) | undefined = undefined
@@ -354,15 +348,17 @@ class OpenConnection implements Connection {
   decide(exit: Exit.Exit<void, unknown>): void {
     if (this.decided !== undefined) return
     this.decided = exit
-    Deferred.doneUnsafe(this.ended, exit)
     const waiter = this.waiter
     this.waiter = undefined
+    // a waiter interrupted meanwhile ignores this
     waiter?.(exit)
   }
 
-  awaitDecision(resume: (outcome: Effect.Effect<void, unknown>) => void): void {
-    if (this.decided !== undefined) resume(this.decided)
-    else this.waiter = resume
+  get outcome(): Effect.Effect<void, unknown> {
+    return Effect.callback<void, unknown>((resume) => {
+      if (this.decided !== undefined) resume(this.decided)
+      else this.waiter = resume
+    })
   }
 
   /** `chat.close`: drops what is queued and ends the connection now. */
@@ -491,7 +487,7 @@ const serve = <E, R>(
   // a child of this fiber: when the outcome is decided and this returns, it is interrupted
   return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
     running.addObserver((exit) => connection.decide(exit))
-    return Effect.callback<void, unknown>((resume) => connection.awaitDecision(resume))
+    return connection.outcome
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 }
 

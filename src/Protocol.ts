@@ -3,14 +3,16 @@
  * that answers through the `Chat` handle. The same protocol runs on a TCP or Unix server, a client, any Node
  * Duplex, or the in-memory test transport.
  *
- * Three ways to frame the input:
- * - {@link frames}: one terminator for every frame; frames arrive in batches (fast).
+ * Four ways to write one:
+ * - {@link frames}: one terminator for every frame; the handler reads the frames one by one.
  * - {@link machine}: a pure state machine switches terminators and emits typed messages (fast, exact).
+ * - {@link batches}: either of these for hot paths: each element is the array of frames or messages one read
+ *   completed.
  * - {@link asyncChat}: asynchat's imperative style: `foundTerminator(frame)` may call `Chat.setTerminator`,
  *   which applies to the bytes already received. Frames are cut one at a time so the switch is exact.
  *
- * A handler reads its input with `Stream.runForEach`, or with {@link runForEach}, which drives a connection's
- * input without the Stream machinery.
+ * A handler reads its input with {@link runForEach} (`Stream.runForEach` with the same semantics, which drives
+ * the connection's input without the Stream machinery) or with any Stream operator.
  *
  * @since 0.1.0
  */

@@ -8,7 +8,8 @@
  * 2. http11: examples/http11.ts vs a node:http hello world under wrk.
  * 3. line echo: bench/servers/echo-lines.ts vs a raw node:net splitter and CPython's asynchat, 20 connections
  *    with 16 lines of 64 bytes in flight each (bench/load/line-echo-client.ts).
- * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net.
+ * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net;
+ *    both also with V8's young generation bounded (`--max-semi-space-size=4`), as such a deployment would run.
  *
  * Each section also measures two floors: Node's own (raw node:net: the same work by hand, bench/peers/raw-*.ts)
  * and the design's (the raw server with a fiber per connection that every read resumes and a Scope owning the
@@ -52,6 +53,8 @@ const REDIS_P16_RUNS = 4
 const WRK_SECONDS = 5
 const ECHO = { connections: 20, depth: 16, line: 64, linesPerConnection: 150_000 }
 const IDLE_CONNECTIONS = 10_000
+/** The young generation a deployment with many idle connections may bound V8 to (MB per semi-space). */
+const SMALL_YOUNG_GENERATION = "--max-semi-space-size=4"
 
 // --- processes ---------------------------------------------------------------------------------------------
 
@@ -521,12 +524,20 @@ const memory = async () => {
   const oursArgv = ours("bench/servers/echo-lines.ts", "PORT")
   const framedArgv = ours("bench/servers/echo-lines.ts", "PORT", "--frame-timeout")
   const rawArgv = [NODE, "bench/peers/raw-line-echo.ts", "PORT"]
+  // V8 grows its young generation while a burst of accepts leaves objects that survive, and keeps it grown: a
+  // deployment holding many idle connections bounds it. Both servers measured so too, for information.
+  const boundedOursArgv = ours(SMALL_YOUNG_GENERATION, "bench/servers/echo-lines.ts", "PORT")
+  const boundedRawArgv = [NODE, SMALL_YOUNG_GENERATION, "bench/peers/raw-line-echo.ts", "PORT"]
+  const boundedFiberArgv = [NODE, SMALL_YOUNG_GENERATION, ...fiberArgv("lines").slice(1)]
   const client = [NODE, "bench/load/idle-client.ts", "PORT", String(IDLE_CONNECTIONS), "200", "120000"]
   commands.push(
     { what: "memory, ours", argv: oursArgv },
     { what: "memory, ours with its frame timeout", argv: framedArgv },
     { what: "memory, peer", argv: rawArgv },
     { what: "memory, the design's floor", argv: fiberArgv("lines") },
+    { what: "memory, ours with a bounded young generation", argv: boundedOursArgv },
+    { what: "memory, peer with a bounded young generation", argv: boundedRawArgv },
+    { what: "memory, the design's floor with a bounded young generation", argv: boundedFiberArgv },
     { what: "memory, load", argv: client }
   )
   /** Bytes of RSS per connection on a fresh server: after minus before, once every connection is accepted. */
@@ -559,7 +570,10 @@ const memory = async () => {
     { name: "ours (echo-lines)", argv: oursArgv },
     { name: "ours (echo-lines, frame timeout)", argv: framedArgv },
     { name: "raw node:net (echo)", argv: rawArgv },
-    { name: "fiber + Scope (echo)", argv: fiberArgv("lines") }
+    { name: "fiber + Scope (echo)", argv: fiberArgv("lines") },
+    { name: "ours (echo-lines, bounded young generation)", argv: boundedOursArgv },
+    { name: "raw node:net (echo, bounded young generation)", argv: boundedRawArgv },
+    { name: "fiber + Scope (echo, bounded young generation)", argv: boundedFiberArgv }
   ]
   const results = subjects.map((): Array<number> => [])
   for (let round = 0; round < ROUNDS; round++) {
@@ -568,11 +582,20 @@ const memory = async () => {
       results[i].push(await perConnection(subjects[i].name, subjects[i].argv))
     }
   }
-  const [o, f, r, e] = results
+  const [o, f, r, e, bo, br, be] = results
   const fields = { section: "memory", workload: `${IDLE_CONNECTIONS} idle connections`, unit: "KiB/conn" }
   addRow({ ...fields, ours: "ours", peer: "raw node:net", target: 2 }, o, r, 1 / 1024)
   addRow({ ...fields, ours: "ours, frame timeout", peer: "raw node:net", target: undefined }, f, r, 1 / 1024)
   addRow({ ...fields, ours: FIBER_FLOOR, peer: "raw node:net", target: undefined }, e, r, 1 / 1024)
+  const bounded = `young gen. ${SMALL_YOUNG_GENERATION.split("=")[1]} MB`
+  for (const [name, values] of [["ours", bo], [FIBER_FLOOR, be]] as const) {
+    addRow(
+      { ...fields, ours: `${name}, ${bounded}`, peer: `raw node:net, ${bounded}`, target: undefined },
+      values,
+      br,
+      1 / 1024
+    )
+  }
 }
 
 // --- report ------------------------------------------------------------------------------------------------

@@ -25,8 +25,6 @@ import { Http11 } from "../examples/http11.ts"
 import { Redis, Store } from "../examples/redis.ts"
 import * as EffectFiber from "./peers/effect-fiber.ts"
 import * as RawHttp from "./peers/raw-http.ts"
-import * as RawLineEcho from "./peers/raw-line-echo.ts"
-import * as RawRedis from "./peers/raw-redis.ts"
 import { EchoLines } from "./servers/echo-lines.ts"
 
 const CONNECTIONS = 20
@@ -42,25 +40,24 @@ const lineBlock = () => {
 }
 const setCommand = "*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000042\r\n$3\r\nxxx\r\n"
 const getRequest = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n\r\n"
-/** Each protocol: what is read, what answers it (bytes per read), the raw handler and ours. */
+/** Each protocol (its raw handler is `EffectFiber.readers`' of the same name): what is read, what answers it, ours. */
 const subjects = {
-  lines: { block: lineBlock, answerBytes: () => LINES * 64, raw: RawLineEcho.reader, ours: () => EchoLines },
+  lines: { block: lineBlock, answerBytes: () => LINES * 64, ours: () => EchoLines },
   redis: {
     block: () => Buffer.from(setCommand.repeat(LINES)),
     answerBytes: () => "+OK\r\n".length * LINES,
-    raw: RawRedis.reader,
     ours: () => Redis(new Store())
   },
   http: {
     block: () => Buffer.from(getRequest.repeat(LINES)),
     // the answers carry a Date header of fixed length
     answerBytes: () => RawHttp.answers(1).length * LINES,
-    raw: RawHttp.reader,
     ours: () => Http11
   }
 } as const
 if (!(PROTOCOL in subjects)) throw new Error(`OVERHEAD_PROTOCOL must be one of ${Object.keys(subjects).join(", ")}`)
 const subject = subjects[PROTOCOL as keyof typeof subjects]
+const rawReader = EffectFiber.readers[PROTOCOL as keyof typeof subjects]
 const block = subject.block()
 
 /** A Duplex whose writes are taken at once and whose reads we push. */
@@ -92,8 +89,8 @@ const drive = async (streams: ReadonlyArray<Duplex>) => {
 const raw = async (inFiber: boolean) => {
   const sockets = Array.from({ length: CONNECTIONS }, fakeSocket)
   for (const s of sockets) {
-    if (inFiber) EffectFiber.serve(s.stream, subject.raw)
-    else s.stream.on("data", subject.raw(s.stream))
+    if (inFiber) EffectFiber.serve(s.stream, rawReader)
+    else s.stream.on("data", rawReader(s.stream))
   }
   const us = await drive(sockets.map((s) => s.stream))
   for (const s of sockets) s.stream.destroy()

@@ -9,8 +9,8 @@
  */
 import { Effect } from "effect"
 import type { Buffer } from "node:buffer"
-import { createServer } from "node:net"
 import type { Duplex } from "node:stream"
+import { listen } from "./listen.ts"
 import * as RawHttp from "./raw-http.ts"
 import * as RawLineEcho from "./raw-line-echo.ts"
 import * as RawRedis from "./raw-redis.ts"
@@ -71,12 +71,5 @@ if (import.meta.main) {
     process.exit(2)
   }
   const reader = readers[name as keyof typeof readers]
-  const port = Number(portArg ?? 7002)
-  createServer((socket) => {
-    socket.on("error", () => socket.destroy())
-    serve(socket, reader)
-  }).listen(
-    { port, host: "127.0.0.1", backlog: 4096 },
-    () => console.log(`effect-fiber (${name}) listening on 127.0.0.1:${port}`)
-  )
+  listen(`effect-fiber (${name})`, Number(portArg ?? 7002), (socket) => serve(socket, reader))
 }

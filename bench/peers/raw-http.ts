@@ -6,8 +6,7 @@
  * Run: node bench/peers/raw-http.ts PORT
  */
 import { Buffer } from "node:buffer"
-import { createServer } from "node:net"
-import type { Peer } from "./raw-line-echo.ts"
+import { listen, type Peer } from "./listen.ts"
 
 const HEAD_END = Buffer.from("\r\n\r\n")
 const cache = { second: -1, answer: Buffer.alloc(0), answers: [] as Array<Buffer> }
@@ -45,16 +44,7 @@ export const reader = (stream: Peer) => {
   }
 }
 
-/** Answers every request head of `stream` with the keep-alive GET answer. */
-export const serve = (stream: Peer & NodeJS.ReadableStream): void => {
-  stream.on("data", reader(stream))
-}
-
-// Run as a script, not when imported (bench/overhead.ts and effect-fiber.ts reuse it).
+// Run as a script, not when imported (effect-fiber.ts reuses `reader`).
 if (import.meta.main) {
-  const port = Number(process.argv[2] ?? 8083)
-  createServer((socket) => {
-    serve(socket)
-    socket.on("error", () => socket.destroy())
-  }).listen(port, "127.0.0.1", () => console.log(`raw-http listening on 127.0.0.1:${port}`))
+  listen("raw-http", Number(process.argv[2] ?? 8083), (socket) => socket.on("data", reader(socket)))
 }

@@ -6,15 +6,15 @@
  * Run: node bench/peers/raw-line-echo.ts PORT
  */
 import { Buffer } from "node:buffer"
-import { createServer } from "node:net"
-
-/** What a server writes to and destroys: a socket, or any Duplex. */
-export type Peer = Pick<NodeJS.WritableStream, "write"> & { destroy(): void }
+import { listen, type Peer } from "./listen.ts"
 
 const NL = Buffer.from("\n")
 const MAX_LINE = 1024
 
-/** What the server does with each read of `stream`: echoes its complete lines in one write. */
+/**
+ * What the server does with each read of `stream`: echoes its complete lines in one write; destroys the stream
+ * on a line over MAX_LINE bytes.
+ */
 export const reader = (stream: Peer) => {
   let partial: Buffer | undefined
   return (chunk: Buffer): void => {
@@ -35,19 +35,7 @@ export const reader = (stream: Peer) => {
   }
 }
 
-/** Echoes the lines of `stream`, each chunk's in one write; destroys it on a line over MAX_LINE bytes. */
-export const serve = (stream: Peer & NodeJS.ReadableStream): void => {
-  stream.on("data", reader(stream))
-}
-
-// Run as a script, not when imported (bench/overhead.ts and effect-fiber.ts reuse it).
+// Run as a script, not when imported (effect-fiber.ts reuses `reader`).
 if (import.meta.main) {
-  const port = Number(process.argv[2] ?? 7001)
-  createServer((socket) => {
-    serve(socket)
-    socket.on("error", () => socket.destroy())
-  }).listen(
-    { port, host: "127.0.0.1", backlog: 4096 },
-    () => console.log(`raw-line-echo listening on 127.0.0.1:${port}`)
-  )
+  listen("raw-line-echo", Number(process.argv[2] ?? 7001), (socket) => socket.on("data", reader(socket)))
 }

@@ -7,8 +7,7 @@
  * Run: node bench/peers/raw-redis.ts PORT
  */
 import { Buffer } from "node:buffer"
-import { createServer } from "node:net"
-import type { Peer } from "./raw-line-echo.ts"
+import { listen, type Peer } from "./listen.ts"
 
 const store = new Map<string, Buffer>()
 const PONG = Buffer.from("+PONG\r\n")
@@ -73,16 +72,7 @@ export const reader = (stream: Peer) => {
   }
 }
 
-/** Serves RESP on `stream`: every chunk's complete commands answered in one write. */
-export const serve = (stream: Peer & NodeJS.ReadableStream): void => {
-  stream.on("data", reader(stream))
-}
-
-// Run as a script, not when imported (bench/overhead.ts and effect-fiber.ts reuse it).
+// Run as a script, not when imported (effect-fiber.ts reuses `reader`).
 if (import.meta.main) {
-  const port = Number(process.argv[2] ?? 6381)
-  createServer((socket) => {
-    serve(socket)
-    socket.on("error", () => socket.destroy())
-  }).listen(port, "127.0.0.1", () => console.log(`raw-redis listening on 127.0.0.1:${port}`))
+  listen("raw-redis", Number(process.argv[2] ?? 6381), (socket) => socket.on("data", reader(socket)))
 }

@@ -13,7 +13,6 @@ import {
   Effect,
   Exit,
   Metric,
-  Pull,
   type Scheduler,
   Scope,
   Stream,
@@ -120,8 +119,8 @@ const writeTimeoutOf = (timeout: Duration.Duration | undefined): Transport.Write
     failure: Effect.failSync(timeoutError(ChatError.WriteTimeout, timeout, "Output not taken for"))
   }
 
-/** What a pull hands out: one frame, message or batch at a time (see `ready`). */
-type Batch = readonly [unknown]
+/** The connection's pull, as `Protocol.runForEach` drives it: one frame, message or batch at a time (see `ready`). */
+type Next = Input.One<unknown, unknown>
 
 /**
  * A connection over its transport, which delivers input to `inbox`; its traffic goes to `counters`. A class
@@ -154,7 +153,7 @@ class OpenConnection implements Connection {
   private ready: Array<unknown> = []
   private readyAt = 0
   private completedAtWait = 0
-  private readonly pull: Pull.Pull<Batch, unknown> = Effect.suspend(() => this.step())
+  private readonly pull: Next = Effect.suspend(() => this.step())
 
   constructor(options: {
     readonly inbox: Inbox
@@ -276,7 +275,7 @@ class OpenConnection implements Connection {
     }
   }
 
-  private flush(): Pull.Pull<Batch, unknown> {
+  private flush(): Next {
     const sink = this.sink
     if (this.batched) {
       if (sink.out.length === 0) return this.pull
@@ -304,7 +303,7 @@ class OpenConnection implements Connection {
   }
 
   /** What the inbox resumes the reader with: the reads (undefined: the end of input) cut into frames. */
-  onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Pull.Pull<Batch, unknown> {
+  onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Next {
     const framer = this.cutter.framer
     if (chunks === undefined) {
       this.inputEnded = true
@@ -323,7 +322,7 @@ class OpenConnection implements Connection {
     return this.flush()
   }
 
-  private step(): Pull.Pull<Batch, unknown> {
+  private step(): Next {
     if (this.readyAt < this.ready.length || this.sink.out.length > 0) return this.flush()
     const failure = this.failure
     if (failure !== undefined) return this.defect !== undefined ? Effect.die(this.defect.thrown) : Effect.fail(failure)
@@ -341,7 +340,7 @@ class OpenConnection implements Connection {
     // the frame timeout watches the partial frame left now (a discarded one is none), from the read that began it
     this.inbox.frameInProgress(framer.buffered > 0, framer.completed !== this.completedAtWait)
     this.completedAtWait = framer.completed
-    const next = this.inbox.next as Pull.Pull<Batch, unknown>
+    const next = this.inbox.next as Next
     return flushed === undefined ? next : Effect.andThen(flushed, next)
   }
 

@@ -92,9 +92,9 @@ export const serverOptions: ChatServer.Options = { maxFrameLength: MAX_LINE, idl
  * Runs a chat room on `host:port`. On Ctrl-C everyone is told and let go at once: chatters idle for hours would
  * otherwise hold a graceful shutdown up for its whole timeout.
  */
-export const run = (options: { readonly host: string; readonly port: number }) =>
+export const run = (options: Shared.ServerFlags) =>
   Effect.scoped(Effect.gen(function*() {
-    const server = yield* ChatServer.make(Chatroom(), serverOptions)
+    const server = yield* ChatServer.make(Chatroom(), Shared.withLimits(serverOptions, options))
     // runs before the server's own shutdown (finalizers run last first)
     yield* Effect.addFinalizer(() =>
       Effect.flatMap(server.connections, (chats) =>
@@ -108,9 +108,9 @@ export const run = (options: { readonly host: string; readonly port: number }) =
     yield* Console.log(`chatroom listening on ${Chat.formatAddress(server.address)} (Ctrl-C to stop)`)
     yield* Console.log(`  try: nc ${options.host} ${port} (in two or more terminals)`)
     return yield* Effect.never
-  })).pipe(Effect.provide(Listener.layerTcp(options)))
+  })).pipe(Effect.provide(Listener.layerTcp({ host: options.host, port: options.port })))
 
 /** `npm start -- chatroom [--host H] [--port N]` */
-export const command = Command.make("chatroom", { host: Shared.host, port: Shared.port(7002) }, run).pipe(
+export const command = Command.make("chatroom", Shared.serverFlags(7002, serverOptions), run).pipe(
   Command.withDescription("A chat room: every line to all the others, /nick, /who, /quit")
 )

@@ -29,7 +29,7 @@ const examples = [
   Stdio.command
 ] as const
 
-const root = Command.make("effect-asynchat", { host: Shared.host, port: Shared.port(8080) }, Hello.run).pipe(
+const root = Command.make("effect-asynchat", Shared.serverFlags(8080, Hello.serverOptions), Hello.run).pipe(
   Command.withDescription(
     "Runnable effect-asynchat examples. With no example, starts 'hello' on 127.0.0.1:8080."
   ),

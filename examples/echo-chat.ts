@@ -198,13 +198,13 @@ export type Role = "both" | "server" | "client"
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
 
 /** Runs one side, or both in one process with the server on a free port when `--port` is 0. */
-export const run = (options: {
-  readonly host: string
-  readonly port: number
-  readonly role: Role
-  readonly message: Option.Option<string>
-  readonly size: Option.Option<number>
-}) =>
+export const run = (
+  options: Shared.ServerFlags & {
+    readonly role: Role
+    readonly message: Option.Option<string>
+    readonly size: Option.Option<number>
+  }
+) =>
   Effect.gen(function*() {
     const message = messageOf(options)
     const client = (port: number) =>
@@ -222,7 +222,7 @@ export const run = (options: {
             `npm start -- echo-chat --role client --host ${host} --port ${port} --size 10000`,
             `printf 'ECHO 5\\nhello' | nc ${host} ${port}`
           ],
-          server: serverOptions
+          server: Shared.withLimits(serverOptions, options)
         })
       case "client":
         if (options.port === 0) return yield* new UsageError({ message: "--role client needs the server's --port" })
@@ -230,7 +230,7 @@ export const run = (options: {
       case "both":
         // the seed: one loop, the server on a port the kernel picks, the client against it, done when it is
         return yield* Effect.gen(function*() {
-          const server = yield* ChatServer.make(EchoHandler, serverOptions)
+          const server = yield* ChatServer.make(EchoHandler, Shared.withLimits(serverOptions, options))
           yield* client(server.address._tag === "Inet" ? server.address.port : options.port)
         }).pipe(Effect.scoped, Effect.provide(Listener.layerTcp({ host: options.host, port: options.port })))
     }
@@ -238,8 +238,7 @@ export const run = (options: {
 
 /** `npm start -- echo-chat [--role both|server|client] [--host H] [--port N] [--message TEXT | --size N]` */
 export const command = Command.make("echo-chat", {
-  host: Shared.host,
-  port: Shared.port(0),
+  ...Shared.serverFlags(0, serverOptions),
   role: Flag.Literals("role", ["both", "server", "client"]).pipe(
     Flag.withDescription("Run the server, the client, or both in one process (default both)"),
     Flag.withDefault("both" as const)

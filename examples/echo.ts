@@ -17,14 +17,15 @@ export const Echo = Protocol.frames(
 )
 
 /** Runs the echo server on `host:port`. */
-export const run = (options: { readonly host: string; readonly port: number }) =>
+export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(Echo, {
     ...options,
     name: "echo",
-    tryIt: (host, port) => [`nc ${host} ${port}`, `printf 'hello' | nc -N ${host} ${port}`]
+    tryIt: (host, port) => [`nc ${host} ${port}`, `printf 'hello' | nc -N ${host} ${port}`],
+    server: Shared.withLimits({}, options)
   })
 
 /** `npm start -- echo [--host H] [--port N]` */
-export const command = Command.make("echo", { host: Shared.host, port: Shared.port(7000) }, run).pipe(
+export const command = Command.make("echo", Shared.serverFlags(7000), run).pipe(
   Command.withDescription("asyncore's echo server: every chunk back as received")
 )

@@ -6,7 +6,7 @@
  * Try it: npm start -- hello --port 8080, then: curl http://127.0.0.1:8080/kongxx
  */
 import { Effect, Stream } from "effect"
-import { Chat, Framing, Protocol, Terminator } from "effect-asynchat"
+import { Chat, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import * as Shared from "./shared.ts"
 
@@ -60,16 +60,19 @@ export const Hello = Protocol.machine(HelloRequest, (requests) =>
     Effect.andThen(Chat.closeWhenDone)
   ))
 
+/** Requests are a line and a few headers, sent at once. */
+export const serverOptions: ChatServer.Options = { maxFrameLength: 8 * 1024, frameTimeout: "10 seconds" }
+
 /** Runs the hello server on `host:port`. */
-export const run = (options: { readonly host: string; readonly port: number }) =>
+export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(Hello, {
     ...options,
     name: "hello",
     tryIt: (host, port) => [`curl http://${host}:${port}/kongxx`],
-    server: { maxFrameLength: 8 * 1024, frameTimeout: "10 seconds" }
+    server: Shared.withLimits(serverOptions, options)
   })
 
 /** `npm start -- hello [--host H] [--port N]` */
-export const command = Command.make("hello", { host: Shared.host, port: Shared.port(8080) }, run).pipe(
+export const command = Command.make("hello", Shared.serverFlags(8080, serverOptions), run).pipe(
   Command.withDescription("asynchat's Hello server: GET /kongxx answers 'Hello kongxx!'")
 )

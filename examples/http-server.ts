@@ -251,7 +251,7 @@ export const HttpServer = Protocol.machine(HttpRequest, (parts) => {
 })
 
 /** Runs the HTTP server on `host:port`. */
-export const run = (options: { readonly host: string; readonly port: number }) =>
+export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(HttpServer, {
     ...options,
     name: "http-server",
@@ -259,10 +259,10 @@ export const run = (options: { readonly host: string; readonly port: number }) =
       `curl -i http://${host}:${port}/hello`,
       `curl -i http://${host}:${port}/form -d 'name=kongxx'`
     ],
-    server: serverOptions
+    server: Shared.withLimits(serverOptions, options)
   })
 
 /** `npm start -- http-server [--host H] [--port N]` */
-export const command = Command.make("http-server", { host: Shared.host, port: Shared.port(8000) }, run).pipe(
+export const command = Command.make("http-server", Shared.serverFlags(8000, serverOptions), run).pipe(
   Command.withDescription("asynchat's HTTP request handler: GET, HEAD, and POST with a Content-Length body")
 )

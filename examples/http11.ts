@@ -398,7 +398,7 @@ export const Http11 = Protocol.batches(
 )
 
 /** Runs the server on `host:port`. */
-export const run = (options: { readonly host: string; readonly port: number }) =>
+export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(Http11, {
     ...options,
     name: "http11",
@@ -406,10 +406,10 @@ export const run = (options: { readonly host: string; readonly port: number }) =
       `curl -v http://${host}:${port}/ http://${host}:${port}/`,
       `wrk -t1 -c50 -d5s http://${host}:${port}/`
     ],
-    server: serverOptions
+    server: Shared.withLimits(serverOptions, options)
   })
 
 /** `npm start -- http11 [--host H] [--port N]` */
-export const command = Command.make("http11", { host: Shared.host, port: Shared.port(8081) }, run).pipe(
+export const command = Command.make("http11", Shared.serverFlags(8081, serverOptions), run).pipe(
   Command.withDescription("HTTP/1.1 hello world with keep-alive and pipelining, a benchmark subject for wrk")
 )

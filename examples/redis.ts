@@ -10,7 +10,7 @@
  * greeting; redis-benchmark -p 6380 -t ping,set,get,incr -q
  */
 import { Clock, Duration, Effect } from "effect"
-import { Chat, Framing, Protocol, Terminator } from "effect-asynchat"
+import { Chat, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import { Buffer } from "node:buffer"
 import * as Shared from "./shared.ts"
@@ -252,8 +252,11 @@ export const Redis = (store: Store) =>
       )
     ))
 
+/** 1 MiB values plus their CRLF; like Redis (timeout 0), no idle timeout: idle clients are normal. */
+export const serverOptions: ChatServer.Options = { maxFrameLength: MAX_BULK + 2, idleTimeout: Duration.infinity }
+
 /** Runs the server on `host:port`. */
-export const run = (options: { readonly host: string; readonly port: number }) =>
+export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(Redis(new Store()), {
     ...options,
     name: "redis",
@@ -261,11 +264,10 @@ export const run = (options: { readonly host: string; readonly port: number }) =
       `redis-cli -h ${host} -p ${port} set greeting hello`,
       `redis-benchmark -h ${host} -p ${port} -t ping,set,get,incr -q`
     ],
-    // 1 MiB values plus their CRLF; like Redis (timeout 0), no idle timeout: idle clients are normal
-    server: { maxFrameLength: MAX_BULK + 2, idleTimeout: Duration.infinity }
+    server: Shared.withLimits(serverOptions, options)
   })
 
 /** `npm start -- redis [--host H] [--port N]` */
-export const command = Command.make("redis", { host: Shared.host, port: Shared.port(6380) }, run).pipe(
+export const command = Command.make("redis", Shared.serverFlags(6380, serverOptions), run).pipe(
   Command.withDescription("a mini Redis (RESP2): PING ECHO GET SET DEL EXISTS INCR MGET, pipelining")
 )

@@ -1,14 +1,15 @@
 /**
- * What the examples share: the `--host` / `--port` flags and a way to serve a protocol on TCP until Ctrl-C
- * (which shuts the server down gracefully).
+ * What the examples share: the `--host` / `--port` flags, the operator's limits every server takes
+ * (`--idle-timeout`, `--max-connections`, ...), and a way to serve a protocol on TCP until Ctrl-C (which shuts
+ * the server down gracefully).
  */
-import { Console, Effect } from "effect"
+import { Console, Duration, Effect, Option } from "effect"
 import { Chat, ChatServer, Listener, type Protocol } from "effect-asynchat"
 import { Flag } from "effect/cli"
 
 /** `--host`, default 127.0.0.1: where to listen, or where to connect. */
 export const host = Flag.String("host").pipe(
-  Flag.withDescription("Address to listen on (servers) or connect to (clients)"),
+  Flag.withDescription("Address to listen on (servers) or connect to (clients) (default 127.0.0.1)"),
   Flag.withDefault("127.0.0.1")
 )
 
@@ -22,6 +23,121 @@ export const port = (fallback: number, role: "server" | "client" = "server") =>
     ),
     Flag.withDefault(fallback)
   )
+
+/**
+ * The library's own defaults, as documented on `ChatServer.Options`: shown in `--help` where an example keeps
+ * them (a flag left out leaves the option to the library, so only the help text restates them).
+ */
+const libraryDefaults = {
+  idleTimeout: "5 minutes",
+  frameTimeout: "30 seconds",
+  writeTimeout: "1 minute",
+  shutdownTimeout: "5 seconds",
+  maxConnections: 10_000,
+  maxFrameLength: 64 * 1024
+} as const
+
+/** "30 seconds", "250 millis", "infinity" or "off" (no timeout); `Duration`'s own spelling otherwise. */
+const parseDuration = (text: string): Option.Option<Duration.Duration> => {
+  const trimmed = text.trim()
+  if (/^(infinity|off|none)$/i.test(trimmed)) return Option.some(Duration.infinity)
+  return Option.filter(Duration.fromInput(trimmed as Duration.Input), Duration.isGreaterThanOrEqualTo(Duration.zero))
+}
+
+const showDuration = (input: Duration.Input) => {
+  const d = Duration.fromInputUnsafe(input)
+  return Duration.isFinite(d) ? Duration.format(d) : "off"
+}
+
+const durationFlag = (name: string, what: string, fallback: Duration.Input) =>
+  Flag.String(name).pipe(
+    Flag.withMetavar("duration"),
+    Flag.withDescription(`${what} (default ${showDuration(fallback)}; e.g. "30 seconds", "off")`),
+    Flag.filterMap(
+      parseDuration,
+      (text) => `--${name}: expected a duration such as "30 seconds", "250 millis" or "off", got "${text}"`
+    ),
+    Flag.optional
+  )
+
+const countFlag = (name: string, what: string, fallback: number) =>
+  Flag.Int(name).pipe(
+    Flag.withMetavar("n"),
+    Flag.withDescription(`${what} (default ${fallback})`),
+    Flag.filter((n) => n > 0, (n) => `--${name} must be a positive whole number, got ${n}`),
+    Flag.optional
+  )
+
+/**
+ * The limits an operator sets on any server example, each flag's help showing that example's default:
+ * `{ ...Shared.limits(options) }` in a command's flags, then `Shared.withLimits(options, flags)` for the server.
+ */
+export const limits = (defaults: ChatServer.Options = {}) => ({
+  idleTimeout: durationFlag(
+    "idle-timeout",
+    "Close a connection that sends nothing for this long",
+    defaults.idleTimeout ?? libraryDefaults.idleTimeout
+  ),
+  frameTimeout: durationFlag(
+    "frame-timeout",
+    "Close a connection whose frame is incomplete this long after its first byte",
+    defaults.frameTimeout ?? libraryDefaults.frameTimeout
+  ),
+  writeTimeout: durationFlag(
+    "write-timeout",
+    "Close a connection that reads none of its output for this long",
+    defaults.writeTimeout ?? libraryDefaults.writeTimeout
+  ),
+  shutdownTimeout: durationFlag(
+    "shutdown-timeout",
+    "On Ctrl-C, wait this long for open connections before cutting them off",
+    defaults.shutdownTimeout ?? libraryDefaults.shutdownTimeout
+  ),
+  maxConnections: countFlag(
+    "max-connections",
+    "Connections served at once; one more is refused",
+    defaults.maxConnections ?? libraryDefaults.maxConnections
+  ),
+  maxFrameLength: countFlag(
+    "max-frame-length",
+    "The longest frame in bytes (a line, a header block, a value); longer closes the connection",
+    defaults.maxFrameLength ?? libraryDefaults.maxFrameLength
+  )
+})
+
+/** The values of the `limits` flags: `None` where the operator kept the example's default. */
+export interface Limits {
+  readonly idleTimeout: Option.Option<Duration.Duration>
+  readonly frameTimeout: Option.Option<Duration.Duration>
+  readonly writeTimeout: Option.Option<Duration.Duration>
+  readonly shutdownTimeout: Option.Option<Duration.Duration>
+  readonly maxConnections: Option.Option<number>
+  readonly maxFrameLength: Option.Option<number>
+}
+
+/** A server example's flags: `--host`, `--port` (with its default) and every one of `limits`. */
+export const serverFlags = (defaultPort: number, defaults: ChatServer.Options = {}) => ({
+  host,
+  port: port(defaultPort),
+  ...limits(defaults)
+})
+
+/** What a server example's `run` is given: where to listen and the operator's limits. */
+export interface ServerFlags extends Limits {
+  readonly host: string
+  readonly port: number
+}
+
+/** An example's server options with what the operator set on the command line in their place. */
+export const withLimits = (defaults: ChatServer.Options, limits: Limits): ChatServer.Options => ({
+  ...defaults,
+  idleTimeout: Option.getOrElse(limits.idleTimeout, () => defaults.idleTimeout),
+  frameTimeout: Option.getOrElse(limits.frameTimeout, () => defaults.frameTimeout),
+  writeTimeout: Option.getOrElse(limits.writeTimeout, () => defaults.writeTimeout),
+  shutdownTimeout: Option.getOrElse(limits.shutdownTimeout, () => defaults.shutdownTimeout),
+  maxConnections: Option.getOrElse(limits.maxConnections, () => defaults.maxConnections),
+  maxFrameLength: Option.getOrElse(limits.maxFrameLength, () => defaults.maxFrameLength)
+})
 
 /**
  * Serves `protocol` on `host:port` until interrupted, then prints how to try it: `tryIt` gets the bound

@@ -4,14 +4,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
-import { Hello } from "../../examples/hello.ts"
+import { Hello, serverOptions } from "../../examples/hello.ts"
 import { curl } from "../tools.ts"
 import { isListening, rawExchange, runCurl, startJob, withServer } from "./http-helpers.ts"
 
 const curlTest = curl.available ? it.live : it.live.skip
 
 /** The server options `npm start -- hello` runs with. */
-const options = { maxFrameLength: 8 * 1024, frameTimeout: "10 seconds" } as const
+const options = serverOptions
 
 const page = (greeting: string) =>
   "HTTP/1.0 200 OK\r\n" +

@@ -2,7 +2,7 @@
  * Where a server's connections come from: a TCP port, a Unix socket path (both on `node:net`), or the in-memory
  * test transport.
  *
- * A listener only accepts; `ChatServer.serve` runs what it accepts. Closing the listener's Layer closes the
+ * A listener only accepts; `ChatServer.make` serves what it accepts. Closing the listener's Layer closes the
  * listening socket; `stopAccepting` does so earlier, during a graceful shutdown, so that new connections are
  * refused while open ones finish.
  *

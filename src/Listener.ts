@@ -18,6 +18,16 @@ import type { Address } from "./Chat.ts"
 import { closeSoon, ignore } from "./internal/transport.ts"
 
 /**
+ * Effect's own open error, whose message is just "Open": this one says why (`Open: listen EADDRINUSE: address
+ * already in use 127.0.0.1:7000`), on the first line of the log, with the same tag for `catchTag`.
+ */
+class ListenFailed extends SocketServer.SocketServerOpenError {
+  override get message(): string {
+    return this.cause instanceof Error ? `Open: ${this.cause.message}` : "Open"
+  }
+}
+
+/**
  * A socket with the addresses of its two ends: what a listener accepts and what a client connects.
  *
  * @example
@@ -280,7 +290,7 @@ const makeNode = (
         const onError = (cause: Error) =>
           resume(
             Effect.fail(
-              new SocketServer.SocketServerError({ reason: new SocketServer.SocketServerOpenError({ cause }) })
+              new SocketServer.SocketServerError({ reason: new ListenFailed({ cause }) })
             )
           )
         server.once("error", onError)

@@ -444,7 +444,7 @@ describe("ChatClient.duplex over a child process's pipes", () => {
 })
 
 describe("Listener.makeTcp", () => {
-  it.live("a port already in use fails with a typed SocketServerError", () =>
+  it.live("a port already in use fails with a typed SocketServerError whose message says so", () =>
     Effect.gen(function*() {
       const first = yield* Listener.makeTcp({ host: "127.0.0.1" })
       assert(first.address._tag === "Inet")
@@ -452,6 +452,8 @@ describe("Listener.makeTcp", () => {
       expect(error._tag).toBe("SocketServerError")
       expect(error.reason._tag).toBe("SocketServerOpenError")
       expect(String(error.reason.cause)).toContain("EADDRINUSE")
+      // the log's first line says why, not only Effect's "Open"
+      expect(error.message).toBe(`Open: listen EADDRINUSE: address already in use 127.0.0.1:${first.address.port}`)
     }))
 
   it.live("hands over connections that arrived before accept ran, in order; stopAccepting leaves them open", () =>

@@ -3,7 +3,8 @@
  *
  * - Every connection runs in its own fiber and scope. A typed failure, a defect or a synchronous throw in the
  *   handler is logged with the connection's id and peer, counted in `ChatMetrics.errors`, and closes that
- *   connection only; the server and the other connections never see it.
+ *   connection only; the server and the other connections never see it. Routine endings (a reset, a timeout)
+ *   are logged at `routineLogLevel` (Debug), the rest as warnings, defects as errors.
  * - Limits, each with a default: `maxConnections` (10,000: beyond it a connection is answered with
  *   `rejectMessage`, if any, and closed at once), `idleTimeout` (5 minutes without a byte while waiting for
  *   input), `frameTimeout` (30 seconds for a frame, from its first byte to its terminator: slowloris),
@@ -23,6 +24,7 @@ import {
   Exit,
   FiberSet,
   Layer,
+  type LogLevel,
   Metric,
   Option,
   References,
@@ -62,6 +64,14 @@ export interface Options extends ConnectionOptions {
   readonly rejectMessage?: string | Uint8Array | undefined
   /** How long a graceful shutdown waits for open connections before interrupting them (default 5 seconds). */
   readonly shutdownTimeout?: Duration.Input | undefined
+  /**
+   * The level of the line logged when a connection ends for a routine reason: the peer reset or vanished
+   * (`ReadFailed`, `WriteFailed`), went quiet (`IdleTimeout`), stalled mid-frame (`FrameTimeout`) or stopped
+   * reading (`WriteTimeout`). Default `"Debug"`, as Netty logs a peer reset: a server on the internet sees them
+   * all day. `"None"` logs nothing; every ending is counted in `ChatMetrics.errors` by reason whatever the
+   * level. An over-long frame, a producer's or handler's failure is always a warning, a defect an error.
+   */
+  readonly routineLogLevel?: LogLevel.Severity | "None" | undefined
 }
 
 /**

@@ -6,11 +6,9 @@ import {
   Exit,
   Fiber,
   Layer,
-  Logger,
   Metric,
   Option,
   Ref,
-  References,
   Schedule,
   Scope,
   Stream,
@@ -27,7 +25,7 @@ import * as MemoryTransport from "../src/MemoryTransport.ts"
 import * as Producer from "../src/Producer.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as Terminator from "../src/Terminator.ts"
-import { text } from "./helpers.ts"
+import { captureLogs, text } from "./helpers.ts"
 
 const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")))
 
@@ -295,23 +293,16 @@ describe("ChatServer supervision", () => {
 
   it.effect("logs a failure with the connection's id, peer and server, and counts it by reason", () =>
     Effect.gen(function*() {
-      const logs: Array<{ message: unknown; annotations: Record<string, unknown>; level: string }> = []
-      const capture = Logger.make((options) => {
-        logs.push({
-          message: options.message,
-          annotations: { ...options.fiber.getRef(References.CurrentLogAnnotations) },
-          level: options.logLevel
-        })
-      })
+      const logs = captureLogs()
       const before = (yield* Metric.value(Metric.withAttributes(ChatMetrics.errors, { reason: "HandlerFailed" }))).count
       yield* Effect.gen(function*() {
         yield* ChatServer.make(Fragile)
         const client = yield* connectLines
         yield* client.chat.push("fail\n")
         yield* readAll(client)
-      }).pipe(Effect.scoped, Effect.annotateLogs({ app: "test" }), Effect.provide(Logger.layer([capture])))
-      const line = logs.find((l) => String(l.message).includes("connection closed by HandlerFailed"))
-      assert(line !== undefined, `no failure log among ${JSON.stringify(logs.map((l) => l.message))}`)
+      }).pipe(Effect.scoped, Effect.annotateLogs({ app: "test" }), Effect.provide(logs.layer))
+      const line = logs.find("connection closed by HandlerFailed")
+      assert(line !== undefined, `no failure log among ${logs.messages()}`)
       expect(line.level).toBe("Warn")
       expect(line.annotations).toMatchObject({
         connection: expect.any(Number),
@@ -323,6 +314,28 @@ describe("ChatServer supervision", () => {
       expect(after - before).toBe(1)
     }).pipe(Effect.provide(memory())))
 })
+
+/** How a server with `options` logs a connection that `client` makes end, and what it counts. */
+const endingOf = (
+  options: ChatServer.Options,
+  client: (client: ChatClient.Client<Framing.Frame>) => Effect.Effect<void, ChatError.ChatError>,
+  reason: string
+) =>
+  Effect.gen(function*() {
+    const logs = captureLogs()
+    const errors = Metric.withAttributes(ChatMetrics.errors, { reason })
+    const before = (yield* Metric.value(errors)).count
+    yield* Effect.gen(function*() {
+      yield* ChatServer.make(Echo, options)
+      const connection = yield* connectLines
+      const reply = yield* Effect.forkChild(readAll(connection))
+      yield* client(connection)
+      yield* Fiber.join(reply)
+    }).pipe(Effect.scoped, Effect.provide([memory(), logs.layer]))
+    const line = logs.find(`connection closed by ${reason}`)
+    return { level: line?.level, counted: (yield* Metric.value(errors)).count - before, logs }
+  })
+const goQuiet = () => TestClock.adjust("10 seconds")
 
 describe("ChatServer limits under TestClock", () => {
   // Answers the timeout it hit, then closes: a protocol may catch a ChatError by reason.
@@ -347,6 +360,42 @@ describe("ChatServer limits under TestClock", () => {
       yield* TestClock.adjust("1 second")
       expect(yield* Fiber.join(reply)).toBe("still here\nidle\n")
     }).pipe(Effect.provide(memory())))
+
+  it.effect("logs a routine ending (an idle timeout) at Debug by default, and counts it by reason", () =>
+    Effect.gen(function*() {
+      const ending = yield* endingOf({ idleTimeout: "10 seconds" }, goQuiet, "IdleTimeout")
+      expect(ending.level, ending.logs.messages()).toBe("Debug")
+      expect(ending.logs.find("connection closed by IdleTimeout")?.message).toBe(
+        "connection closed by IdleTimeout: No input for 10s"
+      )
+      expect(ending.counted).toBe(1)
+    }))
+
+  it.effect("routineLogLevel chooses the level of routine endings: Info, or None for no line at all", () =>
+    Effect.gen(function*() {
+      const info = yield* endingOf({ idleTimeout: "10 seconds", routineLogLevel: "Info" }, goQuiet, "IdleTimeout")
+      expect(info.level, info.logs.messages()).toBe("Info")
+      const none = yield* endingOf({ idleTimeout: "10 seconds", routineLogLevel: "None" }, goQuiet, "IdleTimeout")
+      expect(none.level, none.logs.messages()).toBeUndefined()
+      expect([info.counted, none.counted]).toEqual([1, 1]) // counted whatever the level
+    }))
+
+  it.effect("an over-long frame is worth a warning whatever routineLogLevel says; a frame timeout is routine", () =>
+    Effect.gen(function*() {
+      const tooLong = yield* endingOf(
+        { maxFrameLength: 8, routineLogLevel: "Trace" },
+        (client) => client.chat.push("far too long a line\n"),
+        "FrameTooLong"
+      )
+      expect(tooLong.level, tooLong.logs.messages()).toBe("Warn")
+      expect(tooLong.counted).toBe(1)
+      const slow = yield* endingOf(
+        { frameTimeout: "5 seconds" },
+        (client) => Effect.andThen(client.chat.push("half a li"), TestClock.adjust("5 seconds")),
+        "FrameTimeout"
+      )
+      expect(slow.level, slow.logs.messages()).toBe("Debug")
+    }))
 
   it.effect("times out many connections, watched together, each at its own deadline and only it", () =>
     Effect.gen(function*() {

@@ -14,7 +14,7 @@ import * as NodeStream from "node:stream"
 import * as Framing from "../src/Framing.ts"
 import type { Frame } from "../src/Framing.ts"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
-import { show, text, Wakes } from "./helpers.ts"
+import { captureLogs, show, text, Wakes } from "./helpers.ts"
 
 // Helpers
 
@@ -682,6 +682,31 @@ describe("hang-ups over TCP", () => {
       )
       expect(yield* server.count).toBe(0)
       expect((yield* errorsOf("WriteFailed")) + (yield* errorsOf("ReadFailed")) - before).toBe(0)
+    }))
+})
+
+describe("routine endings over TCP", () => {
+  it.live("peers that reset their connections are logged at Debug, not as warnings, and counted", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const before = yield* errorsOf("ReadFailed")
+      const resets = 40
+      yield* Effect.gen(function*() {
+        const server = yield* tcpServer(Echo)
+        for (let i = 0; i < resets; i++) {
+          const peer = yield* rawConnect(portOf(server))
+          yield* peer.write("half a requ")
+          yield* settle(Effect.map(server.count, (n) => n === 1))
+          peer.socket.resetAndDestroy() // RST, as a client killed mid-request, or a NAT dropping it, sends
+          yield* settle(Effect.map(server.count, (n) => n === 0))
+        }
+      }).pipe(Effect.scoped, Effect.provide(logs.layer))
+      const ended = logs.lines.filter((line) => line.message.startsWith("connection closed by ReadFailed"))
+      expect(ended.length, logs.messages()).toBe(resets)
+      expect(ended.every((line) => line.level === "Debug")).toBe(true)
+      expect(ended[0].message).toBe("connection closed by ReadFailed: Read failed: read ECONNRESET")
+      expect(logs.lines.filter((line) => line.level === "Warn" || line.level === "Error")).toEqual([])
+      expect((yield* errorsOf("ReadFailed")) - before).toBe(resets)
     }))
 })
 

@@ -1,7 +1,7 @@
 /**
  * Byte helpers shared by the tests, and the waiting that peers recording what they receive share.
  */
-import { type Duration, Effect, Exit, Stream } from "effect"
+import { type Duration, Effect, Exit, Layer, Logger, type LogLevel, References, Stream } from "effect"
 import * as Framing from "../src/Framing.ts"
 import type * as Terminator from "../src/Terminator.ts"
 
@@ -28,6 +28,41 @@ export class Wakes {
       this.waiting.add(wake)
       return Effect.sync(() => this.waiting.delete(wake))
     }).pipe(Effect.timeoutOrElse({ duration: timeout, orElse: () => Effect.die(new Error(seen())) }))
+  }
+}
+
+/** A line a test's logger received. */
+export interface LoggedLine {
+  readonly message: string
+  readonly level: LogLevel.LogLevel
+  readonly annotations: Record<string, unknown>
+}
+
+/**
+ * A logger that records every line, at every level, in `lines`: provide `layer` to what is under test.
+ *
+ * @example
+ * const logs = captureLogs()
+ * yield* program.pipe(Effect.provide(logs.layer))
+ * expect(logs.find("connection closed")?.level).toBe("Debug")
+ */
+export const captureLogs = () => {
+  const lines: Array<LoggedLine> = []
+  const capture = Logger.make((options) => {
+    const message = options.message
+    lines.push({
+      message: (Array.isArray(message) ? message : [message]).map(String).join(" "),
+      level: options.logLevel,
+      annotations: { ...options.fiber.getRef(References.CurrentLogAnnotations) }
+    })
+  })
+  return {
+    lines,
+    layer: Layer.merge(Logger.layer([capture]), Layer.succeed(References.MinimumLogLevel, "All")),
+    /** The first line whose message contains `text`. */
+    find: (text: string) => lines.find((line) => line.message.includes(text)),
+    /** Every message, for an assertion's failure text. */
+    messages: () => JSON.stringify(lines.map((line) => `${line.level}: ${line.message}`))
   }
 }
 

@@ -12,6 +12,7 @@ import {
   Duration,
   Effect,
   Exit,
+  type LogLevel,
   Metric,
   type Scheduler,
   Scope,
@@ -23,7 +24,7 @@ import { Buffer } from "node:buffer"
 import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
-import type { ConnectionOptions } from "../ChatServer.ts"
+import type { ConnectionOptions, Options as ServerOptions } from "../ChatServer.ts"
 import { defaultMaxFrameLength, reasonOf } from "../Framing.ts"
 import type { Link } from "../Listener.ts"
 import type * as Protocol from "../Protocol.ts"
@@ -49,6 +50,8 @@ export interface Settings {
   readonly highWaterMark: number
   readonly lowWaterMark: number
   readonly outputLimit: number
+  /** How loudly a server logs a connection that ended for a routine reason (see `isRoutine`). */
+  readonly routineLogLevel: LogLevel.Severity | "None"
 }
 
 const finiteOrUndefined = (input: Duration.Input | undefined, fallback: Duration.Input) => {
@@ -57,7 +60,7 @@ const finiteOrUndefined = (input: Duration.Input | undefined, fallback: Duration
 }
 
 /** The limits of `options`, with the defaults documented on `ChatServer.ConnectionOptions`. */
-export const settingsOf = (options: ConnectionOptions): Settings => {
+export const settingsOf = (options: ConnectionOptions & Pick<ServerOptions, "routineLogLevel">): Settings => {
   const highWaterMark = options.highWaterMark ?? 64 * 1024
   const idleTimeout = finiteOrUndefined(options.idleTimeout, "5 minutes")
   const frameTimeout = finiteOrUndefined(options.frameTimeout, "30 seconds")
@@ -70,7 +73,8 @@ export const settingsOf = (options: ConnectionOptions): Settings => {
     writeTimeout: writeTimeoutOf(finiteOrUndefined(options.writeTimeout, "1 minute")),
     highWaterMark,
     lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark),
-    outputLimit: Math.max(options.outputLimit ?? 16 * highWaterMark, highWaterMark)
+    outputLimit: Math.max(options.outputLimit ?? 16 * highWaterMark, highWaterMark),
+    routineLogLevel: options.routineLogLevel ?? "Debug"
   }
 }
 
@@ -626,25 +630,44 @@ const openError = (error: Socket.SocketError): ChatError.ChatError =>
   Transport.readFailed(error, Transport.socketErrorDetail(error))
 
 /** After a connection's life: tells the registry, logs and counts. Made here, capturing only what it uses. */
-const endOf = (registry: Registry | undefined, role: "server" | "client") => (exit: Exit.Exit<unknown, unknown>) => {
-  registry?.ended()
-  return logEnd(exit, role)
-}
+const endOf =
+  (registry: Registry | undefined, role: "server" | "client", settings: Settings) =>
+  (exit: Exit.Exit<unknown, unknown>) => {
+    registry?.ended()
+    return logEnd(exit, role, settings.routineLogLevel)
+  }
+
+/**
+ * The reasons a server on the internet sees all day, which no operator acts on: a peer that resets, goes quiet,
+ * stalls mid-frame or stops reading (Netty logs them at debug). An over-long frame, a producer's failure or a
+ * handler's own failure is worth a warning.
+ */
+const isRoutine = (reason: string): boolean =>
+  reason === "ReadFailed" || reason === "WriteFailed" || reason === "IdleTimeout" || reason === "FrameTimeout" ||
+  reason === "WriteTimeout"
 
 /** Logs and counts how a connection ended: on a server only; a client gets its outcome back instead. */
-const logEnd = (exit: Exit.Exit<unknown, unknown>, role: "server" | "client"): Effect.Effect<void> => {
+const logEnd = (
+  exit: Exit.Exit<unknown, unknown>,
+  role: "server" | "client",
+  routineLevel: Settings["routineLogLevel"]
+): Effect.Effect<void> => {
   if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
   if (role === "client") return Effect.void
   if (Cause.hasInterruptsOnly(exit.cause)) return Effect.logDebug("connection interrupted")
   const { defect, reason } = classify(exit.cause)
   const error = Cause.squash(exit.cause)
-  // The framework's own reasons (a timeout, an over-long frame, a reset) are routine: one line, no stack.
-  // A handler's own failure or a defect is a bug to look into: its whole cause.
+  // The framework's own reasons (a timeout, an over-long frame, a reset) are one line, no stack; a handler's
+  // own failure or a defect is a bug to look into: its whole cause.
   const log = defect
     ? Effect.logError(`connection closed by ${reason}`, exit.cause)
-    : ChatError.isChatError(error)
+    : !ChatError.isChatError(error)
+    ? Effect.logWarning(`connection closed by ${reason}`, exit.cause)
+    : !isRoutine(reason)
     ? Effect.logWarning(`connection closed by ${reason}: ${error.message}`)
-    : Effect.logWarning(`connection closed by ${reason}`, exit.cause)
+    : routineLevel === "None"
+    ? Effect.void
+    : Effect.logWithLevel(routineLevel)(`connection closed by ${reason}: ${error.message}`)
   return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
 }
 
@@ -709,7 +732,7 @@ export const run = <E, R>(options: {
     )
   ))
   const peer = options.annotatedPeer ?? formatAddress(options.link.remoteAddress)
-  return Effect.onExit(served, endOf(registry, role)).pipe(
+  return Effect.onExit(served, endOf(registry, role, options.settings)).pipe(
     role === "server" ? (self) => Effect.catchCause(self, ignoreRecoverable) : (self) => self,
     options.annotatedPeer !== undefined ? (self) => self : Effect.annotateLogs({ connection: id, peer }),
     (self) => spanned(self, id, peer, role)

@@ -4,7 +4,7 @@
  * an example's options.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Cause, Effect, Exit, Runtime } from "effect"
 import { Command } from "effect/cli"
 import * as Chatroom from "./chatroom.ts"
 import * as EchoChat from "./echo-chat.ts"
@@ -36,8 +36,15 @@ const root = Command.make("effect-asynchat", Shared.serverFlags(8080, Hello.serv
   Command.withSubcommands(examples)
 )
 
+/**
+ * A server stopped by SIGTERM or Ctrl-C has shut down as asked: exit 0, as redis-server and nginx do, rather
+ * than Effect's 130 for an interruption, which a supervisor (systemd, Kubernetes) would count as a failure.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) ? onExit(0) : Runtime.defaultTeardown(exit, onExit)
+
 root.pipe(
   Command.run({ version: "0.1.0" }),
   Effect.provide(NodeServices.layer),
-  NodeRuntime.runMain
+  NodeRuntime.runMain({ teardown })
 )

@@ -10,13 +10,14 @@
  * method 501, and the connection goes on. Malformed input gets its refusal and a close: 400 (request line,
  * header line, Content-Length, Host), 413 (a body over 1 MiB), 431 (a head over 8 KiB), 501
  * (Transfer-Encoding), 505 (an HTTP version but 1.0 and 1.1), 408 (a head or body piece stalled 10 seconds).
- * An idle keep-alive connection is closed quietly after a minute.
+ * An idle keep-alive connection is closed quietly after a minute. On a graceful shutdown the next answer says
+ * `Connection: close` and is the connection's last; an idle connection is closed at once.
  *
  * Try it: npm start -- http11 --port 8081, then: curl -v http://127.0.0.1:8081/ http://127.0.0.1:8081/ (the
  * second request re-uses the connection), or: wrk -t1 -c50 -d5s http://127.0.0.1:8081/
  */
 import { Data, Effect } from "effect"
-import { Chat, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
+import { Chat, ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import { Buffer } from "node:buffer"
 import * as Shared from "./shared.ts"
@@ -311,8 +312,8 @@ const response = (
   )
 
 /** The `Connection` header an answer needs: none when the version implies it. */
-const connectionOf = (request: Request): "" | "keep-alive" | "close" =>
-  !request.keepAlive ? "close" : request.version === "1.0" ? "keep-alive" : ""
+const connectionOf = (request: Request, close: boolean): "" | "keep-alive" | "close" =>
+  close ? "close" : request.version === "1.0" ? "keep-alive" : ""
 
 /**
  * The hello-world answers, rebuilt when the second changes, so a request costs a table lookup: index
@@ -337,10 +338,10 @@ const answersAt = (millis: number): Array<Buffer> => {
 
 const CONTINUE_BYTES = Buffer.from("HTTP/1.1 100 Continue\r\n\r\n", "latin1")
 
-/** The bytes that answer one message. */
-const answerOf = (message: Message, answers: Array<Buffer>): Uint8Array => {
+/** The bytes that answer one message; `close`: the connection closes after it. */
+const answerOf = (message: Message, answers: Array<Buffer>, close: boolean): Uint8Array => {
   if (message._tag === "Continue") return CONTINUE_BYTES
-  const kind = !message.keepAlive ? 4 : message.version === "1.0" ? 2 : 0
+  const kind = close ? 4 : message.version === "1.0" ? 2 : 0
   switch (message.method) {
     case "GET":
     case "POST":
@@ -348,26 +349,35 @@ const answerOf = (message: Message, answers: Array<Buffer>): Uint8Array => {
     case "HEAD":
       return answers[kind + 1]
     default:
-      return response(501, cache.date, connectionOf(message), `501 Not Implemented: method ${message.method}\n`)
+      return response(501, cache.date, connectionOf(message, close), `501 Not Implemented: method ${message.method}\n`)
   }
 }
 
 /**
  * Answers a batch of messages in order. `push` queues at once and returns what to wait for when the output is
  * over its high-water mark; the batch goes on only after that wait, so a client that pipelines without
- * reading is held to the watermarks.
+ * reading is held to the watermarks. Once the server shuts down (`isDraining`, asked at the batch's start and
+ * after every wait), the next answer says `Connection: close` and is the last: the client sends no more on
+ * this connection, and resends what it pipelined beyond it elsewhere (RFC 9112, section 9.6).
  */
-const answerAll = (chat: Chat.ChatShape, messages: ReadonlyArray<Message>, from: number): Effect.Effect<void> => {
-  const answers = answersAt(Date.now())
-  for (let i = from; i < messages.length; i++) {
-    const message = messages[i]
-    const wait = chat.push(answerOf(message, answers))
-    if (message._tag === "Request" && !message.keepAlive) return Effect.andThen(wait, chat.closeWhenDone)
-    if (i === messages.length - 1) return wait
-    if (wait !== Effect.void) return Effect.andThen(wait, Effect.suspend(() => answerAll(chat, messages, i + 1)))
-  }
-  return Effect.void
-}
+const answerAll = (
+  chat: Chat.ChatShape,
+  server: ChatServer.ChatServerShape,
+  messages: ReadonlyArray<Message>,
+  from: number
+): Effect.Effect<void> =>
+  Effect.flatMap(server.isDraining, (draining) => {
+    const answers = answersAt(Date.now())
+    for (let i = from; i < messages.length; i++) {
+      const message = messages[i]
+      const close = message._tag === "Request" && (!message.keepAlive || draining)
+      const wait = chat.push(answerOf(message, answers, close))
+      if (close) return Effect.andThen(wait, chat.closeWhenDone)
+      if (i === messages.length - 1) return wait
+      if (wait !== Effect.void) return Effect.andThen(wait, answerAll(chat, server, messages, i + 1))
+    }
+    return Effect.void
+  })
 
 /** Answers a refused request, then the connection closes (the handler returns). */
 const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
@@ -383,8 +393,10 @@ const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
 export const Http11 = Protocol.batches(
   Http11Requests,
   (batches) =>
-    Effect.flatMap(Chat.Chat, (chat) =>
-      Protocol.runForEach(batches, (batch) => answerAll(chat, batch, 0)).pipe(
+    Effect.gen(function*() {
+      const chat = yield* Chat.Chat
+      const server = yield* ChatServer.ChatServer
+      yield* Protocol.runForEach(batches, (batch) => answerAll(chat, server, batch, 0)).pipe(
         Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
         Effect.catchReasons("ChatError", {
           FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),
@@ -394,7 +406,8 @@ export const Http11 = Protocol.batches(
           // A client may reset rather than close (wrk does, at its end): it is gone, nothing to answer or log.
           ReadFailed: () => Effect.void
         })
-      ))
+      )
+    })
 )
 
 /** Runs the server on `host:port`. */

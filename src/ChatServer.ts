@@ -11,8 +11,9 @@
  *   `writeTimeout` (1 minute for a peer to take any of a waiting write), `maxFrameLength` (64 KiB), and output
  *   watermarks (64 KiB / 32 KiB).
  * - The live connections are visible, as asyncore's channel map is: count, look up, broadcast, close all.
- * - Graceful shutdown: closing the Layer stops accepting (new connections are refused), lets open connections
- *   finish until `shutdownTimeout` (5 seconds), then interrupts them. No socket, timer or fiber survives it.
+ * - Graceful shutdown: closing the Layer stops accepting (new connections are refused), ends every connection's
+ *   input after the frames already read (`endInputOnShutdown`), lets handlers answer them until
+ *   `shutdownTimeout` (5 seconds), then interrupts what is left. No socket, timer or fiber survives it.
  *
  * @since 0.1.0
  */
@@ -72,6 +73,15 @@ export interface Options extends ConnectionOptions {
    * level. An over-long frame, a producer's or handler's failure is always a warning, a defect an error.
    */
   readonly routineLogLevel?: LogLevel.Severity | "None" | undefined
+  /**
+   * When a graceful shutdown begins, every connection's input ends once the frames already read from it are
+   * handed out (default true): a handler answers what it has read, its input stream ends at a frame boundary
+   * (never inside a frame), it returns, and its connection closes after its output drains. A busy pipelined
+   * connection thus closes at its next request boundary instead of running until `shutdownTimeout`, and an
+   * idle one at once. `false` leaves the input open until `shutdownTimeout`: a handler that must finish a
+   * longer exchange first watches `ChatServer.draining` itself.
+   */
+  readonly endInputOnShutdown?: boolean | undefined
 }
 
 /**
@@ -153,6 +163,11 @@ export interface ChatServerShape {
    * subscription) can race it to say goodbye and return, instead of waiting to be interrupted.
    */
   readonly draining: Effect.Effect<void>
+  /**
+   * Whether a graceful shutdown has begun: a protocol that announces its close in its answers asks it as it
+   * answers (HTTP's `Connection: close`, SMTP's `421`).
+   */
+  readonly isDraining: Effect.Effect<boolean>
 }
 
 /**
@@ -203,7 +218,7 @@ export const make: <E, R>(
     const maxConnections = options.maxConnections ?? 10_000
     const shutdownTimeout = Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds")
     const where = formatAddress(listener.address)
-    const live = new Map<number, ChatShape>()
+    const live = new Map<number, Connection.Connection>()
     let active = 0
     let nextId = 0
 
@@ -217,6 +232,7 @@ export const make: <E, R>(
       Effect.gen(function*() {
         yield* listener.stopAccepting
         Deferred.doneUnsafe(draining, Exit.void)
+        if (endInput) { for (const connection of live.values()) connection.drain() }
         if (active === 0 || Duration.isZero(shutdownTimeout)) return
         yield* Effect.logInfo(
           `shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`
@@ -260,23 +276,25 @@ export const make: <E, R>(
         { connection: id, peer }
       )
     }
+    const endInput = options.endInputOnShutdown ?? true
     const registry: Connection.Registry = {
-      opened: (chat) => {
-        live.set(chat.id, chat)
+      opened: (connection) => {
+        live.set(connection.chat.id, connection)
+        if (endInput && Deferred.isDoneUnsafe(draining)) connection.drain()
       },
-      closed: (chat) => {
-        live.delete(chat.id)
+      closed: (connection) => {
+        live.delete(connection.chat.id)
       },
       ended: () => {
         active--
       }
     }
-    const all = Effect.sync(() => [...live.values()])
+    const all = Effect.sync(() => Array.from(live.values(), (connection) => connection.chat))
     const self: ChatServerShape = {
       address: listener.address,
       count: Effect.sync(() => live.size),
       connections: all,
-      get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id))),
+      get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id)?.chat)),
       broadcast: (data, broadcastOptions) =>
         Effect.flatMap(
           all,
@@ -293,7 +311,8 @@ export const make: <E, R>(
                   )), { discard: true })
         ),
       closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
-      draining: Deferred.await(draining)
+      draining: Deferred.await(draining),
+      isDraining: Effect.sync(() => Deferred.isDoneUnsafe(draining))
     }
     // Connections run with the server in their context (handlers may use it: a chat room broadcasts), and with
     // the server's address, their id and their peer in their log annotations: the context is made once per

@@ -657,7 +657,38 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
       expect(yield* Ref.get(released)).toEqual([1])
     }).pipe(Effect.provide(memory())))
 
-  it.effect("graceful shutdown refuses new connections, lets a request in progress finish, then interrupts", () =>
+  it.effect("graceful shutdown refuses new connections, answers the frames read, closes at a frame boundary", () =>
+    Effect.gen(function*() {
+      const frames: Array<string> = []
+      const Slow = Protocol.frames(
+        Terminator.lf,
+        (lines) =>
+          Stream.runForEach(lines, (line) =>
+            Effect.andThen(
+              Effect.sleep("2 seconds"),
+              Effect.andThen(Effect.sync(() => frames.push(text(line.bytes))), Chat.push(line.bytes, "\n"))
+            ))
+      )
+      const scope = yield* Scope.make()
+      yield* ChatServer.make(Slow, { shutdownTimeout: "1 hour" }).pipe(Scope.provide(scope))
+      const busy = yield* connectLines
+      const idle = yield* connectLines
+      // three whole requests and the start of a fourth, read before the shutdown begins
+      yield* busy.chat.push("one\ntwo\nthree\nfou")
+      yield* settle
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* settle
+      const refused = yield* Effect.flip(connectLines)
+      expect(refused.reason._tag).toBe("ConnectFailed")
+      expect(yield* readAll(idle)).toBe("") // an idle connection closes at once
+      yield* busy.chat.push("r\nfive\n") // sent after the shutdown began: not read
+      yield* TestClock.adjust("6 seconds")
+      expect(yield* readAll(busy)).toBe("one\ntwo\nthree\n")
+      yield* Fiber.join(closing) // long before the hour
+      expect(frames).toEqual(["one", "two", "three"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("with endInputOnShutdown false, a shutdown lets connections run until shutdownTimeout, then interrupts", () =>
     Effect.gen(function*() {
       const Slow = Protocol.frames(
         Terminator.lf,
@@ -665,19 +696,22 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
           Stream.runForEach(lines, (line) => Effect.andThen(Effect.sleep("2 seconds"), Chat.push(line.bytes, "\n")))
       )
       const scope = yield* Scope.make()
-      yield* ChatServer.make(Slow, { shutdownTimeout: "10 seconds" }).pipe(Scope.provide(scope))
+      yield* ChatServer.make(Slow, { shutdownTimeout: "10 seconds", endInputOnShutdown: false }).pipe(
+        Scope.provide(scope)
+      )
       const busy = yield* connectLines
       const idle = yield* connectLines
       yield* busy.chat.push("answer me\n")
       yield* settle
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       yield* settle
-      const refused = yield* Effect.flip(connectLines)
-      expect(refused.reason._tag).toBe("ConnectFailed")
       yield* TestClock.adjust("2 seconds")
       expect(yield* readLines(busy, 1)).toEqual(["answer me"])
+      yield* busy.chat.push("and me\n")
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* readLines(busy, 1)).toEqual(["and me"]) // its input is still read
       expect(closing.pollUnsafe()).toBeUndefined() // the idle connection is still open
-      yield* TestClock.adjust("8 seconds")
+      yield* TestClock.adjust("6 seconds")
       yield* Fiber.join(closing)
       expect(yield* readAll(idle)).toBe("")
     }).pipe(Effect.provide(memory())))

@@ -32,3 +32,24 @@ export const curl = tool("curl")
 export const nc = tool("nc", ["-h"])
 /** CPython with asynchat (3.11 ships it; 3.12 removed it). */
 export const python = tool("python3", ["-W", "ignore", "-c", "import asynchat"])
+
+/** redis-benchmark, from Debian's redis-tools: load for the redis example. */
+export const redisBenchmark = tool("redis-benchmark")
+
+/**
+ * wrk, for load on the HTTP examples: its own probe, because `wrk -v` and `wrk --version` print the version
+ * but exit 1 (Debian's wrk 4.1.0): present when it runs at all.
+ */
+export const wrk = (() => {
+  const probe = spawnSync("wrk", ["-v"], { encoding: "utf8", timeout: 10_000 })
+  const present = probe.error === undefined && `${probe.stdout}${probe.stderr}`.includes("wrk")
+  const ci = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false"
+  return {
+    present,
+    available: present || ci,
+    skipReason: present ? "" : " (skipped: wrk is not installed)",
+    require: () => {
+      if (!present) throw new Error("wrk is required for this test (apt-get install it; CI installs it)")
+    }
+  }
+})()

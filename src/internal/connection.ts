@@ -101,6 +101,11 @@ export interface Connection {
   decide(exit: Exit.Exit<void, unknown>): void
   /** Set once the handler is done: the output ending is then part of its flush, not a verdict of its own. */
   handlerDone: boolean
+  /**
+   * Its server began a graceful shutdown: the input ends once the frames already read are handed out (a
+   * partial frame is not one), so the handler answers what it has and returns.
+   */
+  drain(): void
 }
 
 const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason })
@@ -152,6 +157,7 @@ class OpenConnection implements Connection {
   // A machine that throws is a bug: its defect ends the connection, after the messages cut before it.
   private defect: { readonly thrown: unknown } | undefined = undefined
   private inputEnded = false
+  private drained = false
   // Frames are handed out one per pull, not in batches: a consumer that stops early (`Stream.runHead`,
   // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
   private ready: Array<unknown> = []
@@ -232,7 +238,7 @@ class OpenConnection implements Connection {
 
   /** The finalizer: tells the registry, then stops the timeouts, the metrics, the output and the transport. */
   release(): void {
-    this.registry?.closed(this.chat)
+    this.registry?.closed(this)
     this.stopWatching?.()
     this.inbox.stop()
     this.counters.flush()
@@ -338,7 +344,7 @@ class OpenConnection implements Connection {
       if (this.inputEnded && framer.rest === undefined && this.failure === undefined) this.end()
       return this.flush()
     }
-    if (this.inputEnded) return Cause.done()
+    if (this.inputEnded || this.drained) return Cause.done()
     // every frame of the last read is consumed: what the handler queued goes out now, before we wait
     const flushed = this.outbox.flushInline()
     // the frame timeout watches the partial frame left now (a discarded one is none), from the read that began it
@@ -346,6 +352,13 @@ class OpenConnection implements Connection {
     this.completedAtWait = framer.completed
     const next = this.inbox.next as Next
     return flushed === undefined ? next : Effect.andThen(flushed, next)
+  }
+
+  drain(): void {
+    if (this.drained) return
+    this.drained = true
+    // a handler waiting for input gets its end now: `step` says so, as nothing complete is left
+    this.inbox.wake(this.pull)
   }
 
   decide(exit: Exit.Exit<void, unknown>): void {
@@ -619,9 +632,9 @@ const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; reado
 
 /** Told of a server's connections as they open, close and end. */
 export interface Registry {
-  opened(chat: ChatShape): void
+  opened(connection: Connection): void
   /** As it closes, before its transport does: a peer that sees the close sees the registry without it. */
-  closed(chat: ChatShape): void
+  closed(connection: Connection): void
   /** Once its life is over, whether it opened or not. */
   ended(): void
 }
@@ -726,7 +739,7 @@ export const run = <E, R>(options: {
         registry
       }),
       (connection) => {
-        registry?.opened(connection.chat)
+        registry?.opened(connection)
         return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
       }
     )

@@ -163,6 +163,14 @@ export class Inbox implements Input, Watched {
     }
   }
 
+  /** Resumes the consumer waiting for input, if any, with `effect` instead of a read. */
+  wake(effect: Effect.Effect<unknown, unknown>): void {
+    const consumer = this.consumer
+    if (consumer === undefined) return
+    this.consumer = undefined
+    consumer(effect)
+  }
+
   /** An interrupted wait: one consumer waits at a time, so it is the one to forget. */
   private readonly cancelWait = Effect.sync(() => {
     this.consumer = undefined

@@ -261,28 +261,37 @@ export class NodeStreamTransport implements Transport {
 }
 
 /**
- * Ends `stream` and destroys it once what was written is flushed. What the kernel has not taken yet gets a
- * little time to drain, not forever: a peer that stops reading cannot keep the stream open past its scope.
+ * Ends `stream` and destroys it once what was written is flushed and the peer has ended its side too: a lingering
+ * close, as Apache's and nginx's. Input that comes meanwhile is dropped unread: a socket destroyed with unread
+ * input makes the kernel reset the connection, and a reset can destroy our last answers before the peer reads
+ * them (a pipelining client whose next requests crossed our close). The peer gets a little time for all this,
+ * not forever: one that neither reads nor hangs up cannot keep the stream open long past its scope.
  */
 export const closeSoon = (stream: NodeStream.Duplex): void => {
   if (stream.destroyed) return
   if (stream.writable) stream.end()
-  if (stream.writableFinished) {
+  if (stream.writableFinished && stream.readableEnded) {
     stream.destroy()
     return
   }
   const linger = setTimeout(() => stream.destroy(), LINGER_MILLIS)
   linger.unref()
-  stream.once("finish", () => {
+  const destroy = () => {
+    if (!stream.writableFinished || !stream.readableEnded) return
     clearTimeout(linger)
     stream.destroy()
-  })
+  }
+  stream.once("finish", destroy)
+  stream.once("end", destroy)
+  stream.once("close", () => clearTimeout(linger))
+  // flowing without a 'data' listener: what arrives is dropped, so the peer's FIN ('end') is seen
+  stream.resume()
 }
 
 /** A no-op error listener: keeps an error on a stream nobody else listens to from being thrown. */
 export const ignore = () => {}
 
-/** How long a closing stream may take to hand its last buffered bytes to the kernel. */
+/** How long a closing stream may take to hand its last bytes to the kernel and see the peer's end. */
 const LINGER_MILLIS = 5_000
 
 /** A peer's FIN arrives as a close with code 1000: the normal end of input, not an error. */

@@ -5,29 +5,11 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric, Stream } from "effect"
-import { spawnSync } from "node:child_process"
 import { Http11, Http11Requests, limits, type Message, serverOptions } from "../../examples/http11.ts"
 import { ChatMetrics, Framing } from "../../src/index.ts"
 import { bytes, chunkEvery, splitAt } from "../helpers.ts"
-import { curl } from "../tools.ts"
+import { curl, wrk } from "../tools.ts"
 import { rawExchange, type Refusal, runCurl, runProcess, withServer } from "./http-helpers.ts"
-
-/**
- * wrk, gated as `tools.ts` gates its tools; its own probe because `wrk -v` and `wrk --version` print the
- * version but exit 1 (Debian's wrk 4.1.0): present when it runs at all.
- */
-const wrk = (() => {
-  const probe = spawnSync("wrk", ["-v"], { encoding: "utf8", timeout: 10_000 })
-  const present = probe.error === undefined && `${probe.stdout}${probe.stderr}`.includes("wrk")
-  const ci = process.env.CI !== undefined && process.env.CI !== "" && process.env.CI !== "false"
-  return {
-    available: present || ci,
-    skipReason: present ? "" : " (skipped: wrk is not installed)",
-    require: () => {
-      if (!present) throw new Error("wrk is required for this test (apt-get install it; CI installs it)")
-    }
-  }
-})()
 
 const curlTest = curl.available ? it.live : it.live.skip
 const wrkTest = wrk.available ? it.live : it.live.skip

@@ -722,7 +722,7 @@ const groupsOf = (rs: ReadonlyArray<Row>): Array<Group> => {
     const targets = (name: string) =>
       rs.filter((r) => r.ours === name && r.target !== undefined).map((r): Target => {
         const at = (r.target ?? NaN) * (r.peer === floor ? 1 : ratioOf(r.peer))
-        const against = r.peer === floor ? "" : ` ${peerName(r.peer)}, ${at.toFixed(2)}x here`
+        const against = r.peer === floor ? " Node's floor" : ` ${peerName(r.peer)} (${at.toFixed(2)}x Node's floor)`
         return { at, text: `${r.targetText}${against}`, met: met(r) }
       }).filter((t) => Number.isFinite(t.at))
     return {
@@ -813,12 +813,14 @@ const svg = (report: Report): string => {
     const step = top > 4 ? 1 : 0.5
     const max = Math.ceil(top / step) * step
     const x = (v: number) => plot.left + (v / max) * plot.width
-    const what = unit === "KiB/conn" ? "server RSS per idle connection" : "server CPU time per operation"
+    const what = unit === "KiB/conn"
+      ? "server RSS per idle connection"
+      : `server CPU time per ${unit === "µs/req" ? "request" : "line"}`
     const panelTop = y += 14
     const grid: Array<string> = [] // drawn first, behind the rows
     const body = [
       text(24, y += 22, `${section}: ${workloads.join(", ")}`, ` font-size="15" font-weight="bold"`),
-      text(24, y += 17, `${what} (${unit}), ÷ Node's floor`, ` fill="#555"`)
+      text(24, y += 17, `${what} (${unit}) as a ratio to Node's floor`, ` fill="#555"`)
     ]
     const plotTop = y + 6
     for (const g of groups) {
@@ -870,7 +872,8 @@ const svg = (report: Report): string => {
           figures(design)
         )
       }
-      row("Node's floor", 20, (c) => line(x(1), c - 7, x(1), c + 7, TICK), x(1) + 2, `1x · ${fmt(g.floor)} ${unit}`)
+      // the dashed parity line is this row's mark (a tick would read as a target)
+      row("Node's floor", 20, () => "", x(1), `1x · ${fmt(g.floor)} ${unit}`)
       for (const p of g.peers) {
         row(
           p.name,
@@ -891,7 +894,12 @@ const svg = (report: Report): string => {
         line(x(t), axis, x(t), axis + 5, `stroke="#333"`),
         text(x(t), axis + 18, `${t}x`, ` text-anchor="middle"${t === 1 ? ` font-weight="bold"` : ""}`)
       ]),
-      text(plot.left, y += 36, "ours ÷ Node's floor (raw node:net); lower is better", ` fill="#555" font-size="12"`)
+      text(
+        plot.left,
+        y += 36,
+        "each server ÷ Node's floor (raw node:net); lower is better",
+        ` fill="#555" font-size="12"`
+      )
     )
     y += 12
     out.push(
@@ -965,7 +973,9 @@ const markdown = (date: string, seconds: number): string => {
       ...floors(),
       ""
     ]),
-    "![ratios and targets](benchmarks.svg)",
+    "![each server against Node's floor, by section](benchmarks.svg)",
+    "",
+    "These rows are also in `benchmarks.json`, from which `node bench/servers.ts --chart-only` redraws the chart.",
     "",
     "## Commands",
     "",

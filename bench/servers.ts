@@ -17,7 +17,8 @@
  *
  * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
  * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.
- * The whole run takes about 8 minutes. It prints a table and writes docs/benchmarks.md and docs/benchmarks.svg.
+ * The whole run takes about 8 minutes. It prints a table and writes docs/benchmarks.md, docs/benchmarks.svg and
+ * the figures behind both, docs/benchmarks.json; `--chart-only` redraws the chart from that file, measuring nothing.
  *
  * Run: `npm run bench`. `BENCH_ONLY=redis,http,echo,memory` runs some sections (docs are then not written),
  * `BENCH_ROUNDS=3` sets the rounds (default 5: on these shared machines one round can be off by 10%),

@@ -52,8 +52,17 @@ describe("redis example: RESP framing", () => {
     }
   })
 
+  it("splits inline commands as Redis's sdssplitargs does, at a line's \\n", () => {
+    const line = `SET "a b" 'it\\'s' "\\x41\\n\\z" x"y" ""\r\nping\n`
+    for (const size of [1, 3, line.length]) {
+      expect(commandsOf(line, size)).toEqual(Exit.succeed([["SET", "a b", "it's", "A\nz", "xy", ""], ["ping"]]))
+    }
+    // the two bytes after a bulk string are skipped, as Redis skips them, unread
+    expect(commandsOf("*1\r\n$4\r\npingXY", 1)).toEqual(Exit.succeed([["ping"]]))
+  })
+
   it("fails with a ProtocolError on malformed multibulk input", () => {
-    for (const bad of ["*x\r\n", "*2\r\n+3\r\n", "*1\r\n$-1\r\n", "*1\r\n$3\r\nabcXY"]) {
+    for (const bad of ["*x\r\n", "*01\r\n", "*1\n", "*2\r\n+3\r\n", "*1\r\n$-1\r\n", "*1\r\n$03\r\n", "GET \"a\r\n"]) {
       const exit = commandsOf(bad, 1)
       expect(
         Exit.isFailure(exit) && exit.cause.reasons.some((r) => r._tag === "Fail" && r.error instanceof ProtocolError)
@@ -96,7 +105,7 @@ describe("redis example: commands", () => {
   it("answers unknown commands and wrong arity with -ERR, as Redis words them", () => {
     const store = new Store()
     expect(reply(store, 0, "FLY", "to", "the", "moon", "and", "back")).toBe(
-      "-ERR unknown command 'FLY', with args beginning with: 'to' 'the' 'moon'\r\n"
+      "-ERR unknown command 'FLY', with args beginning with: 'to' 'the' 'moon' 'and' 'back' \r\n"
     )
     expect(reply(store, 0, "GET")).toBe("-ERR wrong number of arguments for 'get' command\r\n")
     expect(reply(store, 0, "SET", "k")).toBe("-ERR wrong number of arguments for 'set' command\r\n")

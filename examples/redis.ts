@@ -1,8 +1,9 @@
 /**
  * redis — a mini Redis speaking RESP2, the protocol `redis-cli` and `redis-benchmark` use: inline commands
  * (`PING\r\n`) and multibulk ones (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), where every bulk string is read with a
- * byte-count terminator chosen by a `Framing.Machine`. Commands: PING, ECHO, GET, SET (EX/PX), DEL, EXISTS, INCR,
- * MGET, plus the CONFIG GET / COMMAND probes clients send on start. Pipelined commands arrive together, one
+ * byte-count terminator chosen by a `Framing.Machine`. Commands: PING, ECHO, GET, SET (NX/XX/GET, EX/PX/EXAT/PXAT/
+ * KEEPTTL), DEL, EXISTS, INCR, DECR, INCRBY, DECRBY, MGET, FLUSHALL, plus the CONFIG GET / COMMAND probes clients
+ * send on start. Requests are parsed, and replies and errors worded, byte for byte as redis-server 7.0 does. Pipelined commands arrive together, one
  * batch per read, and are answered in order with one write. A protocol error gets `-ERR Protocol error: ...`
  * and a close, as in Redis.
  *
@@ -27,120 +28,166 @@ export class ProtocolError {
   }
 }
 
+/**
+ * Where the parser is. Redis picks the request type by its first byte, ends an inline line at `\n`, ends a
+ * `*n`/`$n` header at `\r` and then steps over one byte without looking at it (it need not be `\n`).
+ */
 type State =
-  | { readonly _tag: "Line" }
+  | { readonly _tag: "Start" }
+  | { readonly _tag: "Inline"; readonly first: number }
+  | { readonly _tag: "Count" }
+  | { readonly _tag: "Skip"; readonly next: State }
   | { readonly _tag: "BulkHeader"; readonly args: Array<Uint8Array>; readonly left: number }
   | { readonly _tag: "Bulk"; readonly args: Array<Uint8Array>; readonly left: number; readonly length: number }
 
-const LINE: State = { _tag: "Line" }
+const START: State = { _tag: "Start" }
 const STAR = 0x2a
 const DOLLAR = 0x24
-/** Redis's own bounds: 1024*1024 arguments, 512 MB bulk strings; a mini Redis keeps to 1 MiB values. */
-const MAX_ARGS = 1024 * 1024
+const LF = 0x0a
+const CR = 0x0d
+const CR_DELIMITER = Terminator.delimiter("\r")
+/** Redis's bound on the argument count is INT_MAX; its 512 MB bulk strings are kept to 1 MiB here. */
+const MAX_ARGS = 2 ** 31 - 1
 const MAX_BULK = 1024 * 1024
+const INT64_MIN = -(2n ** 63n)
+const INT64_MAX = 2n ** 63n - 1n
 
-/** A count after a one-byte prefix (`*3`, `$5`) written as Redis's `string2ll` reads a number, or -1. */
-const countAfterPrefix = (line: Uint8Array): number => {
-  if (line.length < 2 || line.length > 12 || (line[1] === 0x30 && line.length > 2)) return -1
-  let n = 0
-  for (let i = 1; i < line.length; i++) {
-    const d = line[i] - 48
-    if (d < 0 || d > 9) return -1
-    n = n * 10 + d
-  }
-  return n
-}
-
-const isSpace = (c: number) => c === 0x20 || (c >= 0x09 && c <= 0x0d) // isspace(3): space \t \n \v \f \r
-const isHex = (c: number) => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
-const ESCAPES: Record<number, number> = { 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07 }
+const latin1 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
 
 /**
- * An inline command's arguments, split as Redis's `sdssplitargs` splits them: blanks between arguments,
- * `"..."` with the escapes `\xHH \n \r \t \b \a` (any other `\c` is `c`), `'...'` with `\'` alone, quotes in the
- * middle of an argument (`a"b"` is `ab`); undefined when quotes are unbalanced or a closing quote is not
- * followed by a blank. The line is a C string to Redis: it ends at its first NUL.
+ * Redis's `string2ll`: a canonical decimal int64 (no sign but `-`, no leading zero, no `-0`, no spaces), or
+ * `undefined`. Every count, length and number Redis reads goes through it.
+ * @example
+ * ```ts
+ * int64Of(Buffer.from("-42")) // -42n
+ * int64Of(Buffer.from("007")) // undefined
+ * ```
  */
-export const splitInline = (input: Uint8Array): Command | undefined => {
-  const nul = input.indexOf(0)
-  const line = nul < 0 ? input : input.subarray(0, nul)
+export const int64Of = (bytes: Uint8Array): bigint | undefined => {
+  const text = latin1(bytes)
+  if (text.length >= 21 || !/^(0|-?[1-9][0-9]*)$/.test(text)) return undefined
+  const n = BigInt(text)
+  return n < INT64_MIN || n > INT64_MAX ? undefined : n
+}
+
+/** Space as C's `isspace` sees it: what `sdssplitargs` skips between arguments. */
+const isSpace = (c: number | undefined) => c === 0x20 || (c !== undefined && c >= 0x09 && c <= 0x0d)
+const isHex = (c: number | undefined) => c !== undefined && /[0-9a-fA-F]/.test(String.fromCharCode(c))
+const ESCAPES: Record<string, number> = { n: 0x0a, r: 0x0d, t: 0x09, b: 0x08, a: 0x07 }
+
+/**
+ * Redis's `sdssplitargs`: an inline line split into arguments, with "double quotes" (escapes `\xHH`, `\n`, `\r`,
+ * `\t`, `\b`, `\a`, any other `\c` is `c`) and 'single quotes' (only `\'`), or `undefined` for unbalanced
+ * quotes, including a closing quote not followed by a space or the end.
+ * @example
+ * ```ts
+ * splitArgs(Buffer.from(`set k "a\\x41\\n" 'it\\'s'`)) // ["set", "k", "aA\n", "it's"] as bytes
+ * splitArgs(Buffer.from(`get "k"x`)) // undefined
+ * ```
+ */
+export const splitArgs = (line: Uint8Array): Command | undefined => {
   const out: Array<Uint8Array> = []
-  let p = 0
+  let i = 0
   for (;;) {
-    while (p < line.length && isSpace(line[p])) p++
-    if (p >= line.length) return out
+    while (isSpace(line[i])) i++
+    if (i >= line.length) return out
     const arg: Array<number> = []
-    let quote = 0
-    // as Redis's loop, which steps on past a byte but never past the line's end
-    for (let done = false; !done; p = Math.min(p + 1, line.length)) {
-      const c = p < line.length ? line[p] : 0
-      const next = p + 1 < line.length ? line[p + 1] : 0
-      if (quote === 0x22) {
-        if (c === 0x5c && next === 0x78 && p + 3 < line.length && isHex(line[p + 2]) && isHex(line[p + 3])) {
-          arg.push(Number.parseInt(String.fromCharCode(line[p + 2], line[p + 3]), 16))
-          p += 3
-        } else if (c === 0x5c && next !== 0) {
-          p++
-          arg.push(ESCAPES[next] ?? next)
-        } else if (c === 0x22) {
-          if (next !== 0 && !isSpace(next)) return undefined
-          done = true
-        } else if (c === 0) return undefined
+    let quote: number | undefined = undefined
+    for (;; i++) {
+      const c = line[i]
+      if (quote === undefined) {
+        // unquoted: only these end an argument (\v and \f do not, though they are skipped between arguments)
+        if (c === undefined || c === 0x20 || c === LF || c === CR || c === 0x09) break
+        if (c === 0x22 || c === 0x27) quote = c
         else arg.push(c)
-      } else if (quote === 0x27) {
-        if (c === 0x5c && next === 0x27) {
-          p++
-          arg.push(0x27)
-        } else if (c === 0x27) {
-          if (next !== 0 && !isSpace(next)) return undefined
-          done = true
-        } else if (c === 0) return undefined
-        else arg.push(c)
-      } else if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 || c === 0) done = true
-      else if (c === 0x22 || c === 0x27) quote = c
-      else arg.push(c)
+      } else if (c === undefined) {
+        return undefined
+      } else if (c === quote) {
+        if (i + 1 < line.length && !isSpace(line[i + 1])) return undefined
+        i++
+        break
+      } else if (c === 0x5c && quote === 0x22 && line[i + 1] === 0x78 && isHex(line[i + 2]) && isHex(line[i + 3])) {
+        arg.push(parseInt(String.fromCharCode(line[i + 2], line[i + 3]), 16))
+        i += 3
+      } else if (c === 0x5c && quote === 0x22 && i + 1 < line.length) {
+        const escaped = line[++i]
+        arg.push(ESCAPES[String.fromCharCode(escaped)] ?? escaped)
+      } else if (c === 0x5c && quote === 0x27 && line[i + 1] === 0x27) {
+        arg.push(line[++i])
+      } else {
+        arg.push(c)
+      }
     }
     out.push(Uint8Array.from(arg))
   }
 }
 
-const CR = 0x0d
+/** An inline line: its first byte, read alone, then the rest up to `\n`, less one `\r` before it. */
+const inlineLine = (first: number, rest: Uint8Array): Uint8Array => {
+  const line = new Uint8Array(rest.length + 1)
+  line[0] = first
+  line.set(rest, 1)
+  return line[line.length - 1] === CR ? line.subarray(0, line.length - 1) : line
+}
 
 /**
- * RESP requests: a line (an inline command, or `*n`), then `n` times a `$len` line and `len + 2` bytes. As in
- * Redis, a line ends at `\n` (a `\r` before it is dropped), but a `*n` or `$len` line needs its `\r`, and
- * the two bytes after a bulk string are skipped unread.
+ * RESP requests, cut as Redis 7 cuts them: the first byte tells an inline command from `*n`; a multibulk
+ * request is then `n` times a `$len` header and `len` bytes plus two that are skipped unchecked.
  */
 export const RespRequests = Framing.machine<State, Command, ProtocolError>({
-  initial: LINE,
-  terminator: (s) =>
-    s._tag === "Bulk" ? Terminator.length(s.length + 2) : s._tag === "Line" ? Terminator.lf : Terminator.crlf,
+  initial: START,
+  terminator: (s) => {
+    switch (s._tag) {
+      case "Start":
+      case "Skip":
+        return Terminator.length(1)
+      case "Inline":
+        return Terminator.lf
+      case "Count":
+      case "BulkHeader":
+        return CR_DELIMITER
+      case "Bulk":
+        return Terminator.length(s.length + 2)
+    }
+  },
   step: (s, frame) => {
     const bytes = frame.bytes
     switch (s._tag) {
-      case "Line": {
-        if (bytes[0] !== STAR) {
-          const args = splitInline(bytes.at(-1) === CR ? bytes.subarray(0, -1) : bytes)
-          if (args === undefined) return Framing.fail(new ProtocolError("unbalanced quotes in request"))
-          return args.length === 0 ? Framing.next(LINE) : Framing.next(LINE, args)
-        }
-        if (bytes.at(-1) !== CR) return Framing.fail(new ProtocolError("invalid multibulk length"))
-        const n = countAfterPrefix(bytes.subarray(0, -1))
-        if (n < 0 || n > MAX_ARGS) return Framing.fail(new ProtocolError("invalid multibulk length"))
-        return n === 0 ? Framing.next(LINE) : Framing.next({ _tag: "BulkHeader", args: [], left: n })
+      case "Start": {
+        if (bytes[0] === STAR) return Framing.next({ _tag: "Count" })
+        return bytes[0] === LF ? Framing.next(START) : Framing.next({ _tag: "Inline", first: bytes[0] })
       }
+      case "Inline": {
+        const args = splitArgs(inlineLine(s.first, bytes))
+        if (args === undefined) return Framing.fail(new ProtocolError("unbalanced quotes in request"))
+        return args.length === 0 ? Framing.next(START) : Framing.next(START, args)
+      }
+      case "Count": {
+        const n = int64Of(bytes)
+        if (n === undefined || n > MAX_ARGS) return Framing.fail(new ProtocolError("invalid multibulk length"))
+        // *0 and negative counts are no request at all
+        return Framing.next({ _tag: "Skip", next: n <= 0 ? START : { _tag: "BulkHeader", args: [], left: Number(n) } })
+      }
+      case "Skip":
+        return Framing.next(s.next)
       case "BulkHeader": {
+        // an empty header line shows the `\r` that ends it
         if (bytes[0] !== DOLLAR) {
-          return Framing.fail(new ProtocolError(`expected '$', got '${String.fromCharCode(bytes[0] ?? 32)}'`))
+          return Framing.fail(new ProtocolError(`expected '$', got '${latin1(bytes.subarray(0, 1)) || "\r"}'`))
         }
-        const length = countAfterPrefix(bytes)
-        if (length < 0 || length > MAX_BULK) return Framing.fail(new ProtocolError("invalid bulk length"))
-        return Framing.next({ _tag: "Bulk", args: s.args, left: s.left, length })
+        const length = int64Of(bytes.subarray(1))
+        if (length === undefined || length < 0 || length > MAX_BULK) {
+          return Framing.fail(new ProtocolError("invalid bulk length"))
+        }
+        return Framing.next({
+          _tag: "Skip",
+          next: { _tag: "Bulk", args: s.args, left: s.left, length: Number(length) }
+        })
       }
       case "Bulk": {
         s.args.push(bytes.subarray(0, s.length))
         return s.left === 1
-          ? Framing.next(LINE, s.args)
+          ? Framing.next(START, s.args)
           : Framing.next({ _tag: "BulkHeader", args: s.args, left: s.left - 1 })
       }
     }
@@ -153,12 +200,15 @@ const PONG = Buffer.from("+PONG\r\n")
 const NIL = Buffer.from("$-1\r\n")
 const EMPTY_ARRAY = Buffer.from("*0\r\n")
 const CRLF = Buffer.from("\r\n")
-const bulk = (value: Uint8Array): ReadonlyArray<Uint8Array | string> => [`$${value.length}\r\n`, value, CRLF]
-const integer = (n: number) => `:${n}\r\n`
+type Reply = ReadonlyArray<Uint8Array | string>
+const bulk = (value: Uint8Array): Reply => [`$${value.length}\r\n`, value, CRLF]
+const integer = (n: number | bigint) => `:${n}\r\n`
 /** What `CONFIG GET` reports: an in-memory server that never persists. */
 const CONFIG: Record<string, string | undefined> = { save: "", appendonly: "no" }
-/** An error reply: Redis writes `\r` and `\n` in its text as spaces; arguments quoted in it are bytes. */
-const error = (message: string) => Buffer.from(`-${message.replaceAll(/[\r\n]/g, " ")}\r\n`, "latin1")
+/** An error reply; like Redis, `\r` and `\n` from user input become spaces. Latin-1 keeps user bytes as sent. */
+const error = (message: string): Uint8Array => Buffer.from(`-${message.replace(/[\r\n]/g, " ")}\r\n`, "latin1")
+const NOT_AN_INTEGER = error("ERR value is not an integer or out of range")
+const SYNTAX_ERROR = error("ERR syntax error")
 
 /** An entry of the keyspace; `expiresAt` in epoch milliseconds. */
 interface Entry {
@@ -170,19 +220,17 @@ interface Entry {
 export class Store {
   private readonly entries = new Map<string, Entry>()
 
-  get(key: string, now: number): Uint8Array | undefined {
-    return this.entry(key, now)?.value
-  }
-
-  /** The live entry of `key`, with its expiry. */
-  entry(key: string, now: number): Entry | undefined {
+  lookup(key: string, now: number): Entry | undefined {
     const entry = this.entries.get(key)
-    if (entry === undefined) return undefined
-    if (entry.expiresAt !== undefined && entry.expiresAt <= now) {
+    if (entry?.expiresAt !== undefined && entry.expiresAt <= now) {
       this.entries.delete(key)
       return undefined
     }
     return entry
+  }
+
+  get(key: string, now: number): Uint8Array | undefined {
+    return this.lookup(key, now)?.value
   }
 
   set(key: string, value: Uint8Array, expiresAt: number | undefined): void {
@@ -190,134 +238,131 @@ export class Store {
   }
 
   delete(key: string, now: number): boolean {
-    return this.get(key, now) !== undefined && this.entries.delete(key)
+    return this.lookup(key, now) !== undefined && this.entries.delete(key)
+  }
+
+  clear(): void {
+    this.entries.clear()
   }
 }
 
-const keyOf = (arg: Uint8Array) => Buffer.from(arg.buffer, arg.byteOffset, arg.byteLength).toString("latin1")
+const keyOf = latin1
 /** Values outlive the input chunk they arrived in: copy them. */
 const own = (arg: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(arg)
-const nameOf = (arg: Uint8Array | undefined) => (arg === undefined ? "" : keyOf(arg).toLowerCase())
-const wrongArity = (name: string) => error(`ERR wrong number of arguments for '${name}' command`)
-
-const INT64_MAX = 2n ** 63n - 1n
-const INT64_MIN = -(2n ** 63n)
-const notAnInteger = () => error("ERR value is not an integer or out of range")
-
-/** A 64-bit integer written as Redis's `string2ll` reads one (no `+`, no leading zero, no blank), or undefined. */
-const int64Of = (arg: Uint8Array): bigint | undefined => {
-  const text = keyOf(arg)
-  if (!/^(0|-?[1-9][0-9]{0,19})$/.test(text)) return undefined
-  const n = BigInt(text)
-  return n > INT64_MAX || n < INT64_MIN ? undefined : n
+/** An argument as C code sees it: up to its first NUL. Redis compares options and prints names this way. */
+const cString = (arg: Uint8Array) => {
+  const nul = arg.indexOf(0)
+  return latin1(nul < 0 ? arg : arg.subarray(0, nul))
 }
+const optionOf = (arg: Uint8Array) => cString(arg).toLowerCase()
 
-/** What SET's options ask for, as Redis 7's `parseExtendedStringArgumentsOrReply` reads them. */
+/** SET's options, as Redis 7.0 accepts them: NX | XX, GET, and one of KEEPTTL, EX, PX, EXAT, PXAT. */
 interface SetOptions {
-  nx: boolean
-  xx: boolean
-  get: boolean
-  keepTtl: boolean
-  expiry: { readonly unit: "ex" | "px" | "exat" | "pxat"; readonly amount: Uint8Array } | undefined
+  readonly nx: boolean
+  readonly xx: boolean
+  readonly get: boolean
+  readonly keepTtl: boolean
+  readonly expiry: { readonly unit: "ex" | "px" | "exat" | "pxat"; readonly amount: Uint8Array } | undefined
 }
 
-/** SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]: its options, or an error reply. */
+/** SET's options after `key value`, or the syntax error. Repeating the same expiry unit is allowed, as in Redis. */
 const setOptionsOf = (args: Command): SetOptions | Uint8Array => {
-  const options: SetOptions = { nx: false, xx: false, get: false, keepTtl: false, expiry: undefined }
-  for (let j = 3; j < args.length; j++) {
-    const option = nameOf(args[j])
-    const unit = options.expiry?.unit
-    if (option === "nx" && !options.xx) options.nx = true
-    else if (option === "xx" && !options.nx) options.xx = true
-    else if (option === "get") options.get = true
-    else if (option === "keepttl" && unit === undefined) options.keepTtl = true
+  let o: SetOptions = { nx: false, xx: false, get: false, keepTtl: false, expiry: undefined }
+  for (let i = 3; i < args.length; i++) {
+    const option = optionOf(args[i])
+    if (option === "nx" && !o.xx) o = { ...o, nx: true }
+    else if (option === "xx" && !o.nx) o = { ...o, xx: true }
+    else if (option === "get") o = { ...o, get: true }
+    else if (option === "keepttl" && o.expiry === undefined) o = { ...o, keepTtl: true }
     else if (
-      (option === "ex" || option === "px" || option === "exat" || option === "pxat") && !options.keepTtl &&
-      (unit === undefined || unit === option) && j + 1 < args.length
-    ) options.expiry = { unit: option, amount: args[++j] }
-    else return error("ERR syntax error")
+      (option === "ex" || option === "px" || option === "exat" || option === "pxat") && !o.keepTtl &&
+      (o.expiry === undefined || o.expiry.unit === option) && i + 1 < args.length
+    ) o = { ...o, expiry: { unit: option, amount: args[++i] } }
+    else return SYNTAX_ERROR
   }
-  return options
+  return o
 }
 
-/** The expiry in epoch milliseconds that `expiry` asks for, or an error reply (Redis's wording and bounds). */
+/** The absolute expiry in epoch milliseconds, or the error Redis gives (checked after the syntax). */
 const expiresAtOf = (expiry: NonNullable<SetOptions["expiry"]>, now: number): number | Uint8Array => {
   const amount = int64Of(expiry.amount)
-  if (amount === undefined) return notAnInteger()
+  if (amount === undefined) return NOT_AN_INTEGER
   const seconds = expiry.unit === "ex" || expiry.unit === "exat"
-  const invalid = () => error("ERR invalid expire time in 'set' command")
-  if (amount <= 0n || (seconds && amount > INT64_MAX / 1000n)) return invalid()
-  const millis = (seconds ? amount * 1000n : amount) + (expiry.unit === "ex" || expiry.unit === "px" ? BigInt(now) : 0n)
-  // Redis's sum wraps past 64 bits to a negative number, which it refuses
-  return millis > INT64_MAX ? invalid() : Number(millis)
+  const relative = expiry.unit === "ex" || expiry.unit === "px"
+  const invalid = error("ERR invalid expire time in 'set' command")
+  if (amount <= 0n || (seconds && amount > INT64_MAX / 1000n)) return invalid
+  const at = (seconds ? amount * 1000n : amount) + (relative ? BigInt(now) : 0n)
+  // Redis's int64 addition wraps past the maximum, and a negative expiry is refused
+  return at > INT64_MAX ? invalid : Number(at)
 }
 
-/** SET, as Redis 7 does it: options first, then the expiry's number, then GET's old value, then NX / XX. */
-const set = (store: Store, args: Command, now: number): ReadonlyArray<Uint8Array | string> => {
+const set = (store: Store, args: Command, now: number): Reply => {
   const options = setOptionsOf(args)
   if (options instanceof Uint8Array) return [options]
   const expiresAt = options.expiry === undefined ? undefined : expiresAtOf(options.expiry, now)
   if (expiresAt instanceof Uint8Array) return [expiresAt]
   const key = keyOf(args[1])
-  const old = store.entry(key, now)
-  const replies = options.get ? (old === undefined ? [NIL] : bulk(old.value)) : [OK]
-  if ((options.nx && old !== undefined) || (options.xx && old === undefined)) return options.get ? replies : [NIL]
+  const old = store.lookup(key, now)
+  const reply = options.get ? (old === undefined ? [NIL] : bulk(old.value)) : [OK]
+  if ((options.nx && old !== undefined) || (options.xx && old === undefined)) return options.get ? reply : [NIL]
   store.set(key, own(args[2]), options.keepTtl ? old?.expiresAt : expiresAt)
-  return replies
+  return reply
 }
 
-/** INCR: a canonical 64-bit integer (or no value) plus one; the key keeps its time to live. */
-const incr = (store: Store, key: string, now: number): ReadonlyArray<Uint8Array | string> => {
-  const entry = store.entry(key, now)
-  const n = entry === undefined ? 0n : int64Of(entry.value)
-  if (n === undefined) return [notAnInteger()]
-  if (n === INT64_MAX) return [error("ERR increment or decrement would overflow")]
-  store.set(key, Buffer.from(String(n + 1n)), entry?.expiresAt)
-  return [`:${n + 1n}\r\n`]
+/** INCR, DECR, INCRBY, DECRBY: int64 arithmetic on a canonical integer value, keeping the key's TTL. */
+const incrementBy = (store: Store, key: string, by: bigint, now: number): Reply => {
+  const entry = store.lookup(key, now)
+  const current = entry === undefined ? 0n : int64Of(entry.value)
+  if (current === undefined) return [NOT_AN_INTEGER]
+  const next = current + by
+  if (next < INT64_MIN || next > INT64_MAX) return [error("ERR increment or decrement would overflow")]
+  store.set(key, Buffer.from(String(next)), entry?.expiresAt)
+  return [integer(next)]
 }
 
-/** The bytes of `arg` up to its first NUL, at most `max` of them: what C's `%.*s` prints of it. */
-const cString = (arg: Uint8Array, max: number): string => {
-  const nul = arg.indexOf(0)
-  return keyOf(arg.subarray(0, Math.min(nul < 0 ? arg.length : nul, max)))
+/** The increment argument of INCRBY and DECRBY, checked before the value is. */
+const incrementOf = (arg: Uint8Array, negate: boolean): bigint | Uint8Array => {
+  const by = int64Of(arg)
+  if (by === undefined) return NOT_AN_INTEGER
+  if (negate && by === INT64_MIN) return error("ERR decrement would overflow")
+  return negate ? -by : by
 }
 
-/** Redis's answer to a command it does not know: its name and, while under 128 bytes, its first arguments. */
-const unknownCommand = (args: Command): Uint8Array => {
-  let quoted = ""
-  for (let i = 1; i < args.length && quoted.length < 128; i++) quoted += `'${cString(args[i], 128 - quoted.length)}' `
-  return error(`ERR unknown command '${cString(args[0], 128)}', with args beginning with: ${quoted}`)
+const count = (args: Command, has: (key: string) => boolean): Reply => {
+  let n = 0
+  for (let i = 1; i < args.length; i++) if (has(keyOf(args[i]))) n++
+  return [integer(n)]
 }
 
-/** Executes one command against `store`; what it returns is pushed as the reply. */
-export const execute = (store: Store, args: Command, now: number): ReadonlyArray<Uint8Array | string> => {
-  const name = nameOf(args[0])
-  switch (name) {
-    case "ping":
-      return args.length === 1 ? [PONG] : args.length === 2 ? bulk(args[1]) : [wrongArity(name)]
-    case "echo":
-      return args.length === 2 ? bulk(args[1]) : [wrongArity(name)]
-    case "get": {
-      if (args.length !== 2) return [wrongArity(name)]
+/** A command of the table: Redis's arity (`n` exactly, `-n` at least) and what it does. */
+interface Spec {
+  readonly arity: number
+  readonly run: (store: Store, args: Command, now: number) => Reply
+}
+
+const COMMANDS = new Map<string, Spec>([
+  ["ping", {
+    arity: -1,
+    run: (_, args) => args.length === 1 ? [PONG] : args.length === 2 ? bulk(args[1]) : [wrongArity("ping")]
+  }],
+  ["echo", { arity: 2, run: (_, args) => bulk(args[1]) }],
+  ["get", {
+    arity: 2,
+    run: (store, args, now) => {
       const value = store.get(keyOf(args[1]), now)
       return value === undefined ? [NIL] : bulk(value)
     }
-    case "set":
-      return args.length < 3 ? [wrongArity(name)] : set(store, args, now)
-    case "del":
-    case "exists": {
-      if (args.length < 2) return [wrongArity(name)]
-      let n = 0
-      for (let i = 1; i < args.length; i++) {
-        const key = keyOf(args[i])
-        if (name === "del" ? store.delete(key, now) : store.get(key, now) !== undefined) n++
-      }
-      return [integer(n)]
-    }
-    case "incr":
-      return args.length === 2 ? incr(store, keyOf(args[1]), now) : [wrongArity(name)]
-    case "mget": {
-      if (args.length < 2) return [wrongArity(name)]
+  }],
+  ["set", { arity: -3, run: set }],
+  ["del", { arity: -2, run: (store, args, now) => count(args, (key) => store.delete(key, now)) }],
+  ["exists", { arity: -2, run: (store, args, now) => count(args, (key) => store.lookup(key, now) !== undefined) }],
+  ["incr", { arity: 2, run: (store, args, now) => incrementBy(store, keyOf(args[1]), 1n, now) }],
+  ["decr", { arity: 2, run: (store, args, now) => incrementBy(store, keyOf(args[1]), -1n, now) }],
+  ["incrby", { arity: 3, run: (store, args, now) => byArgument(store, args, now, false) }],
+  ["decrby", { arity: 3, run: (store, args, now) => byArgument(store, args, now, true) }],
+  ["mget", {
+    arity: -2,
+    run: (store, args, now) => {
       const out: Array<Uint8Array | string> = [`*${args.length - 1}\r\n`]
       for (let i = 1; i < args.length; i++) {
         const value = store.get(keyOf(args[i]), now)
@@ -326,20 +371,63 @@ export const execute = (store: Store, args: Command, now: number): ReadonlyArray
       }
       return out
     }
-    // Probes sent by redis-cli and redis-benchmark on start.
-    case "config": {
-      if (nameOf(args[1]) !== "get" || args.length !== 3) return [EMPTY_ARRAY]
-      const parameter = nameOf(args[2])
+  }],
+  ["flushall", {
+    arity: -1,
+    run: (store, args) => {
+      const mode = args.length === 2 ? optionOf(args[1]) : undefined
+      if (args.length > 2 || (mode !== undefined && mode !== "sync" && mode !== "async")) return [SYNTAX_ERROR]
+      store.clear()
+      return [OK]
+    }
+  }],
+  // Probes sent by redis-cli and redis-benchmark on start; answered just enough for them.
+  ["config", {
+    arity: -2,
+    run: (_, args) => {
+      if (optionOf(args[1]) !== "get" || args.length !== 3) return [EMPTY_ARRAY]
+      const parameter = optionOf(args[2])
       const value = CONFIG[parameter]
       return value === undefined
         ? [EMPTY_ARRAY]
         : ["*2\r\n", ...bulk(Buffer.from(parameter)), ...bulk(Buffer.from(value))]
     }
-    case "command":
-      return [EMPTY_ARRAY]
-    default:
-      return [unknownCommand(args)]
+  }],
+  ["command", { arity: -1, run: () => [EMPTY_ARRAY] }]
+])
+
+function byArgument(store: Store, args: Command, now: number, negate: boolean): Reply {
+  const by = incrementOf(args[2], negate)
+  return by instanceof Uint8Array ? [by] : incrementBy(store, keyOf(args[1]), by, now)
+}
+
+function wrongArity(name: string): Uint8Array {
+  return error(`ERR wrong number of arguments for '${name}' command`)
+}
+
+/** Redis's reply to an unknown command: the name and the first arguments, quoted, each cut to 128 bytes in all. */
+const unknownCommand = (args: Command): Uint8Array => {
+  let rest = ""
+  for (let i = 1; i < args.length && rest.length < 128; i++) {
+    rest += `'${cString(args[i]).slice(0, 128 - rest.length)}' `
   }
+  return error(`ERR unknown command '${cString(args[0]).slice(0, 128)}', with args beginning with: ${rest}`)
+}
+
+/**
+ * Executes one command against `store` at `now` (epoch milliseconds); what it returns is pushed as the reply.
+ * @example
+ * ```ts
+ * const store = new Store()
+ * execute(store, ["SET", "k", "v"].map((s) => Buffer.from(s)), Date.now()) // [+OK\r\n]
+ * ```
+ */
+export const execute = (store: Store, args: Command, now: number): Reply => {
+  const name = keyOf(args[0]).toLowerCase()
+  const spec = COMMANDS.get(name)
+  if (spec === undefined) return [unknownCommand(args)]
+  const arityOk = spec.arity > 0 ? args.length === spec.arity : args.length >= -spec.arity
+  return arityOk ? spec.run(store, args, now) : [wrongArity(name)]
 }
 
 /**
@@ -383,5 +471,7 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- redis [--host H] [--port N]` */
 export const command = Command.make("redis", Shared.serverFlags(6380, serverOptions), run).pipe(
-  Command.withDescription("a mini Redis (RESP2): PING ECHO GET SET DEL EXISTS INCR MGET, pipelining")
+  Command.withDescription(
+    "a mini Redis (RESP2): PING ECHO GET SET DEL EXISTS INCR DECR INCRBY DECRBY MGET FLUSHALL, pipelining"
+  )
 )

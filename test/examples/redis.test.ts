@@ -2,11 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Stream } from "effect"
 import { execute, ProtocolError, Redis, RespRequests, Store } from "../../examples/redis.ts"
 import * as Framing from "../../src/Framing.ts"
-import { tool } from "../tools.ts"
+import { redisBenchmark, tool } from "../tools.ts"
 import { rawExchange, runProcess, withServer } from "./http-helpers.ts"
 
 const redisCli = tool("redis-cli")
-const redisBenchmark = tool("redis-benchmark")
 
 const bytes = (s: string) => Buffer.from(s, "latin1")
 const latin1 = (b: Uint8Array) => Buffer.from(b).toString("latin1")
@@ -52,23 +51,24 @@ describe("redis example: RESP framing", () => {
     }
   })
 
-  it("splits inline commands as Redis's sdssplitargs does, at a line's \\n", () => {
-    const line = `SET "a b" 'it\\'s' "\\x41\\n\\z" x"y" ""\r\nping\n`
-    for (const size of [1, 3, line.length]) {
-      expect(commandsOf(line, size)).toEqual(Exit.succeed([["SET", "a b", "it's", "A\nz", "xy", ""], ["ping"]]))
-    }
-    // the two bytes after a bulk string are skipped, as Redis skips them, unread
-    expect(commandsOf("*1\r\n$4\r\npingXY", 1)).toEqual(Exit.succeed([["ping"]]))
-  })
-
   it("fails with a ProtocolError on malformed multibulk input", () => {
-    for (const bad of ["*x\r\n", "*01\r\n", "*1\n", "*2\r\n+3\r\n", "*1\r\n$-1\r\n", "*1\r\n$03\r\n", "GET \"a\r\n"]) {
+    for (const bad of ["*x\r\n", "*2\r\n+3\r\n", "*1\r\n$-1\r\n", "*01\r\n", "*1\r\n$+4\r\n", "GET \"k\"x\r\n"]) {
       const exit = commandsOf(bad, 1)
       expect(
         Exit.isFailure(exit) && exit.cause.reasons.some((r) => r._tag === "Fail" && r.error instanceof ProtocolError)
       )
         .toBe(true)
     }
+  })
+
+  it("reads the two bytes after a bulk string unchecked, as Redis does", () => {
+    expect(commandsOf("*1\r\n$4\r\npingXY", 1)).toEqual(Exit.succeed([["ping"]]))
+  })
+
+  it("splits inline commands as sdssplitargs does: quotes, escapes, empty arguments", () => {
+    expect(commandsOf(`SET "a\\x41\\xZZ\\n\\z" 'it\\'s' "" a"b"\r\n`, 3)).toEqual(
+      Exit.succeed([["SET", "aAxZZ\nz", "it's", "", "ab"]])
+    )
   })
 })
 
@@ -102,10 +102,46 @@ describe("redis example: commands", () => {
     expect(reply(store, 0, "SET", "c", "3", "XX", "1")).toBe("-ERR syntax error\r\n")
   })
 
+  it("SET NX, XX and GET as Redis 7.0: a refused write is $-1, GET answers the old value", () => {
+    const store = new Store()
+    expect(reply(store, 0, "SET", "k", "v", "XX")).toBe("$-1\r\n")
+    expect(reply(store, 0, "SET", "k", "v", "NX")).toBe("+OK\r\n")
+    expect(reply(store, 0, "SET", "k", "w", "NX", "GET")).toBe("$1\r\nv\r\n")
+    expect(reply(store, 0, "SET", "k", "w", "GET")).toBe("$1\r\nv\r\n")
+    expect(reply(store, 0, "SET", "k", "x", "NX", "XX")).toBe("-ERR syntax error\r\n")
+    expect(reply(store, 0, "SET", "k", "x", "EX")).toBe("-ERR syntax error\r\n")
+    expect(reply(store, 0, "SET", "k", "x", "EX", "1", "PX", "2")).toBe("-ERR syntax error\r\n")
+    expect(reply(store, 0, "SET", "k", "x", "EX", "1", "EX", "2")).toBe("+OK\r\n")
+    expect(reply(store, 0, "SET", "k", "x", "EX", "010")).toBe("-ERR value is not an integer or out of range\r\n")
+    expect(reply(store, 0, "SET", "k", "x", "EX", "-1")).toBe("-ERR invalid expire time in 'set' command\r\n")
+    expect(reply(store, 1, "SET", "k", "x", "PX", "9223372036854775807")).toBe(
+      "-ERR invalid expire time in 'set' command\r\n"
+    )
+  })
+
+  it("INCR, DECR, INCRBY, DECRBY in int64, keeping the key's TTL", () => {
+    const store = new Store()
+    expect(reply(store, 0, "SET", "n", "9223372036854775806", "PX", "100")).toBe("+OK\r\n")
+    expect(reply(store, 0, "INCR", "n")).toBe(":9223372036854775807\r\n")
+    expect(reply(store, 0, "INCR", "n")).toBe("-ERR increment or decrement would overflow\r\n")
+    expect(reply(store, 100, "GET", "n")).toBe("$-1\r\n")
+    expect(reply(store, 0, "DECRBY", "m", "-9223372036854775808")).toBe("-ERR decrement would overflow\r\n")
+    expect(reply(store, 0, "INCRBY", "m", "+5")).toBe("-ERR value is not an integer or out of range\r\n")
+    expect(reply(store, 0, "DECR", "m")).toBe(":-1\r\n")
+    for (const bad of ["007", "-0", " 5", "9223372036854775808"]) {
+      reply(store, 0, "SET", "b", bad)
+      expect(reply(store, 0, "INCR", "b")).toBe("-ERR value is not an integer or out of range\r\n")
+    }
+  })
+
   it("answers unknown commands and wrong arity with -ERR, as Redis words them", () => {
     const store = new Store()
     expect(reply(store, 0, "FLY", "to", "the", "moon", "and", "back")).toBe(
       "-ERR unknown command 'FLY', with args beginning with: 'to' 'the' 'moon' 'and' 'back' \r\n"
+    )
+    expect(reply(store, 0, "FLY")).toBe("-ERR unknown command 'FLY', with args beginning with: \r\n")
+    expect(reply(store, 0, "FLY", "a\r\nb", "x".repeat(200), "c")).toBe(
+      `-ERR unknown command 'FLY', with args beginning with: 'a  b' '${"x".repeat(121)}' \r\n`
     )
     expect(reply(store, 0, "GET")).toBe("-ERR wrong number of arguments for 'get' command\r\n")
     expect(reply(store, 0, "SET", "k")).toBe("-ERR wrong number of arguments for 'set' command\r\n")

@@ -3,9 +3,10 @@
  * (`PING\r\n`) and multibulk ones (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), where every bulk string is read with a
  * byte-count terminator chosen by a `Framing.Machine`. Commands: PING, ECHO, GET, SET (NX/XX/GET, EX/PX/EXAT/PXAT/
  * KEEPTTL), DEL, EXISTS, INCR, DECR, INCRBY, DECRBY, MGET, FLUSHALL, plus the CONFIG GET / COMMAND probes clients
- * send on start. Requests are parsed, and replies and errors worded, byte for byte as redis-server 7.0 does. Pipelined commands arrive together, one
- * batch per read, and are answered in order with one write. A protocol error gets `-ERR Protocol error: ...`
- * and a close, as in Redis.
+ * send on start. Requests are parsed, and replies and errors worded, byte for byte as redis-server 7.0 does
+ * (a differential test holds it to that). Pipelined commands arrive together, one batch per read, and are
+ * answered in order with one write. A protocol error gets `-ERR Protocol error: ...` and a close, as in Redis.
+ * On a graceful shutdown each connection answers the batch it has read, then closes.
  *
  * Try it: npm start -- redis --port 6380, then: redis-cli -p 6380 set greeting hello; redis-cli -p 6380 get
  * greeting; redis-benchmark -p 6380 -t ping,set,get,incr -q

@@ -3,7 +3,8 @@
  *
  * Output goes through one FIFO of producers, drained with backpressure: {@link push} queues bytes or strings,
  * {@link pushStream} queues a Stream (asynchat's `push_with_producer`), {@link closeWhenDone} closes after
- * everything queued before it is written. Order is strict across all three.
+ * everything queued before it is written, {@link endOutput} ends the output there (a half-close) and reads
+ * on. Order is strict across all of them. Every operation of the handle has an accessor here.
  *
  * @since 0.1.0
  */
@@ -96,6 +97,13 @@ export interface ChatShape {
   readonly pushStream: <E, R>(stream: Stream.Stream<Uint8Array, E, R>) => Effect.Effect<void, never, R>
   /** Closes the connection once everything queued before this call has been written. */
   readonly closeWhenDone: Effect.Effect<void>
+  /**
+   * Ends the output once everything queued before this call has been written (a half-close: the peer reads
+   * our FIN), while the input goes on: a peer that reads to the end before it answers (`sort`, an HTTP/1.0
+   * body sent until EOF) can then answer. Later pushes are dropped. The connection closes when its handler
+   * returns, as ever; a peer that closes its side too ends the input.
+   */
+  readonly endOutput: Effect.Effect<void>
   /** Closes the connection now, dropping queued output. */
   readonly close: Effect.Effect<void>
   /** Drops queued output and the bytes of the frame being received: emergencies only. */
@@ -177,6 +185,71 @@ export const closeWhenDone: Effect.Effect<void, never, Chat> = Effect.flatMap(
   Chat,
   (chat) => chat.closeWhenDone
 )
+
+/**
+ * Ends the current connection's output after everything queued so far (a half-close), reading on.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const askAndListen = Chat.push("all my input\n").pipe(Effect.andThen(Chat.endOutput))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const endOutput: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, (chat) => chat.endOutput)
+
+/**
+ * Queues bytes or strings on the current connection without waiting: false, with nothing queued, when its
+ * `outputLimit` is reached.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const notice = Effect.flatMap(Chat.offer("* news\r\n"), (queued) => queued ? Effect.void : Chat.close)
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const offer = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effect<boolean, never, Chat> =>
+  Effect.flatMap(Chat, (chat) => chat.offer(...data))
+
+/**
+ * Closes the current connection now, dropping what is queued: to answer and hang up, use `closeWhenDone`.
+ *
+ * @example
+ * ```ts
+ * import { Chat } from "effect-asynchat"
+ *
+ * const hangUp = Chat.close
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const close: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, (chat) => chat.close)
+
+/**
+ * Drops the current connection's queued output and the bytes of the frame being received.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const startOver = Chat.discardBuffers.pipe(Effect.andThen(Chat.push("-ERR discarded\r\n")))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const discardBuffers: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, (chat) => chat.discardBuffers)
 
 /**
  * Sets the terminator of the current `Protocol.asyncChat` connection.

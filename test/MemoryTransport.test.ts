@@ -11,6 +11,24 @@ import { text } from "./helpers.ts"
 
 const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
 
+/** Counts every line until the client's end of input, then answers once. */
+const CountLines = Protocol.frames(
+  Terminator.lf,
+  (lines) => Effect.flatMap(Stream.runCount(lines), (count) => Chat.push(`got ${count} lines\n`))
+)
+
+describe("endOutput over the in-memory transport", () => {
+  it.effect("a client ends its output, the server sees its end of input, and the answer still arrives", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(CountLines)
+      const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
+      yield* client.chat.push("a\n", "b\n", "c\n")
+      yield* client.chat.endOutput
+      const answers = yield* client.input.pipe(Stream.map((frame) => text(frame.bytes)), Stream.runCollect)
+      expect(answers).toEqual(["got 3 lines"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 1 }))))
+})
+
 /** The raw pieces a client receives for one server write of `data`. */
 const piecesOf = (data: string) =>
   Effect.gen(function*() {

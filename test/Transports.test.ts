@@ -295,6 +295,53 @@ describe("half-close over TCP", () => {
     }))
 })
 
+/** A raw node:net server, half-open, that reads everything until the client's FIN, then answers and ends. */
+const readsToEndThenAnswers = Effect.acquireRelease(
+  Effect.callback<Net.Server>((resume) => {
+    const server = Net.createServer({ allowHalfOpen: true }, (socket) => {
+      let size = 0
+      socket.on("data", (data: Buffer) => (size += data.length))
+      socket.on("end", () => setTimeout(() => socket.end(`got ${size} bytes\nbye\n`), 20))
+    })
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.sync(() => server.close())
+)
+
+describe("endOutput: a half-close of our own over TCP", () => {
+  it.live("a client ends its output and keeps reading: a peer that reads to its end, then answers, is heard", () =>
+    Effect.gen(function*() {
+      const peer = yield* readsToEndThenAnswers
+      const port = (peer.address() as Net.AddressInfo).port
+      const client = yield* ChatClient.connect(ChatClient.tcp({ port }), { terminator: Terminator.lf })
+      yield* client.chat.push("first\n", "second\n")
+      yield* client.chat.endOutput
+      yield* client.chat.push("dropped: the output is over\n")
+      const answers = yield* client.input.pipe(Stream.map(line), Stream.runCollect, Effect.timeout("2 seconds"))
+      expect(answers).toEqual(["got 13 bytes", "bye"])
+    }))
+
+  it.live("a server's handler ends its output and reads on: the client answers our FIN, and it is read", () =>
+    Effect.gen(function*() {
+      const heard: Array<string> = []
+      const Ask = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          yield* Chat.push("tell me everything\n")
+          yield* Chat.endOutput
+          yield* Stream.runForEach(lines, (frame) => Effect.sync(() => heard.push(line(frame))))
+        }))
+      const server = yield* tcpServer(Ask)
+      const peer = yield* rawConnect(portOf(server))
+      yield* peer.until("the server's FIN", (p) => p.ended)
+      expect(peer.text).toBe("tell me everything\n")
+      peer.socket.end("one\ntwo\n") // answered after the server's FIN, then our own
+      yield* peer.until("the socket to close", (p) => p.closed)
+      yield* settle(Effect.map(server.count, (n) => n === 0))
+      expect(heard).toEqual(["one", "two"])
+      expect(peer.error).toBeUndefined()
+    }))
+})
+
 // 3. Unix sockets and ChatClient over TCP
 
 /** Answers each line with how the server sees the connection's two ends. */

@@ -252,8 +252,12 @@ class OpenConnection implements Connection {
     if (!this.handlerDone) this.decide(exit)
   }
 
-  /** The transport closed under us: after `closeWhenDone` the end we asked for, else a failure. */
+  /**
+   * The transport closed under us: after `closeWhenDone` the end we asked for, else a failure. After
+   * `endOutput`, the peer's end of input closes it: the handler reads that end (or the failure) and decides.
+   */
   transportClosed(): void {
+    if (this.outbox.isHalfClosed && this.inbox.isOver) return
     this.decide(this.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
   }
 
@@ -443,6 +447,11 @@ class Handle implements ChatShape {
   get closeWhenDone(): ChatShape["closeWhenDone"] {
     const outbox = this.connection.outbox
     return Effect.sync(() => outbox.closeWhenDone())
+  }
+
+  get endOutput(): ChatShape["endOutput"] {
+    const outbox = this.connection.outbox
+    return Effect.sync(() => outbox.endOutput())
   }
 
   get close(): ChatShape["close"] {

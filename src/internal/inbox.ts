@@ -163,6 +163,11 @@ export class Inbox implements Input, Watched {
     }
   }
 
+  /** True once the input ended or failed: whoever reads it learns so. */
+  get isOver(): boolean {
+    return this.last !== undefined
+  }
+
   /** Resumes the consumer waiting for input, if any, with `effect` instead of a read. */
   wake(effect: Effect.Effect<unknown, unknown>): void {
     const consumer = this.consumer

@@ -4,7 +4,8 @@
  *
  * - `push` appends buffers; `pushStream` appends a producer (a Stream) that runs to the end before anything
  *   queued after it; `closeWhenDone` appends a marker that ends the output once everything before it is
- *   written.
+ *   written, and the connection with it; `endOutput` one that ends the output alone (a half-close: our FIN),
+ *   the input going on.
  * - Buffers count against a high-water mark; a `push` that finds the queue at or above it suspends until the
  *   queue drains to the low-water mark (Netty's 64/32 KiB by default), so a peer that stops reading cannot
  *   grow our memory.
@@ -27,8 +28,9 @@ interface Producer {
 }
 
 const CLOSE = { _tag: "Close" } as const
+const END = { _tag: "End" } as const
 
-type Item = Uint8Array | Producer | typeof CLOSE
+type Item = Uint8Array | Producer | typeof CLOSE | typeof END
 
 /** How much output a connection may queue: shared by a server's connections. */
 export interface Limits {
@@ -65,6 +67,7 @@ export class Outbox {
   private head = 0
   private queuedBytes = 0
   private closing = false
+  private halfClosed = false
   private stopped = false
   /** A writer fiber runs, or an inline write waits for the transport: nobody else may write. */
   private busy = false
@@ -98,7 +101,12 @@ export class Outbox {
     return this.queuedBytes
   }
 
-  /** True once `closeWhenDone` was queued or the output ended: later pushes are dropped. */
+  /** True once `endOutput` was queued: the output ends alone, and the connection goes on reading. */
+  get isHalfClosed(): boolean {
+    return this.halfClosed
+  }
+
+  /** True once `closeWhenDone` or `endOutput` was queued or the output ended: later pushes are dropped. */
   get isClosing(): boolean {
     return this.closing || this.stopped
   }
@@ -159,10 +167,20 @@ export class Outbox {
     this.wake()
   }
 
-  /** Drops everything queued (asynchat's `discard_buffers`, output side); a queued close stays queued. */
+  /** Queues the end marker: the output ends (our FIN) after everything queued before it; input goes on. */
+  endOutput(): void {
+    if (this.isClosing) return
+    this.closing = true
+    this.halfClosed = true
+    this.items.push(END)
+    this.markers++
+    this.wake()
+  }
+
+  /** Drops everything queued (asynchat's `discard_buffers`, output side); a queued close or end stays queued. */
   discard(): void {
     const keepClose = this.closing
-    this.items = keepClose ? [CLOSE] : []
+    this.items = keepClose ? [this.halfClosed ? END : CLOSE] : []
     this.markers = keepClose ? 1 : 0
     this.head = 0
     this.queuedBytes -= this.itemBytes
@@ -316,13 +334,15 @@ export class Outbox {
     this.head++
     this.markers--
     this.compact()
-    if (item._tag === "Close") {
+    if (item._tag === "Close" || item._tag === "End") {
+      // a half-close ends the output alone: the connection is not told, its input goes on
+      const over = item._tag === "End" ? () => this.ended() : () => this.finish(Exit.void)
       const last = this.transport.finish
       if (last === undefined) {
-        this.finish(Exit.void)
+        over()
         return Effect.void
       }
-      return Effect.andThen(last, Effect.sync(() => this.finish(Exit.void)))
+      return Effect.andThen(last, Effect.sync(over))
     }
     return Effect.andThen(this.runProducer(item), this.drain)
   }
@@ -343,6 +363,13 @@ export class Outbox {
         )
       )
     )
+  }
+
+  /** The output ended by `endOutput`, its FIN sent: over, as `finish` has it, but the connection goes on. */
+  private ended(): void {
+    if (this.stopped) return
+    this.stop()
+    Deferred.doneUnsafe(this.done, Exit.void)
   }
 
   /** The output is over: nothing more is written, nobody may wait on the queue. */

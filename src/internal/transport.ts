@@ -9,7 +9,7 @@
  * - any effect `Socket` (the in-memory transport, a user's own), read by a pump fiber that pulls while the
  *   connection wants input.
  */
-import { type Duration, Effect, type Scope } from "effect"
+import { type Duration, Effect, Exit, Scope } from "effect"
 import type * as Arr from "effect/Array"
 import * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -311,7 +311,10 @@ export const fromSocket = (
 ): Effect.Effect<Transport, ChatError.ChatError, Scope.Scope> =>
   Effect.gen(function*() {
     const reader = yield* Effect.mapError(socket.reader, openError)
-    const writer = yield* socket.writer
+    // the writer in a scope of its own, so the output can end (a half-close: releasing the writer ends it)
+    // before the connection does
+    const writing = yield* Scope.fork(yield* Effect.scope)
+    const writer = yield* Scope.provide(socket.writer, writing)
     let wanted = false
     let wake: (() => void) | undefined = undefined
     const awaitWanted = Effect.callback<void>((resume) => {
@@ -343,7 +346,7 @@ export const fromSocket = (
     yield* Effect.addFinalizer(() => Effect.sync(() => input.fail(readClosed())))
     return {
       eager: false,
-      finish: undefined,
+      finish: Scope.close(writing, Exit.void),
       pause: () => {
         wanted = false
       },

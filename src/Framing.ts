@@ -80,13 +80,15 @@ export interface Options {
 }
 
 /**
- * A frame exceeded `maxFrameLength`. `limit` is the bound in force.
+ * A frame exceeded its bound: `limit` is the bound in force (the connection's `maxFrameLength`, or the one a
+ * machine's `maxFrameLength(state)` chose for that frame), `terminator` the frame's terminator as
+ * `Terminator.format` renders it; the message says both.
  *
  * @example
  * ```ts
  * import { Framing } from "effect-asynchat"
  *
- * const error = new Framing.FrameTooLong({ limit: 1024, message: "Frame too long" })
+ * const error = new Framing.FrameTooLong({ limit: 1024, terminator: 'delimiter "\\r\\n"', message: "Frame too long" })
  * error.limit // 1024
  * ```
  *
@@ -95,6 +97,7 @@ export interface Options {
  */
 export class FrameTooLong extends Schema.TaggedError<FrameTooLong>()("FrameTooLong", {
   limit: Schema.Int,
+  terminator: Schema.optional(Schema.String),
   message: Schema.String
 }) {}
 
@@ -211,6 +214,11 @@ export const fail = <E>(error: E): Step<never, never, E> => ({ _tag: "Fail", err
 export interface Machine<S, A, E> {
   readonly initial: S
   readonly terminator: (state: S) => Terminator.Terminator
+  /**
+   * The longest frame in `state`, asked with each terminator: "command lines up to 2 KiB, values up to 1 MiB".
+   * Where it is absent (or answers undefined), the connection's `maxFrameLength` bounds the frame.
+   */
+  readonly maxFrameLength?: ((state: S) => number | undefined) | undefined
   readonly step: (state: S, frame: Frame) => Step<S, A, E>
   readonly end?: ((state: S) => Step<S, A, E>) | undefined
 }
@@ -357,7 +365,7 @@ const maxFrameLengthOf = (options: Options | undefined): number => {
  */
 export const reasonOf = (failure: Framer.Failure): FrameTooLong | Terminator.InvalidTerminator =>
   failure._tag === "FrameTooLong"
-    ? new FrameTooLong({ limit: failure.limit, message: failure.message })
+    ? new FrameTooLong({ limit: failure.limit, terminator: failure.terminator, message: failure.message })
     : new Terminator.InvalidTerminator({ message: failure.message })
 
 const toError = (failure: Framer.Failure): FramingError => new FramingError({ reason: reasonOf(failure) })

@@ -230,7 +230,7 @@ describe("Framing.frames errors", () => {
     const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
     expect(error).toBeInstanceOf(Framing.FramingError)
     expect((error as Framing.FramingError).message).toBe(
-      "Frame too long: a frame of 6 bytes exceeds the limit of 3 bytes"
+      "Frame too long: a frame of 6 bytes exceeds the limit of 3 bytes (terminator delimiter \"\\n\")"
     )
   })
 })
@@ -272,6 +272,12 @@ const decodeChunks = <S, A, E>(
   options?: Framing.Options
 ) => Stream.fromIterable(chunks).pipe(Framing.decode(machine, options), Stream.runCollect, Effect.exit, Effect.runSync)
 
+/** The FrameTooLong an exit failed with, if it did. */
+const tooLongOf = (exit: Exit.Exit<unknown, unknown>) => {
+  const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+  return error instanceof Framing.FramingError && error.reason._tag === "FrameTooLong" ? error.reason : undefined
+}
+
 describe("Framing.decode (a state machine switching terminators)", () => {
   const request = "POST /x HTTP/1.0\r\nContent-Length: 5\r\n\r\nhelloEXTRA"
 
@@ -293,6 +299,41 @@ describe("Framing.decode (a state machine switching terminators)", () => {
     expect(decodeChunks([bytes("POST / HTTP/1.0\r\nContent-Length: x\r\n\r\n")], HttpRequest)).toEqual(
       Exit.fail("bad Content-Length x")
     )
+  })
+
+  // memcached's shape: command lines are short, values may be long
+  type Cache = { readonly value: number | undefined }
+  const Cache = Framing.machine<Cache, string>({
+    initial: { value: undefined },
+    terminator: (s) => (s.value === undefined ? Terminator.crlf : Terminator.length(s.value + 2)),
+    maxFrameLength: (s) => (s.value === undefined ? 12 : s.value > 1000 ? undefined : 64 + 2),
+    step: (s, frame) => {
+      if (s.value !== undefined) return Framing.next({ value: undefined }, `value ${latin1(frame.bytes).slice(0, -2)}`)
+      const n = Number(/^set (\d+)$/.exec(latin1(frame.bytes))?.[1])
+      return Number.isNaN(n) ? Framing.next(s, latin1(frame.bytes)) : Framing.next({ value: n })
+    }
+  })
+
+  it("bounds each frame by the machine's maxFrameLength(state): short commands, long values, at every chunking", () => {
+    const value = "v".repeat(64)
+    const ok = `set 64\r\n${value}\r\nget k\r\n`
+    for (const size of [...SIZES, ok.length]) {
+      expect(decodeChunks(chunkEvery(Buffer.from(ok), size), Cache, { maxFrameLength: 8 })).toEqual(
+        Exit.succeed([`value ${value}`, "get k"])
+      )
+      // a command line over its 12 bytes, though the connection's bound is far higher
+      const command = tooLongOf(decodeChunks(chunkEvery(bytes("get a-long-key\r\n"), size), Cache))
+      expect(command).toMatchObject({ limit: 12, terminator: "delimiter \"\\r\\n\"" })
+      expect(command?.message).toMatch(
+        /^Frame too long: a frame of (at least )?\d+ bytes exceeds the limit of 12 bytes \(terminator delimiter "\\r\\n"\)$/
+      )
+      // a value over its 66 bytes (64 and its CRLF): the count alone says so
+      const long = tooLongOf(decodeChunks(chunkEvery(bytes("set 65\r\n"), size), Cache))
+      expect(long).toMatchObject({ limit: 66, terminator: "length 67" })
+      // a state without a bound of its own: the connection's maxFrameLength
+      const huge = tooLongOf(decodeChunks(chunkEvery(bytes("set 2000\r\n"), size), Cache, { maxFrameLength: 100 }))
+      expect(huge).toMatchObject({ limit: 100, terminator: "length 2002" })
+    }
   })
 
   it("cuts 'ECHO n' then n bytes, and RESP '$n' then n + 2 bytes", () => {

@@ -91,9 +91,11 @@ export const machine = <S, A, E>(
     for (let i = 0; i < step.messages.length; i++) sink.out.push(step.messages[i])
     return true
   }
+  const bound = machine.maxFrameLength
   const choose = (): boolean => {
     try {
       framer.terminator = machine.terminator(state)
+      if (bound !== undefined) framer.maxFrameLength = bound(state) ?? maxFrameLength
       return true
     } catch (error) {
       if (!(error instanceof Terminator.InvalidTerminator)) throw error

@@ -17,7 +17,13 @@ import * as Terminator from "../Terminator.ts"
 
 /** Why the engine stopped: the frame was too long, or a terminator could not be used. */
 export type Failure =
-  | { readonly _tag: "FrameTooLong"; readonly limit: number; readonly message: string }
+  | {
+    readonly _tag: "FrameTooLong"
+    readonly limit: number
+    /** The terminator of the frame, as `Terminator.format` renders it. */
+    readonly terminator: string
+    readonly message: string
+  }
   | { readonly _tag: "InvalidTerminator"; readonly message: string }
 
 /**
@@ -107,7 +113,8 @@ export class Framer {
   /** Set by `many`: the index of the delimiter after the frames it handed over, or -1. */
   private found = -1
 
-  readonly maxFrameLength: number
+  /** The longest frame: set anew with each terminator by a machine that bounds each frame on its own. */
+  maxFrameLength: number
   private readonly onFrame: OnFrame
   private readonly onFrames: OnFrames | undefined
 
@@ -146,7 +153,7 @@ export class Framer {
       }
       if (t._tag === "Length") {
         const n = t.length
-        if (n > this.maxFrameLength) return tooLong(this.maxFrameLength, `a length of ${n}`)
+        if (n > this.maxFrameLength) return tooLong(this.maxFrameLength, `a length of ${n}`, t)
         if (n === 0) {
           if (++this.emptyRun > MAX_EMPTY_RUN) return stalled()
           if (!this.emit(EMPTY, true)) return this.stopped(buf, pos)
@@ -183,7 +190,7 @@ export class Framer {
           const j = this.searchBoundary(delim, w, buf, pos, c)
           if (j >= 0) {
             const frameLen = this.accLen - w + j
-            if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`)
+            if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`, t)
             pos += j + dl - w
             this.emptyRun = 0
             if (!this.emit(this.take(frameLen), true)) return this.stopped(buf, pos)
@@ -192,12 +199,12 @@ export class Framer {
         }
         const k = byte >= 0 ? buf.indexOf(byte, pos) : find(buf, delim, pos)
         if (k < 0) {
-          if (this.accLen + len - pos >= max + dl) return tooLong(max, atLeast(this.accLen + len - pos, dl))
+          if (this.accLen + len - pos >= max + dl) return tooLong(max, atLeast(this.accLen + len - pos, dl), t)
           this.append(buf, pos, len, 0)
           return undefined
         }
         const frameLen = this.accLen + k - pos
-        if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`)
+        if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`, t)
         this.append(buf, pos, k, frameLen)
         pos = k + dl
         this.emptyRun = 0
@@ -212,7 +219,7 @@ export class Framer {
       const first = pos
       let single = 0
       while (k >= 0) {
-        if (k - pos > max) return tooLong(max, `a frame of ${bytes(k - pos)}`)
+        if (k - pos > max) return tooLong(max, `a frame of ${bytes(k - pos)}`, t)
         if (onFrames !== undefined && ++single > SINGLE_FRAMES) {
           pos = this.many(buf, pos, k, delim, byte, (pos - first) / SINGLE_FRAMES, onFrames)
           k = this.found
@@ -222,11 +229,12 @@ export class Framer {
         pos = k + dl
         this.completed++
         if (!onFrame(frame, true)) return this.stopped(buf, pos)
-        if (this.terminator !== t) break
+        // the machine chose another terminator, or another limit, for the next frame
+        if (this.terminator !== t || this.maxFrameLength !== max) break
         k = byte >= 0 ? buf.indexOf(byte, pos) : find(buf, delim, pos)
       }
       if (k >= 0) continue
-      if (len - pos >= max + dl) return tooLong(max, atLeast(len - pos, dl))
+      if (len - pos >= max + dl) return tooLong(max, atLeast(len - pos, dl), t)
       if (pos < len) this.append(buf, pos, len, 0)
       return undefined
     }
@@ -270,7 +278,8 @@ export class Framer {
   /** End of input: the unterminated remainder, if any, becomes a final frame with `terminated` false. */
   end(): Failure | undefined {
     if (this.accLen === 0) return undefined
-    if (this.accLen > this.maxFrameLength) return tooLong(this.maxFrameLength, `a frame of ${bytes(this.accLen)}`)
+    const max = this.maxFrameLength
+    if (this.accLen > max) return tooLong(max, `a frame of ${bytes(this.accLen)}`, this.terminator)
     return this.emit(this.take(this.accLen), false) ? undefined : this.failure
   }
 
@@ -331,11 +340,15 @@ export class Framer {
   }
 }
 
-const tooLong = (limit: number, what: string): Failure => ({
-  _tag: "FrameTooLong",
-  limit,
-  message: `Frame too long: ${what} exceeds the limit of ${bytes(limit)}`
-})
+const tooLong = (limit: number, what: string, terminator: Terminator.Terminator): Failure => {
+  const formatted = Terminator.format(terminator)
+  return {
+    _tag: "FrameTooLong",
+    limit,
+    terminator: formatted,
+    message: `Frame too long: ${what} exceeds the limit of ${bytes(limit)} (terminator ${formatted})`
+  }
+}
 
 /** "1 byte", "2 bytes". */
 const bytes = (n: number): string => (n === 1 ? "1 byte" : `${n} bytes`)

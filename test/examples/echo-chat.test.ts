@@ -144,7 +144,7 @@ describe("echo-chat: our client and our server", () => {
         "connection closed by HandlerFailed",
         `connection closed by FrameTooLong: Frame too long: a length of ${
           MAX_BODY + 1
-        } exceeds the limit of ${MAX_BODY} bytes`
+        } exceeds the limit of ${MAX_BODY} bytes (terminator length ${MAX_BODY + 1})`
       ])
     }))
 

@@ -50,7 +50,9 @@ describe.concurrent("stdio: a child process fed through a pipe", () => {
       yield* child.end(`add 1 1\n${"x".repeat(MAX_LINE + 1)}\nadd 5 5\n`)
       expect(yield* child.exit("10 seconds")).toMatchObject({ code: 1, signal: null })
       expect(child.stdout.text).toBe(`2\nerror: line longer than ${MAX_LINE} bytes\n`)
-      expect(child.stderr.text).toMatch(/^stdio: Frame too long: .* exceeds the limit of 4096 bytes\n$/)
+      expect(child.stderr.text).toMatch(
+        /^stdio: Frame too long: .* exceeds the limit of 4096 bytes \(terminator [^)]*\)\n$/
+      )
     }))
 })
 

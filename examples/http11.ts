@@ -10,8 +10,9 @@
  * method 501, and the connection goes on. Malformed input gets its refusal and a close: 400 (request line,
  * header line, Content-Length, Host), 413 (a body over 1 MiB), 431 (a head over 8 KiB), 501
  * (Transfer-Encoding), 505 (an HTTP version but 1.0 and 1.1), 408 (a head or body piece stalled 10 seconds).
- * An idle keep-alive connection is closed quietly after a minute. On a graceful shutdown the next answer says
- * `Connection: close` and is the connection's last; an idle connection is closed at once.
+ * An idle keep-alive connection is closed quietly after a minute. On a graceful shutdown a connection answers
+ * what it has read and closes (one caught mid-batch says `Connection: close` in its next answer, its last); an
+ * idle one is closed at once.
  *
  * Try it: npm start -- http11 --port 8081, then: curl -v http://127.0.0.1:8081/ http://127.0.0.1:8081/ (the
  * second request re-uses the connection), or: wrk -t1 -c50 -d5s http://127.0.0.1:8081/
@@ -356,28 +357,34 @@ const answerOf = (message: Message, answers: Array<Buffer>, close: boolean): Uin
 /**
  * Answers a batch of messages in order. `push` queues at once and returns what to wait for when the output is
  * over its high-water mark; the batch goes on only after that wait, so a client that pipelines without
- * reading is held to the watermarks. Once the server shuts down (`isDraining`, asked at the batch's start and
- * after every wait), the next answer says `Connection: close` and is the last: the client sends no more on
- * this connection, and resends what it pipelined beyond it elsewhere (RFC 9112, section 9.6).
+ * reading is held to the watermarks. A shutdown that begins during such a wait (`isDraining`, asked only then:
+ * a batch runs in one go otherwise) makes the next answer say `Connection: close` and be the last: the client
+ * sends no more on this connection, and resends what it pipelined beyond it (RFC 9112, section 9.6). A
+ * shutdown that begins between batches ends the input there, and the connection closes after its answers.
  */
 const answerAll = (
   chat: Chat.ChatShape,
   server: ChatServer.ChatServerShape,
   messages: ReadonlyArray<Message>,
-  from: number
-): Effect.Effect<void> =>
-  Effect.flatMap(server.isDraining, (draining) => {
-    const answers = answersAt(Date.now())
-    for (let i = from; i < messages.length; i++) {
-      const message = messages[i]
-      const close = message._tag === "Request" && (!message.keepAlive || draining)
-      const wait = chat.push(answerOf(message, answers, close))
-      if (close) return Effect.andThen(wait, chat.closeWhenDone)
-      if (i === messages.length - 1) return wait
-      if (wait !== Effect.void) return Effect.andThen(wait, answerAll(chat, server, messages, i + 1))
+  from: number,
+  draining: boolean
+): Effect.Effect<void> => {
+  const answers = answersAt(Date.now())
+  for (let i = from; i < messages.length; i++) {
+    const message = messages[i]
+    const close = message._tag === "Request" && (!message.keepAlive || draining)
+    const wait = chat.push(answerOf(message, answers, close))
+    if (close) return Effect.andThen(wait, chat.closeWhenDone)
+    if (i === messages.length - 1) return wait
+    if (wait !== Effect.void) {
+      return Effect.andThen(
+        wait,
+        Effect.flatMap(server.isDraining, (now) => answerAll(chat, server, messages, i + 1, now))
+      )
     }
-    return Effect.void
-  })
+  }
+  return Effect.void
+}
 
 /** Answers a refused request, then the connection closes (the handler returns). */
 const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
@@ -396,7 +403,7 @@ export const Http11 = Protocol.batches(
     Effect.gen(function*() {
       const chat = yield* Chat.Chat
       const server = yield* ChatServer.ChatServer
-      yield* Protocol.runForEach(batches, (batch) => answerAll(chat, server, batch, 0)).pipe(
+      yield* Protocol.runForEach(batches, (batch) => answerAll(chat, server, batch, 0, false)).pipe(
         Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
         Effect.catchReasons("ChatError", {
           FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),

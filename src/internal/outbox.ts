@@ -335,14 +335,12 @@ export class Outbox {
     this.markers--
     this.compact()
     if (item._tag === "Close" || item._tag === "End") {
-      // a half-close ends the output alone: the connection is not told, its input goes on
-      const over = item._tag === "End" ? () => this.ended() : () => this.finish(Exit.void)
       const last = this.transport.finish
       if (last === undefined) {
-        over()
+        this.finish(Exit.void)
         return Effect.void
       }
-      return Effect.andThen(last, Effect.sync(over))
+      return Effect.andThen(last, Effect.sync(() => this.finish(Exit.void)))
     }
     return Effect.andThen(this.runProducer(item), this.drain)
   }
@@ -365,19 +363,15 @@ export class Outbox {
     )
   }
 
-  /** The output ended by `endOutput`, its FIN sent: over, as `finish` has it, but the connection goes on. */
-  private ended(): void {
-    if (this.stopped) return
-    this.stop()
-    Deferred.doneUnsafe(this.done, Exit.void)
-  }
-
-  /** The output is over: nothing more is written, nobody may wait on the queue. */
+  /**
+   * The output is over: nothing more is written, nobody may wait on the queue. The connection is told, but for
+   * the end `endOutput` asked for: a half-close ends the output alone, and the input goes on.
+   */
   private finish(exit: Exit.Exit<void, ChatError.ChatError>): void {
     if (this.stopped) return
     this.stop()
     Deferred.doneUnsafe(this.done, exit)
-    this.owner.outputDone(exit)
+    if (!this.halfClosed || Exit.isFailure(exit)) this.owner.outputDone(exit)
   }
 
   private get awaitSpace(): Effect.Effect<void> {

@@ -620,6 +620,15 @@ describe("ChatServer limits under TestClock", () => {
     }).pipe(Effect.provide(memory())))
 })
 
+/** An echo that takes 2 seconds over each line, recording in `heard` the lines it answered. */
+const slowEcho = (heard: Array<string>) =>
+  Protocol.frames(Terminator.lf, (lines) =>
+    Stream.runForEach(lines, (line) =>
+      Effect.andThen(
+        Effect.sleep("2 seconds"),
+        Effect.andThen(Effect.sync(() => heard.push(text(line.bytes))), Chat.push(line.bytes, "\n"))
+      )))
+
 describe("ChatServer: the pitfalls of the raw socket layer, made impossible", () => {
   it.effect("a handler that throws before reading closes its connection, and shutdown does not hang", () =>
     Effect.gen(function*() {
@@ -660,17 +669,8 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
   it.effect("graceful shutdown refuses new connections, answers the frames read, closes at a frame boundary", () =>
     Effect.gen(function*() {
       const frames: Array<string> = []
-      const Slow = Protocol.frames(
-        Terminator.lf,
-        (lines) =>
-          Stream.runForEach(lines, (line) =>
-            Effect.andThen(
-              Effect.sleep("2 seconds"),
-              Effect.andThen(Effect.sync(() => frames.push(text(line.bytes))), Chat.push(line.bytes, "\n"))
-            ))
-      )
       const scope = yield* Scope.make()
-      yield* ChatServer.make(Slow, { shutdownTimeout: "1 hour" }).pipe(Scope.provide(scope))
+      yield* ChatServer.make(slowEcho(frames), { shutdownTimeout: "1 hour" }).pipe(Scope.provide(scope))
       const busy = yield* connectLines
       const idle = yield* connectLines
       // three whole requests and the start of a fourth, read before the shutdown begins
@@ -690,13 +690,8 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
 
   it.effect("with endInputOnShutdown false, a shutdown lets connections run until shutdownTimeout, then interrupts", () =>
     Effect.gen(function*() {
-      const Slow = Protocol.frames(
-        Terminator.lf,
-        (lines) =>
-          Stream.runForEach(lines, (line) => Effect.andThen(Effect.sleep("2 seconds"), Chat.push(line.bytes, "\n")))
-      )
       const scope = yield* Scope.make()
-      yield* ChatServer.make(Slow, { shutdownTimeout: "10 seconds", endInputOnShutdown: false }).pipe(
+      yield* ChatServer.make(slowEcho([]), { shutdownTimeout: "10 seconds", endInputOnShutdown: false }).pipe(
         Scope.provide(scope)
       )
       const busy = yield* connectLines

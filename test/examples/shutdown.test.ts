@@ -119,27 +119,34 @@ const serverOf = (example: string) =>
     return { job, port }
   })
 
-/** SIGTERM to a server job, and how long it took to exit, with how it exited. */
-const stop = (job: Effect.Success<ReturnType<typeof serverOf>>["job"]) =>
+/**
+ * The examples' CLI serving `example` under `load` (a command run against its port) and 4 pipelining clients
+ * of ours, stopped by SIGTERM once every client has 100 answers: it exits 0 within a second, and each client
+ * got only whole answers, then the server's FIN (no reset). The clients, for more checks.
+ */
+const stopUnderLoad = (
+  example: string,
+  load: (port: number) => readonly [string, ReadonlyArray<string>],
+  client: { readonly request: Buffer; readonly depth: number; readonly cut: Cut }
+) =>
   Effect.gen(function*() {
+    const { job, port } = yield* serverOf(example)
+    yield* startJob(...load(port))
+    const clients = yield* pipeliners(port, 4, client.request, client.depth, client.cut)
+    for (const c of clients) yield* c.until("100 answers", () => c.answered >= 100)
     const began = performance.now()
     const exit = yield* job.signal("SIGTERM", "5 seconds")
-    return { ...exit, millis: performance.now() - began }
-  })
-
-/** Each client got only whole answers, then the server's FIN; none was reset. */
-const expectWholeAnswers = (clients: ReadonlyArray<Pipeliner>, cut: Cut) =>
-  Effect.gen(function*() {
-    for (const client of clients) {
-      yield* client.until("the server's FIN", () => client.ended || client.error !== undefined)
-    }
-    for (const client of clients) {
-      expect(client.error?.message).toBeUndefined()
-      const received = client.received
-      const { answers, length } = cut(received)
+    expect(exit).toMatchObject({ code: 0, signal: null })
+    expect(performance.now() - began).toBeLessThan(1000)
+    for (const c of clients) yield* c.until("the server's FIN", () => c.ended || c.error !== undefined)
+    for (const c of clients) {
+      expect(c.error?.message).toBeUndefined()
+      const received = c.received
+      const { answers, length } = client.cut(received)
       expect(length, `${received.length - length} bytes of a cut answer`).toBe(received.length)
       expect(answers.length).toBeGreaterThan(10)
     }
+    return clients
   })
 
 const benchmarkTest = redisBenchmark.available ? it.live : it.live.skip
@@ -151,15 +158,14 @@ describe("graceful shutdown under load", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         redisBenchmark.require()
-        const { job, port } = yield* serverOf("redis")
-        const load = ["-p", String(port), "-c", "20", "-n", "100000000", "-P", "16", "-t", "ping,set,get", "-q"]
-        yield* startJob("redis-benchmark", load)
-        const clients = yield* pipeliners(port, 4, echo, 16, cutEchoes)
-        for (const client of clients) yield* client.until("100 answers", () => client.answered >= 100)
-        const stopped = yield* stop(job)
-        expect(stopped).toMatchObject({ code: 0, signal: null })
-        expect(stopped.millis).toBeLessThan(1000)
-        yield* expectWholeAnswers(clients, cutEchoes)
+        yield* stopUnderLoad(
+          "redis",
+          (port) => [
+            "redis-benchmark",
+            ["-p", String(port), "-c", "20", "-n", "100000000", "-P", "16", "-t", "ping,set,get", "-q"]
+          ],
+          { request: echo, depth: 16, cut: cutEchoes }
+        )
       })),
     30_000
   )
@@ -169,14 +175,11 @@ describe("graceful shutdown under load", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         wrk.require()
-        const { job, port } = yield* serverOf("http11")
-        yield* startJob("wrk", ["-t1", "-c20", "-d30s", `http://127.0.0.1:${port}/`])
-        const clients = yield* pipeliners(port, 4, get, 4, cutResponses)
-        for (const client of clients) yield* client.until("100 answers", () => client.answered >= 100)
-        const stopped = yield* stop(job)
-        expect(stopped).toMatchObject({ code: 0, signal: null })
-        expect(stopped.millis).toBeLessThan(1000)
-        yield* expectWholeAnswers(clients, cutResponses)
+        const clients = yield* stopUnderLoad(
+          "http11",
+          (port) => ["wrk", ["-t1", "-c20", "-d30s", `http://127.0.0.1:${port}/`]],
+          { request: get, depth: 4, cut: cutResponses }
+        )
         for (const client of clients) {
           const heads = cutResponses(client.received).answers
           // only a connection's last answer may say it closes

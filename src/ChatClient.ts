@@ -21,6 +21,7 @@ import * as ChatError from "./ChatError.ts"
 import type * as ChatServer from "./ChatServer.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
+import { settingsOf } from "./internal/settings.ts"
 import { fromStream, type Link } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
@@ -46,10 +47,7 @@ export interface Connector<R = never> {
 
 const connectFailed = (target: string, cause: unknown) =>
   new ChatError.ChatError({
-    reason: new ChatError.ConnectFailed({
-      cause,
-      message: `Connect to ${target} failed: ${cause instanceof Error ? cause.message : String(cause)}`
-    })
+    reason: new ChatError.ConnectFailed({ target, cause })
   })
 
 /** Opens a Node socket, waits for `connect`, and hands it to effect's socket layer, closed with the scope. */
@@ -298,7 +296,7 @@ export const connect: {
     const connection = yield* Runtime.open({
       link,
       id: ++nextClientId,
-      settings: Runtime.settingsOf(options),
+      settings: settingsOf(options),
       mode: "machine" in options
         ? { _tag: "Machine", machine: options.machine }
         : { _tag: "Fixed", terminator: options.terminator },
@@ -339,7 +337,7 @@ export const run = <E, R, RC>(
     return yield* Runtime.run({
       link,
       id: ++nextClientId,
-      settings: Runtime.settingsOf(options),
+      settings: settingsOf(options),
       protocol,
       role: "client"
     })

@@ -8,63 +8,78 @@
  *
  * @since 0.1.0
  */
-import { Schema } from "effect"
-import { FrameTooLong, FramingError } from "./Framing.ts"
+import { Duration, Predicate, Schema } from "effect"
+import { FrameTooLong } from "./Framing.ts"
 import { InvalidTerminator } from "./Terminator.ts"
+
+/** What went wrong under `cause`, for a message: its own message when it has one. */
+const detailOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
 
 /**
  * No byte arrived for `timeout` while the connection waited for input.
  *
  * @example
  * ```ts
+ * import { Duration } from "effect"
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.IdleTimeout({ timeout: "30 seconds", message: "No input for 30 seconds" })
+ * new ChatError.IdleTimeout({ timeout: Duration.seconds(30) }).message // "No input for 30 seconds"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class IdleTimeout extends Schema.TaggedError<IdleTimeout>()("IdleTimeout", {
-  timeout: Schema.String,
-  message: Schema.String
-}) {}
+  timeout: Schema.Duration
+}) {
+  override get message(): string {
+    return `No input for ${Duration.format(this.timeout)}`
+  }
+}
 
 /**
  * A frame started but did not complete within `timeout` (a slowloris peer).
  *
  * @example
  * ```ts
+ * import { Duration } from "effect"
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.FrameTimeout({ timeout: "10 seconds", message: "Frame not complete after 10 seconds" })
+ * new ChatError.FrameTimeout({ timeout: Duration.seconds(10) }).message // "Frame not complete after 10 seconds"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class FrameTimeout extends Schema.TaggedError<FrameTimeout>()("FrameTimeout", {
-  timeout: Schema.String,
-  message: Schema.String
-}) {}
+  timeout: Schema.Duration
+}) {
+  override get message(): string {
+    return `Frame not complete after ${Duration.format(this.timeout)}`
+  }
+}
 
 /**
  * The peer took none of our output for `timeout`: it stopped reading, and its window stayed closed.
  *
  * @example
  * ```ts
+ * import { Duration } from "effect"
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.WriteTimeout({ timeout: "1 minute", message: "Output not taken for 1 minute" })
+ * new ChatError.WriteTimeout({ timeout: Duration.minutes(1) }).message // "Output not taken for 1 minute"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class WriteTimeout extends Schema.TaggedError<WriteTimeout>()("WriteTimeout", {
-  timeout: Schema.String,
-  message: Schema.String
-}) {}
+  timeout: Schema.Duration
+}) {
+  override get message(): string {
+    return `Output not taken for ${Duration.format(this.timeout)}`
+  }
+}
 
 /**
  * Reading from the peer failed (a reset, a transport error). A clean end of input is not an error.
@@ -73,16 +88,19 @@ export class WriteTimeout extends Schema.TaggedError<WriteTimeout>()("WriteTimeo
  * ```ts
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.ReadFailed({ cause: new Error("ECONNRESET"), message: "Read failed: ECONNRESET" })
+ * new ChatError.ReadFailed({ cause: new Error("read ECONNRESET") }).message // "Read failed: read ECONNRESET"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class ReadFailed extends Schema.TaggedError<ReadFailed>()("ReadFailed", {
-  cause: Schema.Defect(),
-  message: Schema.String
-}) {}
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `Read failed: ${detailOf(this.cause)}`
+  }
+}
 
 /**
  * Writing to the peer failed: it vanished mid-write (`EPIPE`, `ECONNRESET`) or the transport broke.
@@ -91,16 +109,19 @@ export class ReadFailed extends Schema.TaggedError<ReadFailed>()("ReadFailed", {
  * ```ts
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.WriteFailed({ cause: new Error("EPIPE"), message: "Write failed: EPIPE" })
+ * new ChatError.WriteFailed({ cause: new Error("write EPIPE") }).message // "Write failed: write EPIPE"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class WriteFailed extends Schema.TaggedError<WriteFailed>()("WriteFailed", {
-  cause: Schema.Defect(),
-  message: Schema.String
-}) {}
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `Write failed: ${detailOf(this.cause)}`
+  }
+}
 
 /**
  * A stream handed to `pushStream` failed or died; the connection closes, as asynchat's would on an exception
@@ -110,34 +131,43 @@ export class WriteFailed extends Schema.TaggedError<WriteFailed>()("WriteFailed"
  * ```ts
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.ProducerFailed({ cause: "disk gone", message: "A producer failed" })
+ * new ChatError.ProducerFailed({ cause: "disk gone" }).message // "A producer failed: disk gone"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class ProducerFailed extends Schema.TaggedError<ProducerFailed>()("ProducerFailed", {
-  cause: Schema.Defect(),
-  message: Schema.String
-}) {}
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `A producer failed: ${detailOf(this.cause)}`
+  }
+}
 
 /**
- * Opening a client connection failed or timed out.
+ * Opening a client connection to `target` failed or timed out.
  *
  * @example
  * ```ts
  * import { ChatError } from "effect-asynchat"
  *
- * new ChatError.ConnectFailed({ cause: new Error("ECONNREFUSED"), message: "Connect to 127.0.0.1:1 failed" })
+ * new ChatError.ConnectFailed({ target: "127.0.0.1:1", cause: new Error("connect ECONNREFUSED 127.0.0.1:1") })
+ *   .message // "Connect to 127.0.0.1:1 failed: connect ECONNREFUSED 127.0.0.1:1"
  * ```
  *
  * @category reasons
  * @since 0.1.0
  */
 export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectFailed", {
-  cause: Schema.Defect(),
-  message: Schema.String
-}) {}
+  /** The peer as the connector names it: `127.0.0.1:7000`, `unix:/tmp/s.sock`, `pipe:stdio`. */
+  target: Schema.String,
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `Connect to ${this.target} failed: ${detailOf(this.cause)}`
+  }
+}
 
 /**
  * Why a connection failed.
@@ -162,6 +192,22 @@ export type Reason =
   | WriteFailed
   | ProducerFailed
   | ConnectFailed
+
+/**
+ * Marks a `ChatError`, so that `isChatError` recognises one made by another copy of this package.
+ *
+ * @example
+ * ```ts
+ * import { ChatError } from "effect-asynchat"
+ *
+ * const error: unknown = new ChatError.ChatError({ reason: new ChatError.ProducerFailed({ cause: "gone" }) })
+ * const marked = typeof error === "object" && error !== null && ChatError.TypeId in error // true
+ * ```
+ *
+ * @category symbols
+ * @since 0.1.0
+ */
+export const TypeId = "~effect-asynchat/ChatError" as const
 
 /**
  * A connection's typed error.
@@ -196,28 +242,11 @@ export class ChatError extends Schema.TaggedError<ChatError>()("ChatError", {
     ConnectFailed
   ])
 }) {
+  readonly [TypeId]: typeof TypeId = TypeId
   override get message(): string {
     return this.reason.message
   }
 }
-
-/**
- * Re-tags a `Framing` failure as a connection error, keeping its reason.
- *
- * @example
- * ```ts
- * import { ChatError, Framing } from "effect-asynchat"
- *
- * const error = ChatError.fromFraming(
- *   new Framing.FramingError({ reason: new Framing.FrameTooLong({ limit: 8, message: "too long" }) })
- * )
- * error.reason._tag // "FrameTooLong"
- * ```
- *
- * @category constructors
- * @since 0.1.0
- */
-export const fromFraming = (error: FramingError): ChatError => new ChatError({ reason: error.reason })
 
 /**
  * True for a `ChatError`.
@@ -232,4 +261,4 @@ export const fromFraming = (error: FramingError): ChatError => new ChatError({ r
  * @category guards
  * @since 0.1.0
  */
-export const isChatError = (u: unknown): u is ChatError => u instanceof ChatError
+export const isChatError = (u: unknown): u is ChatError => Predicate.hasProperty(u, TypeId)

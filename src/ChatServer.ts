@@ -36,6 +36,8 @@ import { formatAddress } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
 import * as Connection from "./internal/connection.ts"
+import { Offered } from "./internal/outbox.ts"
+import { settingsOf } from "./internal/settings.ts"
 import { type Link, Listener } from "./Listener.ts"
 import type { Protocol } from "./Protocol.ts"
 
@@ -214,7 +216,7 @@ export const make: <E, R>(
     R
   >(protocol: Protocol<E, R>, options: Options = {}) {
     const listener = yield* Listener
-    const settings = Connection.settingsOf(options)
+    const settings = settingsOf(options)
     const maxConnections = options.maxConnections ?? 10_000
     const shutdownTimeout = Duration.fromInputUnsafe(options.shutdownTimeout ?? "5 seconds")
     const where = formatAddress(listener.address)
@@ -282,10 +284,12 @@ export const make: <E, R>(
         live.set(connection.chat.id, connection)
         if (endInput && Deferred.isDoneUnsafe(draining)) connection.drain()
       },
+      // the slot is free as the connection closes, so `count` and `maxConnections` agree at every moment
       closed: (connection) => {
         live.delete(connection.chat.id)
+        active--
       },
-      ended: () => {
+      notOpened: () => {
         active--
       }
     }
@@ -297,18 +301,21 @@ export const make: <E, R>(
       get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id)?.chat)),
       broadcast: (data, broadcastOptions) =>
         Effect.flatMap(
-          all,
-          (chats) =>
-            Effect.forEach(chats, (chat) =>
-              chat.id === broadcastOptions?.except ?
-                Effect.void :
-                Effect.flatMap(chat.offer(data), (queued) =>
-                  queued ? Effect.void : Effect.andThen(
-                    chat.close,
-                    Effect.logWarning("closed a slow consumer: its output queue is full").pipe(
-                      Effect.annotateLogs({ connection: chat.id, peer: formatAddress(chat.remoteAddress) })
-                    )
-                  )), { discard: true })
+          Effect.sync(() => Array.from(live.values())),
+          (connections) =>
+            Effect.forEach(connections, (connection) => {
+              const chat = connection.chat
+              // a connection that is ending (after closeWhenDone, say) drops it, and keeps what it queued before
+              if (chat.id === broadcastOptions?.except || connection.outbox.offer([data]) !== Offered.Full) {
+                return Effect.void
+              }
+              return Effect.andThen(
+                chat.close,
+                Effect.logWarning("closed a slow consumer: its output queue is full").pipe(
+                  Effect.annotateLogs({ connection: chat.id, peer: formatAddress(chat.remoteAddress) })
+                )
+              )
+            }, { discard: true })
         ),
       closeAll: Effect.flatMap(all, (chats) => Effect.forEach(chats, (chat) => chat.close, { discard: true })),
       draining: Deferred.await(draining),

@@ -231,8 +231,8 @@ export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTrans
         return Effect.fail(
           new ChatError.ChatError({
             reason: new ChatError.ConnectFailed({
-              cause: new Error("ECONNREFUSED"),
-              message: "Connect to memory:server failed: no server is accepting"
+              target: "memory:server",
+              cause: new Error("no server is accepting")
             })
           })
         )

@@ -1,5 +1,6 @@
 import { assert, describe, expect, it } from "@effect/vitest"
 import {
+  Cause,
   Deferred,
   Duration,
   Effect,
@@ -934,7 +935,9 @@ describe("ChatClient over the in-memory transport", () => {
         open: Effect.suspend(() =>
           ++attempts < 3
             ? Effect.fail(
-              new ChatError.ChatError({ reason: new ChatError.ConnectFailed({ cause: "refused", message: "refused" }) })
+              new ChatError.ChatError({
+                reason: new ChatError.ConnectFailed({ target: "memory:server", cause: "refused" })
+              })
             )
             : memoryConnector.open
         )
@@ -1205,6 +1208,69 @@ describe("Fan-out", () => {
       yield* settle
       expect(yield* server.count).toBe(2) // the silent one was closed as a slow consumer
     }).pipe(Effect.provide(memory({ capacity: 1024 }))))
+})
+
+describe("Ending output and fan-out", () => {
+  it.effect("offer after closeWhenDone queues nothing and says so; the goodbye still goes out", () =>
+    Effect.gen(function*() {
+      const offered = yield* Deferred.make<boolean>()
+      const Bye = Protocol.frames(Terminator.lf, () =>
+        Effect.gen(function*() {
+          const chat = yield* Chat.Chat
+          yield* chat.push("bye\n")
+          yield* chat.closeWhenDone
+          yield* Deferred.succeed(offered, yield* chat.offer("late\n"))
+        }))
+      yield* ChatServer.make(Bye)
+      const client = yield* connectLines
+      yield* client.chat.push("go\n")
+      expect(yield* readAll(client)).toBe("bye\n")
+      expect(yield* Deferred.await(offered)).toBe(false)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("a broadcast skips a connection that is closing instead of closing it as a slow consumer", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const Leaving = Protocol.frames(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const server = yield* ChatServer.ChatServer
+          const chat = yield* Chat.Chat
+          yield* Stream.runForEach(lines, (line) =>
+            text(line.bytes) === "leave"
+              // the whole output limit, which the peer does not take: the connection stays closing, its queue full
+              ? Effect.andThen(chat.offer("goodbye ".repeat(2048), "\n"), chat.closeWhenDone)
+              : server.broadcast(`${text(line.bytes)}\n`, { except: chat.id }))
+        }))
+      const server = yield* ChatServer.make(Leaving, { highWaterMark: 4096, outputLimit: 4096, shutdownTimeout: 0 })
+        .pipe(
+          Effect.provide(logs.layer)
+        )
+      const speaker = yield* connectLines
+      const leaver = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open) // never reads
+      yield* leaver.socket.reader
+      const writer = yield* leaver.socket.writer
+      yield* writer.write("leave\n")
+      yield* settle
+      yield* speaker.chat.push("hello\n")
+      yield* settle
+      expect(logs.find("slow consumer")).toBeUndefined()
+      expect(yield* server.count).toBe(2)
+    }).pipe(Effect.provide(memory({ capacity: 64 }))))
+})
+
+describe("One reader per input", () => {
+  it.effect("a second fiber reading a client's input at once is a defect, not a silent wait", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const client = yield* connectLines
+      const first = yield* Effect.forkChild(Stream.runHead(client.input), { startImmediately: true })
+      const second = yield* Effect.exit(Stream.runHead(client.input))
+      assert(Exit.isFailure(second))
+      expect(Exit.isFailure(second) && String(Cause.squash(second.cause))).toMatch(/read by two fibers at once/)
+      yield* client.chat.push("still mine\n")
+      const line = yield* Fiber.join(first)
+      expect(Option.map(line, (frame) => text(frame.bytes))).toEqual(Option.some("still mine"))
+    }).pipe(Effect.provide(memory())))
 })
 
 describe("Protocol.batches", () => {

@@ -1069,8 +1069,7 @@ describe("maxConnections over TCP", () => {
       yield* Scope.close(first, Exit.void)
       yield* settle(Effect.map(server.count, (n) => n === 1))
       expect(yield* server.count).toBe(1)
-      // The slot is released just after the registry entry: give the fiber a moment to finish.
-      yield* Effect.sleep("50 millis")
+      // the slot is free as soon as the count says so
       const fourth = yield* rawConnect(port)
       yield* fourth.write("fourth\n")
       yield* fourth.receive("fourth\n")

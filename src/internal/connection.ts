@@ -4,28 +4,13 @@
  * a handler. Both directions of the transport belong to one connection scope, so a peer's half-close never
  * takes the output with it, and nothing outlives that scope.
  */
-import {
-  Cause,
-  Clock,
-  Context,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  type LogLevel,
-  Metric,
-  type Scheduler,
-  Scope,
-  Stream,
-  Tracer
-} from "effect"
+import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, type Scheduler, Scope, Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
 import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
-import type { ConnectionOptions, Options as ServerOptions } from "../ChatServer.ts"
-import { defaultMaxFrameLength, reasonOf } from "../Framing.ts"
+import { reasonOf } from "../Framing.ts"
 import type { Link } from "../Listener.ts"
 import type * as Protocol from "../Protocol.ts"
 import type * as Terminator from "../Terminator.ts"
@@ -34,49 +19,11 @@ import * as Cutters from "./cutters.ts"
 import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
 import * as Input from "./input.ts"
-import { Outbox } from "./outbox.ts"
+import { Offered, Outbox } from "./outbox.ts"
+import { isTimed, type Settings } from "./settings.ts"
+import * as Supervision from "./supervision.ts"
 import * as Transport from "./transport.ts"
 import { Watchdog } from "./watchdog.ts"
-
-/** Limits of one connection. */
-export interface Settings {
-  readonly maxFrameLength: number
-  readonly idleTimeout: Duration.Duration | undefined
-  readonly frameTimeout: Duration.Duration | undefined
-  // the timeouts' errors, made once per server (or client) rather than per connection
-  readonly idleError: () => ChatError.ChatError
-  readonly frameError: () => ChatError.ChatError
-  readonly writeTimeout: Transport.WriteTimeout | undefined
-  readonly highWaterMark: number
-  readonly lowWaterMark: number
-  readonly outputLimit: number
-  /** How loudly a server logs a connection that ended for a routine reason (see `isRoutine`). */
-  readonly routineLogLevel: LogLevel.Severity | "None"
-}
-
-const finiteOrUndefined = (input: Duration.Input | undefined, fallback: Duration.Input) => {
-  const d = Duration.fromInputUnsafe(input ?? fallback)
-  return Duration.isFinite(d) ? d : undefined
-}
-
-/** The limits of `options`, with the defaults documented on `ChatServer.ConnectionOptions`. */
-export const settingsOf = (options: ConnectionOptions & Pick<ServerOptions, "routineLogLevel">): Settings => {
-  const highWaterMark = options.highWaterMark ?? 64 * 1024
-  const idleTimeout = finiteOrUndefined(options.idleTimeout, "5 minutes")
-  const frameTimeout = finiteOrUndefined(options.frameTimeout, "30 seconds")
-  return {
-    maxFrameLength: options.maxFrameLength ?? defaultMaxFrameLength,
-    idleTimeout,
-    frameTimeout,
-    idleError: timeoutError(ChatError.IdleTimeout, idleTimeout ?? Duration.infinity, "No input for"),
-    frameError: timeoutError(ChatError.FrameTimeout, frameTimeout ?? Duration.infinity, "Frame not complete after"),
-    writeTimeout: writeTimeoutOf(finiteOrUndefined(options.writeTimeout, "1 minute")),
-    highWaterMark,
-    lowWaterMark: Math.min(options.lowWaterMark ?? 32 * 1024, highWaterMark),
-    outputLimit: Math.max(options.outputLimit ?? 16 * highWaterMark, highWaterMark),
-    routineLogLevel: options.routineLogLevel ?? "Debug"
-  }
-}
 
 /** Who a connection is. */
 export interface Info {
@@ -113,20 +60,6 @@ const chatError = (reason: ChatError.Reason) => new ChatError.ChatError({ reason
 const fromFailure = (failure: Failure): ChatError.ChatError => chatError(reasonOf(failure))
 
 const transportGone = Transport.writeClosed()
-
-const timeoutError = (
-  make: typeof ChatError.IdleTimeout | typeof ChatError.FrameTimeout | typeof ChatError.WriteTimeout,
-  timeout: Duration.Duration,
-  what: string
-) =>
-() => chatError(new make({ timeout: Duration.format(timeout), message: `${what} ${Duration.format(timeout)}` }))
-
-/** A write timeout with its error. */
-const writeTimeoutOf = (timeout: Duration.Duration | undefined): Transport.WriteTimeout | undefined =>
-  timeout === undefined ? undefined : {
-    duration: timeout,
-    failure: Effect.failSync(timeoutError(ChatError.WriteTimeout, timeout, "Output not taken for"))
-  }
 
 /** The connection's pull, as `Protocol.runForEach` drives it: one frame, message or batch at a time (see `ready`). */
 type Next = Input.One<unknown, unknown>
@@ -436,7 +369,7 @@ class Handle implements ChatShape {
 
   get offer(): ChatShape["offer"] {
     const outbox = this.connection.outbox
-    return (...data) => Effect.sync(() => outbox.offer(data))
+    return (...data) => Effect.sync(() => outbox.offer(data) === Offered.Queued)
   }
 
   get pushStream(): ChatShape["pushStream"] {
@@ -535,9 +468,6 @@ export const makeCounters: Effect.Effect<Counters> = Effect.withFiber((fiber) =>
   Effect.succeed(new Counters(fiber.context, fiber.currentDispatcher))
 )
 
-const isTimed = (settings: Settings): boolean =>
-  settings.idleTimeout !== undefined || settings.frameTimeout !== undefined
-
 /**
  * The watchdog of `settings`' timeouts on the current clock, its fiber running in the current scope; undefined
  * when there are none to watch. A server makes one for all its connections.
@@ -630,89 +560,26 @@ const startOf = (connection: OpenConnection, link: Link) =>
   })
 const transportClosedOf = (connection: OpenConnection) => () => connection.transportClosed()
 
-/** Which `errors` metric a failed connection counts under, and how loudly it is logged. */
-const classify = (cause: Cause.Cause<unknown>): { readonly reason: string; readonly defect: boolean } => {
-  if (Cause.hasDies(cause)) return { reason: "Defect", defect: true }
-  const error = Cause.squash(cause)
-  return ChatError.isChatError(error)
-    ? { reason: error.reason._tag, defect: false }
-    : { reason: "HandlerFailed", defect: false }
-}
-
-/** Told of a server's connections as they open, close and end. */
+/**
+ * Told of a server's connections as they open and close: exactly one of `closed` and `notOpened` is told of each
+ * connection it serves, so a count kept here is never behind what a peer sees.
+ */
 export interface Registry {
   opened(connection: Connection): void
   /** As it closes, before its transport does: a peer that sees the close sees the registry without it. */
   closed(connection: Connection): void
-  /** Once its life is over, whether it opened or not. */
-  ended(): void
+  /** Its transport failed to open (or it was interrupted first): nothing of it is left to close. */
+  notOpened(): void
 }
 
 const openError = (error: Socket.SocketError): ChatError.ChatError =>
-  Transport.readFailed(error, Transport.socketErrorDetail(error))
+  Transport.readFailed(Transport.socketErrorCause(error))
 
-/** After a connection's life: tells the registry, logs and counts. Made here, capturing only what it uses. */
-const endOf =
-  (registry: Registry | undefined, role: "server" | "client", settings: Settings) =>
-  (exit: Exit.Exit<unknown, unknown>) => {
-    registry?.ended()
-    return logEnd(exit, role, settings.routineLogLevel)
-  }
+/** After a connection's life: logs and counts. Made here, capturing only what it uses. */
+const endOf = (role: "server" | "client", settings: Settings) => (exit: Exit.Exit<unknown, unknown>) =>
+  Supervision.logEnd(exit, role, settings.routineLogLevel)
 
-/**
- * The reasons a server on the internet sees all day, which no operator acts on: a peer that resets, goes quiet,
- * stalls mid-frame or stops reading (Netty logs them at debug). An over-long frame, a producer's failure or a
- * handler's own failure is worth a warning.
- */
-const isRoutine = (reason: string): boolean =>
-  reason === "ReadFailed" || reason === "WriteFailed" || reason === "IdleTimeout" || reason === "FrameTimeout" ||
-  reason === "WriteTimeout"
-
-/** Logs and counts how a connection ended: on a server only; a client gets its outcome back instead. */
-const logEnd = (
-  exit: Exit.Exit<unknown, unknown>,
-  role: "server" | "client",
-  routineLevel: Settings["routineLogLevel"]
-): Effect.Effect<void> => {
-  if (Exit.isSuccess(exit)) return Effect.logDebug("connection closed")
-  if (role === "client") return Effect.void
-  if (Cause.hasInterruptsOnly(exit.cause)) return Effect.logDebug("connection interrupted")
-  const { defect, reason } = classify(exit.cause)
-  const error = Cause.squash(exit.cause)
-  // The framework's own reasons (a timeout, an over-long frame, a reset) are one line, no stack; a handler's
-  // own failure or a defect is a bug to look into: its whole cause.
-  const log = defect
-    ? Effect.logError(`connection closed by ${reason}`, exit.cause)
-    : !ChatError.isChatError(error)
-    ? Effect.logWarning(`connection closed by ${reason}`, exit.cause)
-    : !isRoutine(reason)
-    ? Effect.logWarning(`connection closed by ${reason}: ${error.message}`)
-    : routineLevel === "None"
-    ? Effect.void
-    : Effect.logWithLevel(routineLevel)(`connection closed by ${reason}: ${error.message}`)
-  return Effect.andThen(Metric.update(Metric.withAttributes(ChatMetrics.errors, { reason }), 1), log)
-}
-
-// Effect.ignore without the closures it keeps on every connection's fiber: a typed failure is dropped, a defect
-// or an interruption goes on.
-const ignoreRecoverable = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
-  Cause.hasDies(cause) || !Cause.hasFails(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.void
-
-/** `self` in the connection's span, when a tracing backend is installed. */
-const spanned = <A, E, R>(self: Effect.Effect<A, E, R>, id: number, peer: string, role: "server" | "client") =>
-  // Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: made only with one.
-  Effect.withFiber((fiber) =>
-    fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer ? self : Effect.withSpan(
-      self,
-      "effect-asynchat.connection",
-      {
-        attributes: { "connection.id": id, "net.peer": peer, "connection.role": role },
-        kind: role,
-        // the call site is always this line: a stack captured per connection would only cost memory
-        captureStackTrace: false
-      }
-    )
-  )
+const notOpenedOf = (registry: Registry) => Effect.sync(() => registry.notOpened())
 
 /**
  * The whole life of one connection in its own scope, supervised: a typed failure, a defect or a synchronous
@@ -735,28 +602,29 @@ export const run = <E, R>(options: {
   readonly annotatedPeer?: string | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const { id, protocol, registry, role } = options
-  const served = Effect.scoped(Effect.suspend(() =>
-    Effect.flatMap(
-      open({
-        link: options.link,
-        id,
-        settings: options.settings,
-        mode: protocol.mode,
-        openError,
-        counters: options.counters,
-        watchdog: options.watchdog,
-        registry
-      }),
+  const served = Effect.scoped(Effect.suspend(() => {
+    const opening = open({
+      link: options.link,
+      id,
+      settings: options.settings,
+      mode: protocol.mode,
+      openError,
+      counters: options.counters,
+      watchdog: options.watchdog,
+      registry
+    })
+    return Effect.flatMap(
+      registry === undefined ? opening : Effect.onError(opening, () => notOpenedOf(registry)),
       (connection) => {
         registry?.opened(connection)
         return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
       }
     )
-  ))
+  }))
   const peer = options.annotatedPeer ?? formatAddress(options.link.remoteAddress)
-  return Effect.onExit(served, endOf(registry, role, options.settings)).pipe(
-    role === "server" ? (self) => Effect.catchCause(self, ignoreRecoverable) : (self) => self,
+  return Effect.onExit(served, endOf(role, options.settings)).pipe(
+    role === "server" ? (self) => Effect.catchCause(self, Supervision.ignoreRecoverable) : (self) => self,
     options.annotatedPeer !== undefined ? (self) => self : Effect.annotateLogs({ connection: id, peer }),
-    (self) => spanned(self, id, peer, role)
+    (self) => Supervision.spanned(self, id, peer, role)
   )
 }

@@ -38,6 +38,9 @@ const asIs: Reader = { onRead: Effect.succeed, holdOutput: noop, releaseOutput: 
 
 const END = "end" as const
 
+const secondReader = () =>
+  new Error("A connection's input is read by two fibers at once: read it from one (share its frames with a PubSub)")
+
 /** @internal */
 export class Inbox implements Input, Watched {
   private held: Array<Uint8Array> = []
@@ -130,6 +133,8 @@ export class Inbox implements Input, Watched {
    */
   readonly next: Effect.Effect<unknown, unknown> = Effect.callback(
     (resume) => {
+      // one input, one reader: a second would take reads from the first, which would wait forever
+      if (this.consumer !== undefined) return resume(Effect.die(secondReader()))
       if (this.held.length > 0) {
         const held = this.held
         this.held = []

@@ -32,6 +32,10 @@ const END = { _tag: "End" } as const
 
 type Item = Uint8Array | Producer | typeof CLOSE | typeof END
 
+/** What `offer` did: queued the data, or dropped it because the queue is full or the output is ending. */
+export const Offered = { Queued: 0, Full: 1, Closed: 2 } as const
+export type Offered = typeof Offered[keyof typeof Offered]
+
 /** How much output a connection may queue: shared by a server's connections. */
 export interface Limits {
   readonly highWaterMark: number
@@ -96,11 +100,6 @@ export class Outbox {
     this.owner = options.owner
   }
 
-  /** Bytes queued and not yet handed to the transport. */
-  get bytes(): number {
-    return this.queuedBytes
-  }
-
   /** True once `endOutput` was queued: the output ends alone, and the connection goes on reading. */
   get isHalfClosed(): boolean {
     return this.halfClosed
@@ -118,12 +117,15 @@ export class Outbox {
     return this.queuedBytes >= this.limits.highWaterMark ? this.awaitSpace : Effect.void
   }
 
-  /** Queues `data` unless the queue already holds `outputLimit` bytes: false, with nothing queued, then. */
-  offer(data: ReadonlyArray<Uint8Array | string>): boolean {
-    if (this.isClosing) return true
-    if (this.queuedBytes >= this.limits.outputLimit) return false
+  /**
+   * Queues `data` unless the queue already holds `outputLimit` bytes (`Full`) or the output is ending or over
+   * (`Closed`): nothing is queued then.
+   */
+  offer(data: ReadonlyArray<Uint8Array | string>): Offered {
+    if (this.isClosing) return Offered.Closed
+    if (this.queuedBytes >= this.limits.outputLimit) return Offered.Full
     this.enqueue(data)
-    return true
+    return Offered.Queued
   }
 
   /** Queues `data` (the array stays the caller's: an effect that pushes it may run again). */
@@ -356,7 +358,7 @@ export class Outbox {
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
           isWriteFailure(cause) ? Cause.squash(cause) as ChatError.ChatError : new ChatError.ChatError({
-            reason: new ChatError.ProducerFailed({ cause: Cause.squash(cause), message: "A producer failed" })
+            reason: new ChatError.ProducerFailed({ cause: Cause.squash(cause) })
           })
         )
       )

@@ -9,12 +9,13 @@
  * - any effect `Socket` (the in-memory transport, a user's own), read by a pump fiber that pulls while the
  *   connection wants input.
  */
-import { type Duration, Effect, Exit, Scope } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import type * as Arr from "effect/Array"
 import * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
 import type * as NodeStream from "node:stream"
 import * as ChatError from "../ChatError.ts"
+import type { WriteTimeout } from "./settings.ts"
 
 /** Where a transport delivers its input. */
 export interface Input {
@@ -49,35 +50,25 @@ export interface Transport {
   readonly finish: Effect.Effect<void, ChatError.ChatError> | undefined
 }
 
-/** How long a transport's wait for the peer may go without progress, and the error it then fails with. */
-export interface WriteTimeout {
-  readonly duration: Duration.Duration
-  readonly failure: Effect.Effect<never, ChatError.ChatError>
-}
+/** What went wrong under a socket error: the Node error inside it when there is one (its message says why). */
+export const socketErrorCause = (error: Socket.SocketError): unknown =>
+  "cause" in error.reason && error.reason.cause instanceof Error ? error.reason.cause : error
 
-/** What went wrong under a socket error, for its message: the cause's own message when there is one. */
-export const socketErrorDetail = (error: Socket.SocketError): string => {
-  const cause = "cause" in error.reason ? error.reason.cause : undefined
-  return cause instanceof Error ? cause.message : error.message
-}
+/** A read that failed. */
+export const readFailed = (cause: unknown): ChatError.ChatError =>
+  new ChatError.ChatError({ reason: new ChatError.ReadFailed({ cause }) })
 
-const messageOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+/** A write that failed. */
+export const writeFailed = (cause: unknown): ChatError.ChatError =>
+  new ChatError.ChatError({ reason: new ChatError.WriteFailed({ cause }) })
 
-/** A read that failed; `detail` says why. */
-export const readFailed = (cause: unknown, detail: string = messageOf(cause)): ChatError.ChatError =>
-  new ChatError.ChatError({ reason: new ChatError.ReadFailed({ cause, message: `Read failed: ${detail}` }) })
-
-/** A write that failed; `detail` says why. */
-export const writeFailed = (cause: unknown, detail: string = messageOf(cause)): ChatError.ChatError =>
-  new ChatError.ChatError({ reason: new ChatError.WriteFailed({ cause, message: `Write failed: ${detail}` }) })
-
-const closedUnderUs = () => new Error("socket closed")
+const closedUnderUs = () => new Error("the connection is closed")
 
 /** A write to a connection that is closed. */
-export const writeClosed = (): ChatError.ChatError => writeFailed(closedUnderUs(), "the connection is closed")
+export const writeClosed = (): ChatError.ChatError => writeFailed(closedUnderUs())
 
 /** A read from a connection that is closed: no more input will come. */
-const readClosed = (): ChatError.ChatError => readFailed(closedUnderUs(), "the connection is closed")
+const readClosed = (): ChatError.ChatError => readFailed(closedUnderUs())
 
 /** Bigger batches go out corked (one writev); smaller ones are joined and written once, which is cheaper. */
 const JOIN_LIMIT = 16 * 1024
@@ -337,7 +328,7 @@ export const fromSocket = (
         onFailure: (error) =>
           Effect.sync(() => {
             if (isEndOfInput(error)) input.end()
-            else input.fail(readFailed("cause" in error.reason ? error.reason.cause : error, socketErrorDetail(error)))
+            else input.fail(readFailed(socketErrorCause(error)))
           })
       })
     )
@@ -357,7 +348,7 @@ export const fromSocket = (
         w?.()
       },
       write: (batch) => {
-        const write = Effect.mapError(writer.writeAll(batch), (error) => writeFailed(error, socketErrorDetail(error)))
+        const write = Effect.mapError(writer.writeAll(batch), (error) => writeFailed(socketErrorCause(error)))
         return writeTimeout === undefined
           ? write
           : Effect.timeoutOrElse(write, { duration: writeTimeout.duration, orElse: () => writeTimeout.failure })

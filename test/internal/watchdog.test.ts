@@ -3,17 +3,17 @@
  * time, whatever the order of arming, re-arming and disarming, and nothing closed stays watched.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Effect, Exit, Fiber } from "effect"
+import { Clock, Duration, Effect, Exit, Fiber } from "effect"
 import * as Socket from "effect/socket/Socket"
 import { TestClock } from "effect/testing"
 import * as ChatError from "../../src/ChatError.ts"
 import * as Connection from "../../src/internal/connection.ts"
 import { Inbox } from "../../src/internal/inbox.ts"
+import { settingsOf } from "../../src/internal/settings.ts"
 import { Watchdog, type Watched } from "../../src/internal/watchdog.ts"
 import * as Terminator from "../../src/Terminator.ts"
 
-const idle = () =>
-  new ChatError.ChatError({ reason: new ChatError.IdleTimeout({ timeout: "1 minute", message: "idle" }) })
+const idle = () => new ChatError.ChatError({ reason: new ChatError.IdleTimeout({ timeout: Duration.minutes(1) }) })
 
 /** A watchdog on the test clock, its fiber running in the test's scope. */
 const watchdog = Effect.gen(function*() {
@@ -113,7 +113,7 @@ describe("Inbox timeouts on a shared watchdog", () => {
           onClosed: () => () => {}
         },
         id: 1,
-        settings: Connection.settingsOf({}),
+        settings: settingsOf({}),
         mode: { _tag: "Fixed", terminator: Terminator.lf },
         openError: idle,
         watchdog: dog

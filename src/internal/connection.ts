@@ -3,6 +3,22 @@
  * and frame timeouts), the output (the producer FIFO), the `Chat` handle, and the lifecycle that ties them to
  * a handler. Both directions of the transport belong to one connection scope, so a peer's half-close never
  * takes the output with it, and nothing outlives that scope.
+ *
+ * Memory. A server holds every open connection, most of them idle, so what one holds is multiplied by
+ * thousands; test/memory.test.ts measures it against a raw `node:net` server and fails past its budget. What
+ * keeps it small, and where:
+ * - classes, not objects of closures: `OpenConnection`, `Handle`, `Outbox`, `Inbox`, `NodeStreamTransport`,
+ *   the cutters, `Listener`'s stream link (a closure per method costs more than a field);
+ * - what most connections never use is made on first use: the handle's functions, the outbox's writer and
+ *   wake, the transport's waits for room and for its finish;
+ * - continuations a waiting connection keeps (`flushOf`, `afterHandler`, `releaseOf`, `startOf`, `endOf`)
+ *   are made by module functions that capture only what they use;
+ * - the `Chat` service goes into the handler fiber's own context (`fiber.setContext`), not through
+ *   `Effect.provideService`, whose frame would stay on every waiting fiber's stack;
+ * - a span only when a tracer is installed (`Supervision.spanned`); log annotations made once per connection
+ *   by the server (`annotatedPeer`);
+ * - the Node stream's listeners are shared by all connections, finding their transport on the stream;
+ * - the idle and frame timeouts are one shared watchdog's entries, not a timer per connection.
  */
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, type Scheduler, Scope, Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"

@@ -1,0 +1,149 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber } from "effect"
+import type * as Arr from "effect/Array"
+import type * as ChatError from "../../src/ChatError.ts"
+import { Offered, Outbox } from "../../src/internal/outbox.ts"
+import { text } from "../helpers.ts"
+
+/**
+ * A transport that records each write. `pending` decides a write's answer: undefined (taken at once) or an
+ * effect to wait on; `during` runs inside the write, as an in-process peer that answers at once would.
+ */
+const fakeTransport = (options: {
+  readonly eager?: boolean
+  readonly pending?: () => Effect.Effect<void, ChatError.ChatError> | undefined
+  readonly during?: (batch: ReadonlyArray<Uint8Array>) => void
+} = {}) => {
+  const writes: Array<string> = []
+  let finished = 0
+  return {
+    writes,
+    finished: () => finished,
+    transport: {
+      eager: options.eager ?? true,
+      write: (batch: Arr.NonEmptyReadonlyArray<Uint8Array>) => {
+        writes.push(batch.map(text).join(""))
+        options.during?.(batch)
+        return options.pending?.()
+      },
+      finish: Effect.sync(() => {
+        finished++
+      })
+    }
+  }
+}
+
+const makeOutbox = (transport: ReturnType<typeof fakeTransport>["transport"], limits = {}) =>
+  Effect.withFiber((fiber) => {
+    const outcomes: Array<Exit.Exit<void, ChatError.ChatError>> = []
+    const outbox = new Outbox({
+      limits: { highWaterMark: 1024, lowWaterMark: 512, outputLimit: 4096, ...limits },
+      transport,
+      counters: { written: () => {} },
+      context: fiber.context,
+      dispatcher: fiber.currentDispatcher,
+      owner: { outputDone: (exit) => outcomes.push(exit) }
+    })
+    return Effect.succeed({ outbox, outcomes })
+  })
+
+/** Lets the scheduler run what was scheduled: the outbox writes on the next turn. */
+const turns = Effect.forEach(Array.from({ length: 20 }), () => Effect.yieldNow, { discard: true })
+
+describe("Outbox", () => {
+  it.effect("what is pushed in one turn goes to a transport that takes it at once in one write, in order", () =>
+    Effect.gen(function*() {
+      const fake = fakeTransport()
+      const { outbox } = yield* makeOutbox(fake.transport)
+      yield* outbox.push(["a", "b"])
+      yield* outbox.push([new TextEncoder().encode("c")])
+      expect(fake.writes).toEqual([])
+      yield* turns
+      expect(fake.writes).toEqual(["abc"])
+    }))
+
+  it.effect("while a write waits for the transport, later pushes queue and go out in one write after it", () =>
+    Effect.gen(function*() {
+      const room = yield* Deferred.make<void, ChatError.ChatError>()
+      let first = true
+      const fake = fakeTransport({
+        eager: false,
+        pending: () => {
+          if (!first) return undefined
+          first = false
+          return Deferred.await(room)
+        }
+      })
+      const { outbox } = yield* makeOutbox(fake.transport)
+      yield* outbox.push(["1"])
+      yield* turns
+      yield* outbox.push(["2"])
+      yield* outbox.push(["3"])
+      yield* turns
+      expect(fake.writes).toEqual(["1"])
+      yield* Deferred.succeed(room, undefined)
+      yield* turns
+      expect(fake.writes).toEqual(["1", "23"])
+    }))
+
+  it.effect("a push at the high-water mark waits until the transport drains the queue to the low-water mark", () =>
+    Effect.gen(function*() {
+      const room = yield* Deferred.make<void, ChatError.ChatError>()
+      const fake = fakeTransport({ eager: false, pending: () => Deferred.await(room) })
+      const { outbox } = yield* makeOutbox(fake.transport, { highWaterMark: 4, lowWaterMark: 2 })
+      const pushing = yield* Effect.forkChild(outbox.push(["12345"]), { startImmediately: true })
+      yield* turns
+      expect(pushing.pollUnsafe()).toBeUndefined()
+      yield* Deferred.succeed(room, undefined)
+      yield* Fiber.join(pushing)
+      expect(fake.writes).toEqual(["12345"])
+    }))
+
+  it.effect("what the handler queues inside a write (a peer that answers at once) goes out after it, not inside", () =>
+    Effect.gen(function*() {
+      let outbox: Outbox | undefined = undefined
+      let nested = 0
+      const fake = fakeTransport({
+        during: (batch) => {
+          if (text(batch[0]) === "ping") {
+            // the write has not returned: this must not start a write of its own
+            outbox!.offer(["pong"])
+            nested = fakeWrites().length
+          }
+        }
+      })
+      const fakeWrites = () => fake.writes
+      const made = yield* makeOutbox(fake.transport)
+      outbox = made.outbox
+      yield* outbox.push(["ping"])
+      yield* turns
+      expect(nested).toBe(1)
+      expect(fake.writes).toEqual(["ping", "pong"])
+    }))
+
+  it.effect("closeWhenDone finishes the transport after everything queued before it, and tells the owner once", () =>
+    Effect.gen(function*() {
+      const fake = fakeTransport()
+      const { outbox, outcomes } = yield* makeOutbox(fake.transport)
+      yield* outbox.push(["last words"])
+      outbox.closeWhenDone()
+      yield* outbox.push(["dropped"])
+      expect(outbox.offer(["dropped too"])).toBe(Offered.Closed)
+      yield* Deferred.await(outbox.done)
+      expect(fake.writes).toEqual(["last words"])
+      yield* turns
+      expect(fake.finished()).toBe(1)
+      expect(outcomes.length).toBe(1)
+      expect(Exit.isSuccess(outcomes[0])).toBe(true)
+    }))
+
+  it.effect("offer refuses past outputLimit without queueing, and says Full", () =>
+    Effect.gen(function*() {
+      const fake = fakeTransport({ eager: false, pending: () => Effect.never })
+      const { outbox } = yield* makeOutbox(fake.transport, { highWaterMark: 4, lowWaterMark: 2, outputLimit: 8 })
+      expect(outbox.offer(["12345678"])).toBe(Offered.Queued)
+      expect(outbox.offer(["9"])).toBe(Offered.Full)
+      yield* turns
+      expect(fake.writes).toEqual(["12345678"])
+    }))
+})

@@ -1,0 +1,240 @@
+/**
+ * Listeners end to end: TCP ports, and Node streams handed over as connections.
+ */
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Metric, Scheduler, Stream } from "effect"
+import * as NodeStream from "node:stream"
+import { Chat, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
+import { text, Wakes } from "./helpers.ts"
+import { Echo, rawConnect, recordingDuplex, streamListener } from "./transport-helpers.ts"
+
+describe("Listener.makeTcp", () => {
+  it.live("a port already in use fails with a typed SocketServerError whose message says so", () =>
+    Effect.gen(function*() {
+      const first = yield* Listener.makeTcp({ host: "127.0.0.1" })
+      assert(first.address._tag === "Inet")
+      const error = yield* Effect.flip(Listener.makeTcp({ host: "127.0.0.1", port: first.address.port }))
+      expect(error._tag).toBe("SocketServerError")
+      expect(error.reason._tag).toBe("SocketServerOpenError")
+      expect(String(error.reason.cause)).toContain("EADDRINUSE")
+      // the log's first line says why, not only Effect's "Open"
+      expect(error.message).toBe(`Open: listen EADDRINUSE: address already in use 127.0.0.1:${first.address.port}`)
+    }))
+
+  it.live("hands over connections that arrived before accept ran, in order; stopAccepting leaves them open", () =>
+    Effect.gen(function*() {
+      const listener = yield* Listener.makeTcp({ host: "127.0.0.1" })
+      assert(listener.address._tag === "Inet")
+      const port = listener.address.port
+      const a = yield* rawConnect(port)
+      const b = yield* rawConnect(port)
+      yield* Effect.sleep("50 millis") // both accepted by the kernel and by Node, with nobody accepting yet
+      const links: Array<Listener.Link> = []
+      const wakes = new Wakes()
+      yield* Effect.forkScoped(listener.accept((link) => {
+        links.push(link)
+        wakes.wake()
+      }))
+      yield* wakes.until(() => links.length === 2, "5 seconds", () => `${links.length} links`)
+      expect(links.map((link) => link.remoteAddress)).toEqual([
+        { _tag: "Inet", host: "127.0.0.1", port: a.socket.localPort },
+        { _tag: "Inet", host: "127.0.0.1", port: b.socket.localPort }
+      ])
+      yield* listener.stopAccepting
+      const refused = yield* Effect.flip(rawConnect(port))
+      expect(refused.code).toBe("ECONNREFUSED")
+      // open connections are untouched: they still carry bytes both ways
+      links[0].stream!.write("to a\n")
+      yield* a.receive("to a\n")
+      yield* b.write("from b\n")
+      const stream = links[1].stream!
+      stream.resume()
+      const received = yield* Effect.callback<string>((resume) => {
+        stream.once("data", (data: Buffer) => resume(Effect.succeed(data.toString())))
+      })
+      expect(received).toBe("from b\n")
+    }))
+})
+
+describe("a listener of Node streams", () => {
+  it.live("a frame whose rest waits behind our own pause is not timed out while the handler is busy", () =>
+    Effect.gen(function*() {
+      const { stream, written } = recordingDuplex()
+      const SlowFirst = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, (frame) =>
+          Effect.andThen(
+            text(frame.bytes) === "a" ? Effect.sleep("400 millis") : Effect.void,
+            Chat.push(frame.bytes, "\n")
+          )))
+      yield* ChatServer.make(SlowFirst, { idleTimeout: Duration.infinity, frameTimeout: "200 millis" }).pipe(
+        Effect.provideService(Listener.Listener, streamListener(stream))
+      )
+      // all of "xxyyzz" arrives within 40 ms; the handler is busy with "a" for 400
+      stream.push("a\nxx")
+      yield* Effect.sleep("20 millis")
+      stream.push("yy")
+      yield* Effect.sleep("20 millis")
+      stream.push("zz\n")
+      yield* Effect.sleep("800 millis")
+      expect(Buffer.concat(written).toString()).toBe("a\nxxyyzz\n")
+    }))
+
+  // Regression: a stream closed before its connection opened was never noticed (its 'close' had come and
+  // gone), and the connection was served forever.
+  it.live("a stream that closed before its connection opened ends that connection at once", () =>
+    Effect.gen(function*() {
+      const { stream } = recordingDuplex()
+      stream.destroy()
+      yield* Effect.promise(() => new Promise((resolve) => stream.once("close", resolve)))
+      const server = yield* ChatServer.make(Echo, { idleTimeout: Duration.infinity }).pipe(
+        Effect.provideService(Listener.Listener, streamListener(stream))
+      )
+      yield* Effect.sleep("50 millis")
+      expect(yield* server.count).toBe(0)
+    }))
+
+  // Regression: a read that the peer answered inside our own write ran our handler there, whose output then
+  // started a second writer beside the first: a producer's output came after what was pushed behind it, or
+  // was cut off by the close marker.
+  for (const ending of ["a push", "closeWhenDone"] as const) {
+    it.live(`a peer that answers inside our write keeps the order of a producer and ${ending} after it`, () =>
+      Effect.gen(function*() {
+        const written: Array<string> = []
+        const stream = new NodeStream.Duplex({
+          read() {},
+          write(chunk: Buffer, _encoding, callback) {
+            written.push(chunk.toString())
+            if (chunk.toString().includes("r1")) this.push("go\n") // the peer answers inside our write
+            callback()
+          }
+        })
+        const P = Protocol.frames(Terminator.lf, (lines) =>
+          Stream.runForEach(lines, (frame) => {
+            const line = text(frame.bytes)
+            if (line === "start") {
+              // from another fiber: the write goes out on a scheduler turn, outside any read
+              return Effect.asVoid(Effect.forkChild(Effect.andThen(Effect.sleep("10 millis"), Chat.push("r1\n"))))
+            }
+            if (line !== "go") return Effect.void
+            return Effect.gen(function*() {
+              yield* Chat.push("X\n")
+              yield* Chat.pushStream(Stream.fromEffect(Effect.as(Effect.sleep("20 millis"), Buffer.from("p1\n"))))
+              yield* ending === "a push" ? Chat.push("Y\n") : Chat.closeWhenDone
+            })
+          }))
+        yield* ChatServer.make(P, { idleTimeout: Duration.infinity }).pipe(
+          Effect.provideService(Listener.Listener, streamListener(stream))
+        )
+        stream.push("start\n")
+        yield* Effect.sleep("200 millis")
+        expect(written.join("")).toBe(ending === "a push" ? "r1\nX\np1\nY\n" : "r1\nX\np1\n")
+      }))
+  }
+
+  it.live("writeTimeout spares a slow peer that keeps taking bytes", () =>
+    Effect.gen(function*() {
+      const timedOut = Metric.withAttributes(ChatMetrics.errors, { reason: "WriteTimeout" })
+      const before = (yield* Metric.value(timedOut)).count
+      let written = 0
+      const stream = new NodeStream.Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, callback) {
+          written += chunk.length
+          setTimeout(callback, 20) // 20 KiB every 20 ms: the whole answer takes 400 ms
+        }
+      })
+      const Big = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.andThen(
+            Chat.push(...Array.from({ length: 20 }, () => Buffer.alloc(20 * 1024, "x"))),
+            Chat.push("end\n")
+          )))
+      const server = yield* ChatServer.make(Big, { writeTimeout: "200 millis" }).pipe(
+        Effect.provideService(Listener.Listener, streamListener(stream))
+      )
+      stream.push("go\n")
+      yield* Effect.sleep("1 second")
+      expect((yield* Metric.value(timedOut)).count - before).toBe(0)
+      expect(written).toBe(20 * 20 * 1024 + 4)
+      expect(yield* server.count).toBe(1)
+      stream.destroy()
+    }))
+
+  it.live("closeWhenDone hangs up only once a slow peer has taken the whole answer", () =>
+    Effect.gen(function*() {
+      let written = 0
+      const stream = new NodeStream.Duplex({
+        read() {},
+        write(chunk: Buffer, _encoding, callback) {
+          // slow but steady: longer, in all, than a closing socket is given to drain
+          setTimeout(() => {
+            written += chunk.length
+            callback()
+          }, 1500)
+        }
+      })
+      const Quit = Protocol.frames(Terminator.lf, (lines) =>
+        Stream.runForEach(lines, () =>
+          Effect.andThen(
+            Chat.push(...Array.from({ length: 4 }, () => Buffer.alloc(15 * 1024, "x"))),
+            Chat.closeWhenDone
+          )))
+      yield* ChatServer.make(Quit).pipe(Effect.provideService(Listener.Listener, streamListener(stream)))
+      stream.push("quit\n")
+      yield* Effect.sleep("100 millis").pipe(Effect.repeat({
+        until: () => stream.destroyed,
+        times: 100
+      }))
+      expect(written).toBe(60 * 1024)
+      expect(stream.writableFinished).toBe(true)
+    }), 20_000)
+
+  it.live(
+    "a stream that pushes back on every write and drains a tick later gets every answer",
+    () =>
+      Effect.gen(function*() {
+        const written: Array<Buffer> = []
+        // takes each write, reports backpressure (high-water mark 1), and emits 'drain' on the next tick
+        const stream = new NodeStream.Duplex({
+          writableHighWaterMark: 1,
+          read() {},
+          write(chunk: Buffer, _encoding, callback) {
+            written.push(chunk)
+            process.nextTick(callback)
+          }
+        })
+        // fibers yield to the scheduler every few steps: a 'drain' can come before the wait for it starts
+        yield* ChatServer.make(Echo, { shutdownTimeout: 0 }).pipe(
+          Effect.provideService(Listener.Listener, streamListener(stream)),
+          Effect.provideService(Scheduler.MaxOpsBeforeYield, 3)
+        )
+        let expected = ""
+        for (let n = 1; n <= 60; n++) {
+          const batch = Array.from({ length: n }, (_, i) => `${n}.${i}\n`).join("")
+          expected += batch
+          stream.push(batch)
+          yield* Effect.sleep("1 millis").pipe(
+            Effect.repeat({ until: () => Buffer.concat(written).length >= expected.length, times: 500 })
+          )
+        }
+        expect(Buffer.concat(written).toString()).toBe(expected)
+        stream.destroy()
+      }),
+    20_000
+  )
+
+  it.live("serves a connection it hands over from inside accept, reading and writing the Duplex directly", () =>
+    Effect.gen(function*() {
+      const { stream, written } = recordingDuplex()
+      // a listener with a connection already waiting: it is handed over as soon as the server accepts
+      const server = yield* ChatServer.make(Echo).pipe(Effect.provideService(Listener.Listener, streamListener(stream)))
+      stream.push("one\ntw")
+      stream.push(Buffer.from("o\nthree"))
+      stream.push(null)
+      yield* Effect.sleep("50 millis").pipe(Effect.repeat({ until: () => stream.destroyed, times: 40 }))
+      expect(Buffer.concat(written).toString()).toBe("one\ntwo\n[three]\n")
+      expect(stream.writableFinished).toBe(true)
+      expect(stream.destroyed).toBe(true)
+      expect(yield* server.count).toBe(0)
+    }))
+})

@@ -50,7 +50,11 @@ const connectFailed = (target: string, cause: unknown) =>
     reason: new ChatError.ConnectFailed({ target, cause })
   })
 
-/** Opens a Node socket, waits for `connect`, and hands it to effect's socket layer, closed with the scope. */
+/**
+ * Opens a Node socket, waits for `connect`, and hands it over as a stream link, closed with the scope. Not
+ * `NodeSocket.makeNet`: for the same reason a listener is not `NodeSocketServer` (see `Listener.makeNode`), a
+ * connection reads the stream itself, not through an effect `Socket`.
+ */
 const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"] =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope

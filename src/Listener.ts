@@ -267,6 +267,14 @@ export const makeUnix = (options: {
     remoteAddress: { _tag: "Unix", path: options.path }
   }))
 
+/**
+ * A `node:net` server of our own rather than `@effect/platform-node`'s `NodeSocketServer`, for three reasons:
+ * - its connections are effect `Socket`s, read one pull (an effect, a fiber resumed) per read; ours hand each
+ *   read to the connection in the stream's own 'data' callback, with no fiber in between;
+ * - a graceful shutdown stops accepting (`stopAccepting`) while open connections run on; its server closes
+ *   only with its scope, with the connections' fibers;
+ * - what it accepts is a `Link` any Duplex can be (a `tls.TLSSocket` included, so TLS needs nothing of it).
+ */
 const makeNode = (
   options: Net.ListenOptions,
   addresses: (conn: Net.Socket) => Pick<Link, "localAddress" | "remoteAddress">

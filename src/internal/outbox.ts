@@ -36,6 +36,14 @@ type Item = Uint8Array | Producer | typeof CLOSE | typeof END
 export const Offered = { Queued: 0, Full: 1, Closed: 2 } as const
 export type Offered = typeof Offered[keyof typeof Offered]
 
+/**
+ * Where the output is in its life: open; ending after everything queued (`closeWhenDone`: the connection with
+ * it; `endOutput`: the output alone); over (nothing more is written), with the connection or as a half-close
+ * whose input goes on. Small integers: a server holds one per connection.
+ */
+const Phase = { Open: 0, Closing: 1, Ending: 2, Over: 3, HalfClosed: 4 } as const
+type Phase = typeof Phase[keyof typeof Phase]
+
 /** How much output a connection may queue: shared by a server's connections. */
 export interface Limits {
   readonly highWaterMark: number
@@ -70,9 +78,7 @@ export class Outbox {
   private itemBytes = 0
   private head = 0
   private queuedBytes = 0
-  private closing = false
-  private halfClosed = false
-  private stopped = false
+  private phase: Phase = Phase.Open
   /** A writer fiber runs, or an inline write waits for the transport: nobody else may write. */
   private busy = false
   private writer: Fiber.Fiber<void, ChatError.ChatError> | undefined = undefined
@@ -100,14 +106,19 @@ export class Outbox {
     this.owner = options.owner
   }
 
+  /** True once the output is over: nothing more is written, nobody waits on the queue. */
+  private get isOver(): boolean {
+    return this.phase >= Phase.Over
+  }
+
   /** True once `endOutput` was queued: the output ends alone, and the connection goes on reading. */
   get isHalfClosed(): boolean {
-    return this.halfClosed
+    return this.phase === Phase.Ending || this.phase === Phase.HalfClosed
   }
 
   /** True once `closeWhenDone` or `endOutput` was queued or the output ended: later pushes are dropped. */
   get isClosing(): boolean {
-    return this.closing || this.stopped
+    return this.phase !== Phase.Open
   }
 
   /** Queues `data`; suspends while the queue is at or above the high-water mark. */
@@ -163,7 +174,7 @@ export class Outbox {
   /** Queues the close marker: the output ends after everything queued before it. */
   closeWhenDone(): void {
     if (this.isClosing) return
-    this.closing = true
+    this.phase = Phase.Closing
     this.items.push(CLOSE)
     this.markers++
     this.wake()
@@ -172,8 +183,7 @@ export class Outbox {
   /** Queues the end marker: the output ends (our FIN) after everything queued before it; input goes on. */
   endOutput(): void {
     if (this.isClosing) return
-    this.closing = true
-    this.halfClosed = true
+    this.phase = Phase.Ending
     this.items.push(END)
     this.markers++
     this.wake()
@@ -181,8 +191,8 @@ export class Outbox {
 
   /** Drops everything queued (asynchat's `discard_buffers`, output side); a queued close or end stays queued. */
   discard(): void {
-    const keepClose = this.closing
-    this.items = keepClose ? [this.halfClosed ? END : CLOSE] : []
+    const keepClose = this.phase === Phase.Closing || this.phase === Phase.Ending
+    this.items = keepClose ? [this.phase === Phase.Ending ? END : CLOSE] : []
     this.markers = keepClose ? 1 : 0
     this.head = 0
     this.queuedBytes -= this.itemBytes
@@ -198,7 +208,7 @@ export class Outbox {
    * at work: it keeps the order, a producer in progress, say).
    */
   flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
-    if (this.busy || this.stopped || this.head === this.items.length) return undefined
+    if (this.busy || this.isOver || this.head === this.items.length) return undefined
     if (!(this.items[this.head] instanceof Uint8Array)) return undefined
     const pending = this.writeOutside()
     // what a handler run by that write queued meanwhile goes out next
@@ -218,7 +228,7 @@ export class Outbox {
   /** Ends the output with the connection: a writer fiber at work is interrupted, waiting pushes released. */
   close(): void {
     this.writer?.interruptUnsafe()
-    this.stop()
+    if (!this.isOver) this.stop(Phase.Over)
   }
 
   /** Takes the buffers at the head of the queue, up to a producer or the close marker: one transport write. */
@@ -277,7 +287,7 @@ export class Outbox {
    * through a batch of frames all land in the queue first, and go to the transport in one write.
    */
   private wake(): void {
-    if (this.wakeScheduled || this.busy || this.stopped || this.holding) return
+    if (this.wakeScheduled || this.busy || this.isOver || this.holding) return
     this.wakeScheduled = true
     this.dispatcher.scheduleTask(this.runWake ??= () => this.afterWake(), 0)
   }
@@ -296,7 +306,7 @@ export class Outbox {
   private afterWake(): void {
     this.wakeScheduled = false
     // an inline flush may have written everything already
-    if (this.busy || this.stopped || this.head === this.items.length) return
+    if (this.busy || this.isOver || this.head === this.items.length) return
     let first: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
     if (this.items[this.head] instanceof Uint8Array) {
       first = this.writeOutside()
@@ -327,7 +337,7 @@ export class Outbox {
   }
 
   private drainStep(): Effect.Effect<void, ChatError.ChatError> {
-    if (this.stopped || this.head === this.items.length) return Effect.void
+    if (this.isOver || this.head === this.items.length) return Effect.void
     const item = this.items[this.head]
     if (item instanceof Uint8Array) {
       const pending = this.writeBuffers()
@@ -370,15 +380,16 @@ export class Outbox {
    * the end `endOutput` asked for: a half-close ends the output alone, and the input goes on.
    */
   private finish(exit: Exit.Exit<void, ChatError.ChatError>): void {
-    if (this.stopped) return
-    this.stop()
+    if (this.isOver) return
+    const halfClose = this.phase === Phase.Ending && Exit.isSuccess(exit)
+    this.stop(halfClose ? Phase.HalfClosed : Phase.Over)
     Deferred.doneUnsafe(this.done, exit)
-    if (!this.halfClosed || Exit.isFailure(exit)) this.owner.outputDone(exit)
+    if (!halfClose) this.owner.outputDone(exit)
   }
 
   private get awaitSpace(): Effect.Effect<void> {
     return Effect.callback<void>((resume) => {
-      if (this.stopped || this.queuedBytes <= this.limits.lowWaterMark) return resume(Effect.void)
+      if (this.isOver || this.queuedBytes <= this.limits.lowWaterMark) return resume(Effect.void)
       const waiter = () => resume(Effect.void)
       this.spaceWaiters.push(waiter)
       return Effect.sync(() => {
@@ -399,8 +410,8 @@ export class Outbox {
     for (const w of waiters) w()
   }
 
-  private stop(): void {
-    this.stopped = true
+  private stop(phase: typeof Phase.Over | typeof Phase.HalfClosed): void {
+    this.phase = phase
     this.items = []
     this.markers = 0
     this.head = 0

@@ -293,7 +293,8 @@ export const make: <E, R>(
         active--
       }
     }
-    const all = Effect.sync(() => Array.from(live.values(), (connection) => connection.chat))
+    const liveConnections = Effect.sync(() => Array.from(live.values()))
+    const all = Effect.map(liveConnections, (connections) => connections.map((connection) => connection.chat))
     const self: ChatServerShape = {
       address: listener.address,
       count: Effect.sync(() => live.size),
@@ -301,7 +302,7 @@ export const make: <E, R>(
       get: (id) => Effect.sync(() => Option.fromUndefinedOr(live.get(id)?.chat)),
       broadcast: (data, broadcastOptions) =>
         Effect.flatMap(
-          Effect.sync(() => Array.from(live.values())),
+          liveConnections,
           (connections) =>
             Effect.forEach(connections, (connection) => {
               const chat = connection.chat

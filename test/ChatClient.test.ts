@@ -18,6 +18,14 @@ import {
   WhoAmI
 } from "./transport-helpers.ts"
 
+/** A TCP connector to `port` that counts its attempts to open. */
+const countingTcp = (port: number) => {
+  let attempts = 0
+  const tcp = ChatClient.tcp({ port })
+  const connector: ChatClient.Connector = { ...tcp, open: Effect.suspend(() => (attempts++, tcp.open)) }
+  return { connector, attempts: () => attempts }
+}
+
 describe("ChatClient over Unix sockets and TCP", () => {
   it.live("ChatClient.unix does a request/response with a server on Listener.layerUnix", () =>
     Effect.gen(function*() {
@@ -159,37 +167,33 @@ describe("ChatClient connect errors", () => {
   it.live("a retry schedule gives up after its last attempt with ConnectFailed", () =>
     Effect.gen(function*() {
       const port = yield* freePort
-      let attempts = 0
-      const tcp = ChatClient.tcp({ port })
-      const counted: ChatClient.Connector = { ...tcp, open: Effect.suspend(() => (attempts++, tcp.open)) }
-      const error = yield* Effect.flip(ChatClient.connect(counted, {
+      const counted = countingTcp(port)
+      const error = yield* Effect.flip(ChatClient.connect(counted.connector, {
         terminator: Terminator.lf,
         retry: Schedule.spaced("10 millis").pipe(Schedule.upTo({ times: 3 }))
       }))
       expect(error.reason._tag).toBe("ConnectFailed")
-      expect(attempts).toBe(4)
+      expect(counted.attempts()).toBe(4)
     }))
 
   it.live("with a retry schedule the client connects once a server starts listening on the port", () =>
     Effect.gen(function*() {
       const port = yield* freePort
-      let attempts = 0
-      const tcp = ChatClient.tcp({ port })
-      const counted: ChatClient.Connector = { ...tcp, open: Effect.suspend(() => (attempts++, tcp.open)) }
+      const counted = countingTcp(port)
       // The server lives in the test's scope, the client in an inner one: the client's scope is created when it
       // starts connecting, before the server exists, and must still close first.
       const outer = yield* Effect.scope
       yield* Effect.gen(function*() {
-        const connecting = yield* Effect.forkChild(ChatClient.connect(counted, {
+        const connecting = yield* Effect.forkChild(ChatClient.connect(counted.connector, {
           terminator: Terminator.lf,
           retry: Schedule.spaced("50 millis").pipe(Schedule.upTo({ times: 20 }))
         }))
         yield* Effect.sleep("250 millis")
-        const refused = attempts
+        const refused = counted.attempts()
         const server = yield* tcpServer(Echo, {}, port).pipe(Scope.provide(outer))
         const client = yield* Fiber.join(connecting)
         expect(refused).toBeGreaterThanOrEqual(2)
-        expect(attempts).toBeLessThanOrEqual(21)
+        expect(counted.attempts()).toBeLessThanOrEqual(21)
         yield* client.chat.push("late\n")
         const echoed = yield* Stream.runHead(client.input)
         expect(echoed._tag === "Some" && line(echoed.value)).toBe("late")

@@ -173,18 +173,18 @@ export class Outbox {
 
   /** Queues the close marker: the output ends after everything queued before it. */
   closeWhenDone(): void {
-    if (this.isClosing) return
-    this.phase = Phase.Closing
-    this.items.push(CLOSE)
-    this.markers++
-    this.wake()
+    this.queueEnd(Phase.Closing, CLOSE)
   }
 
   /** Queues the end marker: the output ends (our FIN) after everything queued before it; input goes on. */
   endOutput(): void {
+    this.queueEnd(Phase.Ending, END)
+  }
+
+  private queueEnd(phase: typeof Phase.Closing | typeof Phase.Ending, marker: typeof CLOSE | typeof END): void {
     if (this.isClosing) return
-    this.phase = Phase.Ending
-    this.items.push(END)
+    this.phase = phase
+    this.items.push(marker)
     this.markers++
     this.wake()
   }

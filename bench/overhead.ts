@@ -105,13 +105,10 @@ const ours = (protocol: Protocol.Protocol<unknown, never>) =>
       accept: (onConnection) =>
         Effect.callback<never>(() => {
           for (const s of sockets) {
-            onConnection({
-              socket: undefined as never,
-              stream: s.stream,
+            onConnection(Listener.fromStream(s.stream, {
               localAddress: { _tag: "Memory", name: "overhead" },
-              remoteAddress: { _tag: "Memory", name: "peer" },
-              onClosed: Listener.onClosedOf(s.stream)
-            })
+              remoteAddress: { _tag: "Memory", name: "peer" }
+            }))
           }
         }),
       stopAccepting: Effect.void

@@ -222,7 +222,34 @@ const openWith = <R>(connector: Connector<R>, options: Options) => {
   return options.retry === undefined ? attempt : Effect.retry(attempt, options.retry)
 }
 
-let nextClientId = 0
+/**
+ * Where client connections take their ids (the `id` of their `Chat` handle, in their logs and spans): a
+ * counter, one for the whole program unless one is provided, e.g. for a pool whose clients are numbered on
+ * their own, or a test that wants its ids from 1.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { ChatClient, Terminator } from "effect-asynchat"
+ *
+ * const first = ChatClient.connect(ChatClient.tcp({ port: 7000 }), { terminator: Terminator.lf }).pipe(
+ *   Effect.map((client) => client.chat.id), // 1
+ *   Effect.provideService(ChatClient.ClientIds, { next: 0 })
+ * )
+ * ```
+ *
+ * @category services
+ * @since 0.1.0
+ */
+export const ClientIds: Context.Reference<{ next: number }> = Context.Reference(
+  "effect-asynchat/ChatClient/ClientIds",
+  {
+    defaultValue: () => ({ next: 0 })
+  }
+)
+
+/** The next client id, from the `ClientIds` in context. */
+const nextClientId = Effect.map(ClientIds, (ids) => ++ids.next)
 
 /**
  * A client connection driven by hand: write with `chat`, read from `input` (frames, or a machine's
@@ -299,7 +326,7 @@ export const connect: {
     const link = yield* Scope.provide(openWith(connector, options), scope)
     const connection = yield* Runtime.open({
       link,
-      id: ++nextClientId,
+      id: yield* nextClientId,
       settings: settingsOf(options),
       mode: "machine" in options
         ? { _tag: "Machine", machine: options.machine }
@@ -340,7 +367,7 @@ export const run = <E, R, RC>(
     const link = yield* openWith(connector, options)
     return yield* Runtime.run({
       link,
-      id: ++nextClientId,
+      id: yield* nextClientId,
       settings: settingsOf(options),
       protocol,
       role: "client"

@@ -38,6 +38,7 @@ import * as ChatMetrics from "./ChatMetrics.ts"
 import * as Connection from "./internal/connection.ts"
 import { Offered } from "./internal/outbox.ts"
 import { settingsOf } from "./internal/settings.ts"
+import { closeSoon, openFailed } from "./internal/transport.ts"
 import { type Link, Listener } from "./Listener.ts"
 import type { Protocol } from "./Protocol.ts"
 
@@ -245,15 +246,15 @@ export const make: <E, R>(
     )
 
     const reject = (accepted: Link) =>
-      Effect.scoped(Effect.gen(function*() {
-        yield* accepted.socket.reader
-        const writer = yield* accepted.socket.writer
-        if (options.rejectMessage !== undefined) yield* writer.write(options.rejectMessage)
-      })).pipe(
-        Effect.ignore,
-        Effect.andThen(Metric.update(ChatMetrics.connectionsRejected, 1)),
-        Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`))
-      )
+      Effect.scoped(Effect.flatMap(Connection.streamOf(accepted, openFailed), (stream) =>
+        Effect.sync(() => {
+          if (options.rejectMessage !== undefined) stream.write(options.rejectMessage)
+          closeSoon(stream)
+        }))).pipe(
+          Effect.ignore,
+          Effect.andThen(Metric.update(ChatMetrics.connectionsRejected, 1)),
+          Effect.andThen(Effect.logWarning(`refused: ${maxConnections} connections already open`))
+        )
 
     const onConnection = (accepted: Link) => {
       const peer = formatAddress(accepted.remoteAddress)

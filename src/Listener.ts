@@ -8,14 +8,13 @@
  *
  * @since 0.1.0
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { Context, Effect, Layer, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import type { Address } from "./Chat.ts"
-import { closeSoon, ignore } from "./internal/transport.ts"
+import { ignore } from "./internal/transport.ts"
 
 /**
  * Effect's own open error, whose message is just "Open": this one says why (`Open: listen EADDRINUSE: address
@@ -28,65 +27,66 @@ class ListenFailed extends SocketServer.SocketServerOpenError {
 }
 
 /**
- * A socket with the addresses of its two ends: what a listener accepts and what a client connects.
+ * What a listener accepts and a client connects: a transport with the addresses of its two ends. Either a Node
+ * stream (a TCP or Unix socket, a TLS socket, any Duplex, the in-memory transport's ends) or an effect `Socket`
+ * (adapted to a stream when its connection opens): connections run on both alike, reading and writing the
+ * stream directly, one callback per read.
  *
  * @example
  * ```ts
  * import { Chat, type Listener } from "effect-asynchat"
  *
- * const describe = (link: Listener.Link) => Chat.formatAddress(link.remoteAddress)
+ * const describe = (link: Listener.Link) => `${link._tag} link from ${Chat.formatAddress(link.remoteAddress)}`
  * ```
  *
  * @category models
  * @since 0.1.0
  */
-export interface Link {
-  readonly socket: Socket.Socket
-  /**
-   * The Node stream under `socket`, when there is one (TCP, Unix, a Duplex): connections then read and write it
-   * directly, one callback per read instead of a pull through `socket`. Leave it out for other transports.
-   */
-  readonly stream?: NodeStream.Duplex | undefined
-  readonly localAddress: Address
-  readonly remoteAddress: Address
-  /**
-   * Calls `listener` once the transport is closed for good (destroyed, reset, or both directions ended), and
-   * returns a function that removes it. A connection stops at once then, instead of waiting on a dead socket.
-   */
-  readonly onClosed: (listener: () => void) => () => void
-}
+export type Link = StreamLink | SocketLink
 
 /**
- * `Link.onClosed` for a Node socket or stream.
+ * A Node stream as a link.
  *
  * @example
  * ```ts
- * import * as Net from "node:net"
- * import { Listener } from "effect-asynchat"
+ * import type { Listener } from "effect-asynchat"
  *
- * const onClosed = Listener.onClosedOf(Net.createConnection({ port: 7000 }))
- * const remove = onClosed(() => console.log("closed"))
+ * const isPipe = (link: Listener.StreamLink) => link.localAddress._tag === "Pipe"
  * ```
  *
- * @category constructors
+ * @category models
  * @since 0.1.0
  */
-export const onClosedOf =
-  (stream: NodeJS.EventEmitter & { readonly closed?: boolean }) => (listener: () => void): () => void => {
-    if (stream.closed === true) {
-      listener()
-      return () => {}
-    }
-    stream.once("close", listener)
-    return () => {
-      stream.off("close", listener)
-    }
-  }
+export interface StreamLink {
+  readonly _tag: "Stream"
+  readonly stream: NodeStream.Duplex
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+}
 
 /**
- * A Node stream (a TCP or Unix socket, any Duplex) as a `Link`: connections read and write the stream itself.
- * Its `socket` is made only if something asks for it; closing that socket's scope ends the stream once what
- * was written is flushed (within a few seconds).
+ * An effect `Socket` as a link: its reader and writer are acquired when the connection opens, in its scope.
+ *
+ * @example
+ * ```ts
+ * import type { Listener } from "effect-asynchat"
+ *
+ * const socketOf = (link: Listener.SocketLink) => link.socket
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SocketLink {
+  readonly _tag: "Socket"
+  readonly socket: Socket.Socket
+  readonly localAddress: Address
+  readonly remoteAddress: Address
+}
+
+/**
+ * A Node stream (a TCP or Unix socket, any Duplex) as a `Link`. The connection that takes it over ends the
+ * stream when it closes, once what was written is flushed (within a few seconds), and destroys it.
  *
  * @example
  * ```ts
@@ -106,28 +106,42 @@ export const onClosedOf =
 export const fromStream = (
   stream: NodeStream.Duplex,
   addresses: { readonly localAddress: Address; readonly remoteAddress: Address }
-): Link => new StreamLink(stream, addresses.localAddress, addresses.remoteAddress)
+): Link => ({
+  _tag: "Stream",
+  stream,
+  localAddress: addresses.localAddress,
+  remoteAddress: addresses.remoteAddress
+})
 
-// A class, not a literal with closures: a server holds one per open connection, and an idle one should be small.
-class StreamLink implements Link {
-  readonly stream: NodeStream.Duplex
-  readonly localAddress: Address
-  readonly remoteAddress: Address
-  private made: Socket.Socket | undefined = undefined
-  constructor(stream: NodeStream.Duplex, localAddress: Address, remoteAddress: Address) {
-    this.stream = stream
-    this.localAddress = localAddress
-    this.remoteAddress = remoteAddress
-  }
-  get socket(): Socket.Socket {
-    return this.made ??= Effect.runSync(NodeSocket.fromDuplex(
-      Effect.acquireRelease(Effect.succeed(this.stream), (stream) => Effect.sync(() => closeSoon(stream)))
-    ))
-  }
-  onClosed(listener: () => void): () => void {
-    return onClosedOf(this.stream)(listener)
-  }
-}
+/**
+ * An effect `Socket` as a `Link`: any transport Effect can speak (a WebSocket, a socket of a platform of
+ * its own) runs the same protocols. A failure to open it fails the connection that takes it over.
+ *
+ * @example
+ * ```ts
+ * import * as NodeSocket from "@effect/platform-node/NodeSocket"
+ * import { Effect } from "effect"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const link = Effect.map(NodeSocket.makeNet({ host: "127.0.0.1", port: 7000 }), (socket) =>
+ *   Listener.fromSocket(socket, {
+ *     localAddress: { _tag: "Pipe", name: "client" },
+ *     remoteAddress: { _tag: "Inet", host: "127.0.0.1", port: 7000 }
+ *   }))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const fromSocket = (
+  socket: Socket.Socket,
+  addresses: { readonly localAddress: Address; readonly remoteAddress: Address }
+): Link => ({
+  _tag: "Socket",
+  socket,
+  localAddress: addresses.localAddress,
+  remoteAddress: addresses.remoteAddress
+})
 
 /**
  * What a listener does.
@@ -269,15 +283,15 @@ export const makeUnix = (options: {
 
 /**
  * A `node:net` server of our own rather than `@effect/platform-node`'s `NodeSocketServer`, for three reasons:
- * - its connections are effect `Socket`s, read one pull (an effect, a fiber resumed) per read; ours hand each
- *   read to the connection in the stream's own 'data' callback, with no fiber in between;
+ * - its connections are effect `Socket`s, read one pull (an effect, a fiber resumed) per read; ours are Node
+ *   streams, whose every read reaches the connection in the stream's own 'data' callback, with no fiber between;
  * - a graceful shutdown stops accepting (`stopAccepting`) while open connections run on; its server closes
  *   only with its scope, with the connections' fibers;
  * - what it accepts is a `Link` any Duplex can be (a `tls.TLSSocket` included, so TLS needs nothing of it).
  */
 const makeNode = (
   options: Net.ListenOptions,
-  addresses: (conn: Net.Socket) => Pick<Link, "localAddress" | "remoteAddress">
+  addresses: (conn: Net.Socket) => Pick<StreamLink, "localAddress" | "remoteAddress">
 ): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
   Effect.gen(function*() {
     // Half-open: a peer's FIN ends our input only; we still answer, then close. Paused until a connection reads.

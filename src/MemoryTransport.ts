@@ -1,24 +1,25 @@
 /**
  * Test a protocol without a port: an in-memory transport that connects clients to a server's handler with
  * no socket at all, with the chunking and latency of your choice, on the Effect clock (so `TestClock`
- * drives timeouts and delays deterministically).
+ * drives timeouts and delays deterministically). Each connection is a pair of Node `Duplex` streams that
+ * behave as a socket does, run by the very transport TCP connections run on: what a test exercises is what
+ * ships.
  *
  * {@link layer} provides both ends: a `Listener` for `ChatServer` and a {@link MemoryTransport} whose
  * {@link connector} opens client connections to it. Bytes written on one side arrive on the other cut by
  * `chunking` (whole writes, fixed-size pieces, one byte at a time, or seeded random pieces), each piece
  * `delay` after it was written. Each direction holds at most `capacity` bytes in flight: a side that stops
  * reading stops the other's writer, as TCP's windows do, so backpressure can be tested too. Ending a side's
- * writer is a half-close (FIN); closing a connection resets what the peer was still writing.
+ * output is a half-close (FIN); closing a connection drops what the peer was still sending to it, and the
+ * peer's writes fail from then on (ECONNRESET).
  *
  * @since 0.1.0
  */
 import { Context, Duration, Effect, Layer } from "effect"
-import * as Socket from "effect/socket/Socket"
-import { Buffer } from "node:buffer"
 import type { Connector } from "./ChatClient.ts"
 import * as ChatError from "./ChatError.ts"
-import { Pipe, type Split } from "./internal/pipe.ts"
-import { type Link, Listener } from "./Listener.ts"
+import { duplexPair, type Split } from "./internal/memory-duplex.ts"
+import { fromStream, type Link, Listener } from "./Listener.ts"
 
 /**
  * How written bytes are cut into the pieces the other side reads: `"whole"` (each write arrives as written),
@@ -139,53 +140,6 @@ const splitOf = (chunking: Chunking): Split => {
   }
 }
 
-const closeError = (code: number) => new Socket.SocketError({ reason: new Socket.SocketCloseError({ code }) })
-
-const writeError = () =>
-  new Socket.SocketError({ reason: new Socket.SocketWriteError({ cause: new Error("connection reset by peer") }) })
-
-/** One end of a connection: reads `incoming`, writes `outgoing`. Closing it resets what the peer still sends. */
-const endOf = (incoming: Pipe, outgoing: Pipe): Socket.Socket => {
-  const write = (chunk: Uint8Array | string) =>
-    outgoing.write(typeof chunk === "string" ? Buffer.from(chunk) : chunk).pipe(Effect.mapError(writeError))
-  return Socket.make({
-    reader: Effect.acquireRelease(
-      Effect.succeed<Socket.Reader>({
-        pull: incoming.read.pipe(Effect.mapError((outcome) => closeError(outcome === "end" ? 1000 : 1006))),
-        upgrade: () =>
-          Effect.fail(
-            new Socket.SocketError({
-              reason: new Socket.SocketUpgradeError({ cause: new Error("no TLS on the in-memory transport") })
-            })
-          )
-      }),
-      () =>
-        Effect.sync(() => {
-          outgoing.end()
-          incoming.reset()
-        })
-    ),
-    writer: Effect.acquireRelease(
-      Effect.succeed<Socket.Writer>({
-        write: (chunk) =>
-          Socket.isCloseEvent(chunk)
-            ? Effect.sync(() => {
-              outgoing.reset()
-              incoming.reset()
-            })
-            : write(chunk),
-        writeAll: (chunks) => write(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks.map(toBytes)))
-      }),
-      () => Effect.sync(() => outgoing.end())
-    )
-  })
-}
-
-/** A write to a reset pipe fails by itself: nothing waits on a dead in-memory transport, so none is reported. */
-const neverClosed = () => () => {}
-
-const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? Buffer.from(chunk) : chunk
-
 /**
  * Both ends of the in-memory transport: a `Listener` for the server and a {@link MemoryTransport} for clients.
  *
@@ -202,11 +156,10 @@ const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "st
  * @since 0.1.0
  */
 export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTransport> =>
-  Layer.effectContext(Effect.sync(() => {
+  Layer.effectContext(Effect.contextWith((context: Context.Context<never>) => {
     const split = splitOf(options.chunking ?? "whole")
     const delayMillis = Duration.toMillis(Duration.fromInputUnsafe(options.delay ?? 0))
     const capacity = options.capacity ?? 64 * 1024
-    const pipe = () => new Pipe({ capacity, delayMillis, split })
     const serverAddress = { _tag: "Memory", name: "server" } as const
     let accept: ((link: Link) => void) | undefined = undefined
     let stopped = false
@@ -237,27 +190,21 @@ export const layer = (options: Options = {}): Layer.Layer<Listener | MemoryTrans
           })
         )
       }
-      const toServer = pipe()
-      const toClient = pipe()
+      // delays on the layer's clock: a test's TestClock when it provides the layer
+      const [serverEnd, clientEnd] = duplexPair({ split, delayMillis, capacity, context })
       const clientAddress = { _tag: "Memory", name: `client-${++opened}` } as const
-      accept({
-        socket: endOf(toServer, toClient),
-        localAddress: serverAddress,
-        remoteAddress: clientAddress,
-        onClosed: neverClosed
-      })
-      return Effect.succeed<Link>({
-        socket: endOf(toClient, toServer),
-        localAddress: clientAddress,
-        remoteAddress: serverAddress,
-        onClosed: neverClosed
-      })
+      accept(fromStream(serverEnd, { localAddress: serverAddress, remoteAddress: clientAddress }))
+      return Effect.succeed<Link>(
+        fromStream(clientEnd, { localAddress: clientAddress, remoteAddress: serverAddress })
+      )
     })
 
-    return Context.make(Listener, listener).pipe(
-      Context.add(MemoryTransport, {
-        connector: { target: "memory:server", open },
-        opened: Effect.sync(() => opened)
-      })
+    return Effect.succeed(
+      Context.make(Listener, listener).pipe(
+        Context.add(MemoryTransport, {
+          connector: { target: "memory:server", open },
+          opened: Effect.sync(() => opened)
+        })
+      )
     )
   }))

@@ -16,6 +16,7 @@ import {
   Tracer
 } from "effect"
 import { TestClock } from "effect/testing"
+import * as NodeStream from "node:stream"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
 import * as ChatError from "../src/ChatError.ts"
@@ -27,6 +28,7 @@ import * as Producer from "../src/Producer.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as Terminator from "../src/Terminator.ts"
 import { captureLogs, text } from "./helpers.ts"
+import { memoryPeer } from "./transport-helpers.ts"
 
 const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")))
 
@@ -122,22 +124,11 @@ describe("ChatServer over the in-memory transport", () => {
       const CountThenAnswer = Protocol.frames(Terminator.lf, (lines) =>
         Effect.flatMap(Stream.runCount(lines), (n) => Chat.push(`got ${n} lines\n`)))
       yield* ChatServer.make(CountThenAnswer)
-      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) =>
-        c.open)
-      const reader = yield* link.socket.reader
-      yield* Effect.scoped(Effect.gen(function*() {
-        const writer = yield* link.socket.writer
-        yield* writer.write("a\nb\nc")
-      })) // releasing the writer is the FIN
-      const received: Array<string> = []
-      yield* reader.pull.pipe(
-        Effect.tap((chunks) =>
-          Effect.sync(() => chunks.forEach((c) => received.push(typeof c === "string" ? c : text(c))))
-        ),
-        Effect.forever,
-        Effect.ignore
-      )
-      expect(received.join("")).toBe("got 3 lines\n")
+      const peer = yield* memoryPeer()
+      peer.socket.end("a\nb\nc") // our FIN after the bytes
+      yield* peer.until("the server's end", (p) =>
+        p.ended)
+      expect(peer.text).toBe("got 3 lines\n")
     }).pipe(Effect.provide(memory({ chunking: 2 }))))
 
   it.effect("discardBuffers drops queued output and the input not yet framed", () =>
@@ -185,9 +176,11 @@ describe("ChatServer over the in-memory transport", () => {
       yield* client.chat.push("go\n")
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
       const stalled = yield* Ref.get(pushed)
-      // bounded: the queue's high-water mark, one writer batch in the transport (at most a high-water mark), the
-      // one read the client's reader may hold ahead of its consumer (at most a batch), and one push
-      expect(stalled).toBeLessThanOrEqual(3 * 16 * 1024 + 1024)
+      // bounded, as over a socket: the queue's high-water mark and one push, the stream's own write buffer (Node's
+      // high-water mark, and the batch that crossed it), the window in flight, and the one read the client's
+      // reader may hold ahead of its consumer
+      const streamBuffer = NodeStream.getDefaultHighWaterMark(false)
+      expect(stalled).toBeLessThanOrEqual(16 * 1024 + 1024 + streamBuffer + 16 * 1024 + 4096 + 4096)
       for (let i = 0; i < 50; i++) yield* Effect.yieldNow
       expect(yield* Ref.get(pushed)).toBe(stalled)
       // once the client reads, everything arrives
@@ -206,20 +199,12 @@ describe("ChatServer over the in-memory transport", () => {
             { discard: true }
           )))
       yield* ChatServer.make(Burst)
-      const writes = yield* Ref.make(0)
-      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
-      const reader = yield* link.socket.reader
-      const writer = yield* link.socket.writer
-      yield* writer.write("go\n")
-      let bytes = 0
-      while (bytes < 8890) {
-        const chunks = yield* reader.pull
-        yield* Ref.update(writes, (n) => n + chunks.length)
-        for (const c of chunks) bytes += c.length
-      }
-      expect(bytes).toBe(8890)
+      const peer = yield* memoryPeer()
+      yield* peer.write("go\n")
+      yield* peer.until("8890 bytes", (p) => p.bytes >= 8890)
+      expect(peer.bytes).toBe(8890)
       // whole-chunking memory transport: one piece per transport write
-      expect(yield* Ref.get(writes)).toBeLessThan(10)
+      expect(peer.pieces.length).toBeLessThan(10)
     }).pipe(Effect.provide(memory())))
 })
 
@@ -1173,10 +1158,8 @@ describe("Fan-out", () => {
             }
           })))
       yield* ChatServer.make(Offers, { highWaterMark: 2048, lowWaterMark: 1024, outputLimit: 4096 })
-      const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
-      yield* link.socket.reader // open, never read
-      const writer = yield* link.socket.writer
-      yield* writer.write("go\n")
+      const peer = yield* memoryPeer({ silent: true }) // open, never reads
+      yield* peer.write("go\n")
       yield* settle
       // four 1 KiB lines reach the 4 KiB limit (offer does not wait at the 2 KiB high-water mark); then no more
       expect(yield* Ref.get(results)).toEqual([true, true, true, true, false, false])
@@ -1193,8 +1176,7 @@ describe("Fan-out", () => {
       const server = yield* ChatServer.make(Room, { highWaterMark: 4096, lowWaterMark: 1024, outputLimit: 64 * 1024 })
       const speaker = yield* connectLines
       const listener = yield* connectLines
-      const silent = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open) // connected, never reads
-      yield* silent.socket.reader
+      yield* memoryPeer({ silent: true }) // connected, never reads
       yield* settle
       expect(yield* server.count).toBe(3)
       const heard = yield* Effect.forkChild(readLines(listener, 2000))
@@ -1246,10 +1228,8 @@ describe("Ending output and fan-out", () => {
           Effect.provide(logs.layer)
         )
       const speaker = yield* connectLines
-      const leaver = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open) // never reads
-      yield* leaver.socket.reader
-      const writer = yield* leaver.socket.writer
-      yield* writer.write("leave\n")
+      const leaver = yield* memoryPeer({ silent: true })
+      yield* leaver.write("leave\n")
       yield* settle
       yield* speaker.chat.push("hello\n")
       yield* settle

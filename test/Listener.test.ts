@@ -5,7 +5,7 @@ import { assert, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Metric, Scheduler, Stream } from "effect"
 import * as NodeStream from "node:stream"
 import { Chat, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
-import { text, Wakes } from "./helpers.ts"
+import { streamOf, text, Wakes } from "./helpers.ts"
 import { Echo, rawConnect, recordingDuplex, streamListener } from "./transport-helpers.ts"
 
 describe("Listener.makeTcp", () => {
@@ -44,10 +44,10 @@ describe("Listener.makeTcp", () => {
       const refused = yield* Effect.flip(rawConnect(port))
       expect(refused.code).toBe("ECONNREFUSED")
       // open connections are untouched: they still carry bytes both ways
-      links[0].stream!.write("to a\n")
+      streamOf(links[0]).write("to a\n")
       yield* a.receive("to a\n")
       yield* b.write("from b\n")
-      const stream = links[1].stream!
+      const stream = streamOf(links[1])
       stream.resume()
       const received = yield* Effect.callback<string>((resume) => {
         stream.once("data", (data: Buffer) => resume(Effect.succeed(data.toString())))

@@ -8,6 +8,7 @@ import * as MemoryTransport from "../src/MemoryTransport.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as Terminator from "../src/Terminator.ts"
 import { text } from "./helpers.ts"
+import { memoryPeer } from "./transport-helpers.ts"
 
 const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
 
@@ -34,19 +35,10 @@ const piecesOf = (data: string) =>
   Effect.gen(function*() {
     const Say = Protocol.frames(Terminator.lf, () => Chat.push(data))
     yield* ChatServer.make(Say)
-    const link = yield* Effect.flatMap(MemoryTransport.connector, (c) => c.open)
-    const reader = yield* link.socket.reader
-    const writer = yield* link.socket.writer
-    yield* writer.write("go\n")
-    const pieces: Array<string> = []
-    yield* reader.pull.pipe(
-      Effect.tap((chunks) =>
-        Effect.sync(() => chunks.forEach((c) => pieces.push(typeof c === "string" ? c : text(c))))
-      ),
-      Effect.forever,
-      Effect.ignore
-    )
-    return pieces
+    const peer = yield* memoryPeer()
+    yield* peer.write("go\n")
+    yield* peer.until("the server's end", (p) => p.ended)
+    return peer.pieces
   })
 
 describe("MemoryTransport", () => {

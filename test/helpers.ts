@@ -2,8 +2,16 @@
  * Byte helpers shared by the tests, and the waiting that peers recording what they receive share.
  */
 import { type Duration, Effect, Exit, Layer, Logger, type LogLevel, References, Stream } from "effect"
+import type * as NodeStream from "node:stream"
 import * as Framing from "../src/Framing.ts"
+import type * as Listener from "../src/Listener.ts"
 import type * as Terminator from "../src/Terminator.ts"
+
+/** The Node stream of a link that is one (TCP, Unix, any Duplex, the in-memory transport's ends). */
+export const streamOf = (link: Listener.Link): NodeStream.Duplex => {
+  if (link._tag !== "Stream") throw new Error(`not a stream link: ${link._tag}`)
+  return link.stream
+}
 
 /**
  * The waits on a recording peer's state: `until` waits until `predicate` holds, checked again at every `wake` (an

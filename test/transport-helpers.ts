@@ -11,7 +11,8 @@ import * as Path from "node:path"
 import * as NodeStream from "node:stream"
 import type { Frame } from "../src/Framing.ts"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
-import { text, Wakes } from "./helpers.ts"
+import * as MemoryTransport from "../src/MemoryTransport.ts"
+import { streamOf, text, Wakes } from "./helpers.ts"
 
 export const line = (frame: Frame): string => text(frame.bytes)
 
@@ -35,19 +36,19 @@ export const portOf = (server: ChatServer.ChatServerShape): number => {
 }
 
 /**
- * A raw `node:net` client that records everything it receives and its FIN, close and error, so a test can
- * wait for a state and then assert exact bytes.
+ * A raw client (a `node:net` socket, or any Duplex: an end of the in-memory transport) that records everything
+ * it receives and its FIN, close and error, so a test can wait for a state and then assert exact bytes.
  */
-export class RawPeer {
+export class RawPeer<S extends NodeStream.Duplex = Net.Socket> {
   private readonly chunks: Array<Buffer> = []
   private readonly wakes = new Wakes()
   bytes = 0
   ended = false
   closed = false
   error: NodeJS.ErrnoException | undefined = undefined
-  readonly socket: Net.Socket
+  readonly socket: S
 
-  constructor(socket: Net.Socket, countOnly: boolean) {
+  constructor(socket: S, countOnly: boolean) {
     this.socket = socket
     // A 'data' listener would switch the socket to flowing mode, which `pause()` cannot undo under `onread`.
     if (!countOnly) socket.on("data", (data: Buffer) => this.received(data.length, data))
@@ -69,6 +70,11 @@ export class RawPeer {
     if (data !== undefined) this.chunks.push(data)
     this.bytes += size
     this.wakes.wake()
+  }
+
+  /** What each read received, one char per byte. */
+  get pieces(): Array<string> {
+    return this.chunks.map((chunk) => chunk.toString("latin1"))
   }
 
   /** What was received, one char per byte. */
@@ -124,6 +130,19 @@ export const rawConnect = (port: number, options: { readonly countOnly?: boolean
       socket.once("error", (error) => resume(Effect.fail(error)))
       return Effect.sync(() => socket.destroy())
     }),
+    (peer) => Effect.sync(() => peer.socket.destroy())
+  )
+
+/**
+ * A raw client of the in-memory server in context: its end of the pair, recording what it receives; with
+ * `silent`, reading nothing (its window fills, and the server's writes wait).
+ */
+export const memoryPeer = (options: { readonly silent?: boolean } = {}) =>
+  Effect.acquireRelease(
+    Effect.map(
+      Effect.flatMap(MemoryTransport.connector, (connector) => connector.open),
+      (link) => new RawPeer(streamOf(link), options.silent === true)
+    ),
     (peer) => Effect.sync(() => peer.socket.destroy())
   )
 
@@ -243,13 +262,7 @@ export const streamListener = (stream: NodeStream.Duplex) => {
     address,
     accept: (onConnection) =>
       Effect.callback<never>(() => {
-        onConnection({
-          socket: undefined as never,
-          stream,
-          localAddress: address,
-          remoteAddress: address,
-          onClosed: Listener.onClosedOf(stream)
-        })
+        onConnection(Listener.fromStream(stream, { localAddress: address, remoteAddress: address }))
       }),
     stopAccepting: Effect.void
   })

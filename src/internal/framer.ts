@@ -101,9 +101,10 @@ export class Framer {
   failure: Failure | undefined = undefined
   /**
    * When `onFrame` returned false without a failure (a pause: asynchat's one frame at a time), the input
-   * not cut yet, possibly empty; the owner pushes it again, after any terminator change, to go on.
+   * not cut yet, possibly empty: what is pushed meanwhile joins it, and `resume` cuts it, after any terminator
+   * change, to go on.
    */
-  rest: Uint8Array | undefined = undefined
+  private rest: Uint8Array | undefined = undefined
   private acc: Buffer = EMPTY
   private accLen = 0
   private scratch: Buffer = EMPTY
@@ -130,17 +131,36 @@ export class Framer {
     return this.accLen
   }
 
-  /** Drops the bytes of the current frame (asynchat's `discard_buffers`, input side). */
+  /** Drops the bytes of the current frame and of the input not cut yet (asynchat's `discard_buffers`, input side). */
   discard(): void {
     this.acc = EMPTY
     this.accLen = 0
+    if (this.rest !== undefined) this.rest = EMPTY
+  }
+
+  /** True while paused after a frame: input waits uncut until `resume`. */
+  get paused(): boolean {
+    return this.rest !== undefined
+  }
+
+  /** Goes on after a pause: cuts the input that waited, with the terminator now set. */
+  resume(): Failure | undefined {
+    const rest = this.rest
+    if (rest === undefined) return undefined
+    this.rest = undefined
+    return this.push(rest)
   }
 
   /**
    * Cuts `chunk` with the current terminator, calling `onFrame` for every frame it completes. Returns the
-   * failure that ended framing, if any; after a failure the framer must not be used again.
+   * failure that ended framing, if any; after a failure the framer must not be used again. While paused,
+   * `chunk` waits uncut with the rest.
    */
   push(chunk: Uint8Array): Failure | undefined {
+    if (this.rest !== undefined) {
+      this.rest = Buffer.concat([this.rest, chunk])
+      return undefined
+    }
     const buf = asBuffer(chunk)
     const len = buf.length
     let pos = 0

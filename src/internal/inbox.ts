@@ -33,8 +33,21 @@ export interface Reader {
   releaseOutput(): void
 }
 
-const noop = () => {}
-const asIs: Reader = { onRead: Effect.succeed, holdOutput: noop, releaseOutput: noop }
+/** What an inbox needs of its connection. */
+export interface Owner {
+  /** Paused while the consumer is busy with a read and another is held. */
+  readonly transport: Pick<Transport, "pause" | "resume">
+  readonly reader: Reader
+}
+
+/**
+ * Where the consumer and the transport are: before the first wait (the transport paused, nothing held); the
+ * consumer busy with what it was handed, the transport flowing; the consumer waiting for a read; the consumer
+ * busy and a read held, the transport paused until it asks again. Small integers: a server holds one per
+ * connection.
+ */
+const State = { Paused: 0, Flowing: 1, Waiting: 2, Held: 3 } as const
+type State = typeof State[keyof typeof State]
 
 const END = "end" as const
 
@@ -43,11 +56,12 @@ const secondReader = () =>
 
 /** @internal */
 export class Inbox implements Input, Watched {
+  private state: State = State.Paused
   private held: Array<Uint8Array> = []
   /** What follows the held reads: the end of input or a failure; nothing is delivered after it. */
   private last: typeof END | ChatError.ChatError | undefined = undefined
+  /** The waiting consumer's callback, while `Waiting`. */
   private consumer: Resume | undefined = undefined
-  private paused = true
   watchAt = Infinity
   watchIndex = -1
   /** The connection is closed: its timeouts are watched no more. */
@@ -55,10 +69,7 @@ export class Inbox implements Input, Watched {
   private armNow: (() => void) | undefined = undefined
   private lastDataAt = 0
   private frameStartedAt = -1
-  /** Set once a transport is attached: it is paused and resumed from here. */
-  transport: Pick<Transport, "pause" | "resume"> | undefined = undefined
-  /** Set by the consumer: what a read becomes, handed over in the same step as the read itself. */
-  reader: Reader = asIs
+  private readonly owner: Owner
   private readonly watchdog: Watchdog | undefined
   private readonly dispatcher: Scheduler.SchedulerDispatcher
   private readonly idleMillis: number
@@ -66,7 +77,7 @@ export class Inbox implements Input, Watched {
   private readonly idleError: () => ChatError.ChatError
   private readonly frameError: () => ChatError.ChatError
 
-  constructor(options: {
+  constructor(owner: Owner, options: {
     /** Watches the timeouts; undefined when there are none. */
     readonly watchdog: Watchdog | undefined
     readonly dispatcher: Scheduler.SchedulerDispatcher
@@ -75,6 +86,7 @@ export class Inbox implements Input, Watched {
     readonly idleError: () => ChatError.ChatError
     readonly frameError: () => ChatError.ChatError
   }) {
+    this.owner = owner
     this.watchdog = options.watchdog
     this.dispatcher = options.dispatcher
     this.idleMillis = options.idleMillis ?? Infinity
@@ -94,20 +106,20 @@ export class Inbox implements Input, Watched {
   data(chunk: Uint8Array): void {
     if (this.last !== undefined) return
     if (this.watchdog !== undefined) this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
-    const consumer = this.consumer
-    if (consumer !== undefined) {
-      this.consumer = undefined
-      const reader = this.reader
+    if (this.state === State.Waiting) {
+      const reader = this.owner.reader
       reader.holdOutput()
       try {
-        consumer(this.made([chunk]))
+        this.handOver(this.made([chunk]))
       } finally {
         reader.releaseOutput()
       }
       return
     }
     this.held.push(chunk)
-    this.pause()
+    if (this.state === State.Held) return
+    this.state = State.Held
+    this.owner.transport.pause()
   }
 
   end(): void {
@@ -121,10 +133,16 @@ export class Inbox implements Input, Watched {
   private settle(last: typeof END | ChatError.ChatError): void {
     if (this.last !== undefined) return
     this.last = last
-    const consumer = this.consumer
-    if (consumer === undefined || this.held.length > 0) return
+    // a consumer waiting has nothing held: it learns of the end now; held reads come first otherwise
+    if (this.state === State.Waiting) this.handOver(last === END ? this.made(undefined) : Effect.fail(last))
+  }
+
+  /** Resumes the waiting consumer with `effect`: it is busy with it from now on, the transport flowing. */
+  private handOver(effect: Effect.Effect<unknown, unknown>): void {
+    const consumer = this.consumer!
     this.consumer = undefined
-    consumer(last === END ? this.made(undefined) : Effect.fail(last))
+    this.state = State.Flowing
+    consumer(effect)
   }
 
   /**
@@ -134,18 +152,21 @@ export class Inbox implements Input, Watched {
   readonly next: Effect.Effect<unknown, unknown> = Effect.callback(
     (resume) => {
       // one input, one reader: a second would take reads from the first, which would wait forever
-      if (this.consumer !== undefined) return resume(Effect.die(secondReader()))
+      if (this.state === State.Waiting) return resume(Effect.die(secondReader()))
+      const paused = this.state !== State.Flowing
       if (this.held.length > 0) {
         const held = this.held
         this.held = []
+        this.state = State.Flowing
         resume(this.made(held))
-        this.resume()
+        if (this.last === undefined && paused) this.owner.transport.resume()
         return
       }
       const last = this.last
       if (last !== undefined) return resume(last === END ? this.made(undefined) : Effect.fail(last))
       this.consumer = resume
-      this.resume()
+      this.state = State.Waiting
+      if (paused) this.owner.transport.resume()
       // The frame deadline passed while the handler was busy: the watchdog enforces it, a turn from now, once
       // bytes the transport already holds (it was paused) had their chance to complete the frame.
       const watchdog = this.watchdog
@@ -162,7 +183,7 @@ export class Inbox implements Input, Watched {
    */
   private made(chunks: ReadonlyArray<Uint8Array> | undefined): Effect.Effect<unknown, unknown> {
     try {
-      return this.reader.onRead(chunks)
+      return this.owner.reader.onRead(chunks)
     } catch (defect) {
       return Effect.die(defect)
     }
@@ -175,28 +196,15 @@ export class Inbox implements Input, Watched {
 
   /** Resumes the consumer waiting for input, if any, with `effect` instead of a read. */
   wake(effect: Effect.Effect<unknown, unknown>): void {
-    const consumer = this.consumer
-    if (consumer === undefined) return
-    this.consumer = undefined
-    consumer(effect)
+    if (this.state === State.Waiting) this.handOver(effect)
   }
 
   /** An interrupted wait: one consumer waits at a time, so it is the one to forget. */
   private readonly cancelWait = Effect.sync(() => {
+    if (this.state !== State.Waiting) return
     this.consumer = undefined
+    this.state = State.Flowing
   })
-
-  private pause(): void {
-    if (this.paused) return
-    this.paused = true
-    this.transport?.pause()
-  }
-
-  private resume(): void {
-    if (!this.paused || this.last !== undefined) return
-    this.paused = false
-    this.transport?.resume()
-  }
 
   /**
    * Tells the watchdog, as the consumer is about to wait, whether a frame is in progress and whether one was
@@ -225,14 +233,12 @@ export class Inbox implements Input, Watched {
   check(now: number): number {
     // input is over (or failed), or the connection closed: nobody waits for more of it
     if (this.last !== undefined || this.stopped) return Infinity
-    const consumer = this.consumer
     const frame = now >= this.frameDeadline
-    if (consumer !== undefined && (frame || now >= this.lastDataAt + this.idleMillis)) {
-      this.consumer = undefined
+    if (this.state === State.Waiting && (frame || now >= this.lastDataAt + this.idleMillis)) {
       // a reader that catches the timeout and reads again gets a fresh period
       if (frame) this.frameStartedAt = now
       else this.lastDataAt = now
-      consumer(Effect.fail(frame ? this.frameError() : this.idleError()))
+      this.handOver(Effect.fail(frame ? this.frameError() : this.idleError()))
       // the consumer ran at once, and may have closed the connection
       if (this.last !== undefined || this.stopped) return Infinity
     }

@@ -10,10 +10,11 @@
  *   queue drains to the low-water mark (Netty's 64/32 KiB by default), so a peer that stops reading cannot
  *   grow our memory.
  * - Every buffer queued in a row goes to the transport in one write, so a thousand pushed lines cost a handful
- *   of syscalls, not a thousand. The connection writes what its handler queued when the handler has consumed
- *   a read (`flushInline`); what is queued otherwise (from another fiber, after the last read) is written on
- *   the next scheduler turn. Only what has to wait (a transport that pushes back, a producer, the close
- *   marker) gets a writer fiber, which ends when the queue is empty: an idle connection holds none.
+ *   of syscalls, not a thousand. One `flush` writes: the connection calls it when its handler has consumed a
+ *   read; what is queued otherwise (from another fiber, after the last read) is flushed on the next scheduler
+ *   turn. Only what has to wait (a transport that pushes back, a producer, the close marker) gets a writer
+ *   fiber, which ends when the queue is empty: an idle connection holds none. Who writes at any moment is one
+ *   small-integer state (`Writer`).
  */
 import { Cause, type Context, Deferred, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
@@ -44,6 +45,15 @@ export type Offered = typeof Offered[keyof typeof Offered]
 const Phase = { Open: 0, Closing: 1, Ending: 2, Over: 3, HalfClosed: 4 } as const
 type Phase = typeof Phase[keyof typeof Phase]
 
+/**
+ * Who writes now: nobody; a wake is scheduled for the next turn; the handler runs a read in the transport's
+ * callback (what it queues is written when it is done); a write is being handed to the transport (what that
+ * write makes us queue, an in-process peer answering inside it, waits for it); a writer fiber works through
+ * what has to wait. Only when nobody writes may a write start.
+ */
+const Writer = { Idle: 0, Scheduled: 1, Held: 2, Writing: 3, Running: 4 } as const
+type Writer = typeof Writer[keyof typeof Writer]
+
 /** How much output a connection may queue: shared by a server's connections. */
 export interface Limits {
   readonly highWaterMark: number
@@ -51,17 +61,13 @@ export interface Limits {
   readonly outputLimit: number
 }
 
-/** What an outbox needs from its connection. */
-export interface OutboxOptions {
-  readonly limits: Limits
-  readonly transport: Pick<Transport, "write" | "eager" | "finish">
+/** What an outbox needs of its connection. */
+export interface Owner {
+  readonly transport: Pick<Transport, "write" | "finish">
   /** Told the byte count of each batch handed to the transport (metrics). */
   readonly counters: { readonly written: (bytes: number) => void }
-  /** Where a writer fiber runs (the connection's services) and whose scheduler wakes the output. */
-  readonly context: Context.Context<never>
-  readonly dispatcher: Scheduler.SchedulerDispatcher
-  /** Told once of `done`'s outcome. */
-  readonly owner: { outputDone(exit: Exit.Exit<void, ChatError.ChatError>): void }
+  /** Told once of `done`'s outcome, but for a half-close's success. */
+  outputDone(exit: Exit.Exit<void, ChatError.ChatError>): void
 }
 
 /** @internal */
@@ -79,31 +85,31 @@ export class Outbox {
   private head = 0
   private queuedBytes = 0
   private phase: Phase = Phase.Open
-  /** A writer fiber runs, or an inline write waits for the transport: nobody else may write. */
-  private busy = false
-  private writer: Fiber.Fiber<void, ChatError.ChatError> | undefined = undefined
-  private wakeScheduled = false
-  /** Set while the handler runs a read in the transport's callback: what it queues is written after it. */
-  private holding = false
+  private writer: Writer = Writer.Idle
+  private writerFiber: Fiber.Fiber<void, ChatError.ChatError> | undefined = undefined
   // made on first use: an idle connection should hold as little as it can
   private runWake: (() => void) | undefined = undefined
   private draining: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
   private readonly spaceWaiters: Array<() => void> = []
+  private readonly owner: Owner
   private readonly limits: Limits
-  private readonly transport: OutboxOptions["transport"]
-  private readonly counters: OutboxOptions["counters"]
   private readonly context: Context.Context<never>
   private readonly dispatcher: Scheduler.SchedulerDispatcher
-  private readonly owner: OutboxOptions["owner"]
 
-  // fields, not an options object kept whole: one object fewer per connection
-  constructor(options: OutboxOptions) {
-    this.limits = options.limits
-    this.transport = options.transport
-    this.counters = options.counters
-    this.context = options.context
-    this.dispatcher = options.dispatcher
-    this.owner = options.owner
+  /**
+   * `context` holds the services a writer fiber runs with (the connection's), and `dispatcher` is the scheduler
+   * whose turns wake the output: a server's connections share it, so their wakes run in one turn.
+   */
+  constructor(
+    owner: Owner,
+    limits: Limits,
+    context: Context.Context<never>,
+    dispatcher: Scheduler.SchedulerDispatcher
+  ) {
+    this.owner = owner
+    this.limits = limits
+    this.context = context
+    this.dispatcher = dispatcher
   }
 
   /** True once the output is over: nothing more is written, nobody waits on the queue. */
@@ -201,34 +207,33 @@ export class Outbox {
   }
 
   /**
-   * Writes the queued buffers from the caller's fiber: the connection calls it when its handler has consumed
-   * every frame of a read and is about to wait for the next, the natural end of a batch. Answers go out then,
-   * in one write; if the transport pushes back, the caller waits for it to drain, which stops reading from a
-   * peer that does not read. Undefined when that was all (or there was nothing to write, or a writer fiber is
-   * at work: it keeps the order, a producer in progress, say).
+   * The flush, for input and output alike: writes the buffers at the head of the queue now, in one write. The
+   * connection calls it when its handler has consumed every frame of a read and is about to wait for the next,
+   * the natural end of a batch, and a wake calls it for what was queued otherwise (from another fiber, after
+   * the last read). What is left to wait for the transport's room is returned: the input side waits for it
+   * itself, which stops reading from a peer that does not read. What the write made us queue (an in-process
+   * peer answering inside it), a producer or an end marker goes to a writer fiber on the next turn. Undefined
+   * when there is nothing to wait for, or somebody else writes (a writer fiber keeps the order).
    */
-  flushInline(): Effect.Effect<void, ChatError.ChatError> | undefined {
-    if (this.busy || this.isOver || this.head === this.items.length) return undefined
-    if (!(this.items[this.head] instanceof Uint8Array)) return undefined
-    const pending = this.writeOutside()
-    // what a handler run by that write queued meanwhile goes out next
+  flush(): Effect.Effect<void, ChatError.ChatError> | undefined {
+    if (!this.mayWrite) return undefined
+    const pending = this.writeHead()
     if (this.head !== this.items.length) this.wake()
-    // the transport has the bytes, in order: what is left is to wait for room, and anyone may write after them
-    if (pending === undefined || this.transport.eager) return pending
-    this.busy = true
-    return Effect.ensuring(
-      pending,
-      Effect.sync(() => {
-        this.busy = false
-        this.wake()
-      })
-    )
+    return pending
   }
 
   /** Ends the output with the connection: a writer fiber at work is interrupted, waiting pushes released. */
   close(): void {
-    this.writer?.interruptUnsafe()
+    this.writerFiber?.interruptUnsafe()
     if (!this.isOver) this.stop(Phase.Over)
+  }
+
+  /**
+   * True when a write may start: no other write is under way (the handler running a read in the transport's
+   * callback may write: its own flush), the output goes on, and something is queued.
+   */
+  private get mayWrite(): boolean {
+    return this.writer <= Writer.Held && !this.isOver && this.head !== this.items.length
   }
 
   /** Takes the buffers at the head of the queue, up to a producer or the close marker: one transport write. */
@@ -256,30 +261,42 @@ export class Outbox {
   }
 
   /**
-   * `writeBuffers` outside a writer fiber. The write may run our own handler at once (an in-process peer that
-   * answers inside it), and what that handler queues must wait for this write rather than start another
-   * writer: busy meanwhile, so the caller, which looks at the queue after, writes it in order.
+   * Writes the buffers at the head of the queue, if the head is buffers, from outside a writer fiber. The write
+   * may run our own handler at once (an in-process peer that answers inside it), and what that handler queues
+   * must wait for this write rather than start another: `Writing` meanwhile, so the caller, which looks at the
+   * queue after, writes it in order.
    */
-  private writeOutside(): Effect.Effect<void, ChatError.ChatError> | undefined {
-    this.busy = true
+  private writeHead(): Effect.Effect<void, ChatError.ChatError> | undefined {
+    if (!(this.items[this.head] instanceof Uint8Array)) return undefined
+    const before = this.writer
+    this.writer = Writer.Writing
     try {
       return this.writeBuffers()
     } finally {
-      this.busy = false
+      this.writer = before
     }
   }
 
-  /** Hands the buffers at the head of the queue to the transport: undefined when it took them at once. */
+  /**
+   * Hands the buffers at the head of the queue to the transport: undefined when it took them at once, else
+   * the wait for its room. Either way they are out of the queue: the transport has them, and bounds what it
+   * holds by making the writer wait.
+   */
   private writeBuffers(): Effect.Effect<void, ChatError.ChatError> | undefined {
     const { batch, size } = this.takeBuffers()
-    this.counters.written(size)
-    const pending = this.transport.write(batch, size)
-    if (pending === undefined || this.transport.eager) {
-      // out of the queue and into the transport, which bounds what it holds by making the writer wait
-      this.written(size)
-      return pending
-    }
-    return Effect.ensuring(pending, Effect.sync(() => this.written(size)))
+    const pending = this.send(batch, size)
+    this.queuedBytes -= size
+    if (this.queuedBytes <= this.limits.lowWaterMark) this.releaseSpace()
+    return pending
+  }
+
+  /** The one route to the transport, for queued buffers and producers' chunks alike. */
+  private send(
+    batch: Arr.NonEmptyReadonlyArray<Uint8Array>,
+    size: number
+  ): Effect.Effect<void, ChatError.ChatError> | undefined {
+    this.owner.counters.written(size)
+    return this.owner.transport.write(batch, size)
   }
 
   /**
@@ -287,45 +304,44 @@ export class Outbox {
    * through a batch of frames all land in the queue first, and go to the transport in one write.
    */
   private wake(): void {
-    if (this.wakeScheduled || this.busy || this.isOver || this.holding) return
-    this.wakeScheduled = true
+    if (this.writer !== Writer.Idle || this.isOver) return
+    this.writer = Writer.Scheduled
     this.dispatcher.scheduleTask(this.runWake ??= () => this.afterWake(), 0)
   }
 
-  /** Holds wakes: the caller writes what was queued meanwhile with `release`. */
+  /** Holds wakes while the handler runs a read in the transport's callback; `release` writes what it queued. */
   hold(): void {
-    this.holding = true
+    if (this.writer <= Writer.Scheduled) this.writer = Writer.Held
   }
 
   /** Writes what was queued since `hold`, now (a writer fiber waits if the transport is full). */
   release(): void {
-    this.holding = false
+    if (this.writer !== Writer.Held) return
+    this.writer = Writer.Idle
     if (this.head !== this.items.length) this.afterWake()
   }
 
+  /** A wake's flush: what has to wait, for room or for a producer, gets a writer fiber. */
   private afterWake(): void {
-    this.wakeScheduled = false
-    // an inline flush may have written everything already
-    if (this.busy || this.isOver || this.head === this.items.length) return
-    let first: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
-    if (this.items[this.head] instanceof Uint8Array) {
-      first = this.writeOutside()
-      // the transport took it all: no fiber needed
-      if (first === undefined && this.head === this.items.length) return
-    }
-    this.startWriter(first)
+    // a wake scheduled before a hold, an inline flush or a writer fiber finds the output in other hands
+    if (this.writer === Writer.Scheduled) this.writer = Writer.Idle
+    if (!this.mayWrite) return
+    const pending = this.writeHead()
+    // the transport took it all: no fiber needed
+    if (pending === undefined && this.head === this.items.length) return
+    this.startWriter(pending)
   }
 
   /** Runs a writer fiber until the queue is empty, the close marker is reached, or a write fails. */
   private startWriter(first: Effect.Effect<void, ChatError.ChatError> | undefined): void {
-    this.busy = true
+    this.writer = Writer.Running
     const fiber = Effect.runForkWith(this.context)(
       first === undefined ? this.drain : Effect.andThen(first, this.drain)
     )
-    this.writer = fiber
+    this.writerFiber = fiber
     fiber.addObserver((exit) => {
-      if (this.writer === fiber) this.writer = undefined
-      this.busy = false
+      if (this.writerFiber === fiber) this.writerFiber = undefined
+      this.writer = Writer.Idle
       if (Exit.isFailure(exit) && !Cause.hasInterruptsOnly(exit.cause)) this.finish(exit)
       else this.wake()
     })
@@ -347,12 +363,7 @@ export class Outbox {
     this.markers--
     this.compact()
     if (item._tag === "Close" || item._tag === "End") {
-      const last = this.transport.finish
-      if (last === undefined) {
-        this.finish(Exit.void)
-        return Effect.void
-      }
-      return Effect.andThen(last, Effect.sync(() => this.finish(Exit.void)))
+      return Effect.andThen(this.owner.transport.finish, Effect.sync(() => this.finish(Exit.void)))
     }
     return Effect.andThen(this.runProducer(item), this.drain)
   }
@@ -361,9 +372,7 @@ export class Outbox {
     return Stream.runForEachArray(producer.stream, (chunks) => {
       let size = 0
       for (let i = 0; i < chunks.length; i++) size += chunks[i].length
-      if (size === 0) return Effect.void
-      this.counters.written(size)
-      return this.transport.write(chunks, size) ?? Effect.void
+      return size === 0 ? Effect.void : this.send(chunks, size) ?? Effect.void
     }).pipe(
       Effect.catchCause((cause) =>
         Cause.hasInterruptsOnly(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.fail(
@@ -397,11 +406,6 @@ export class Outbox {
         if (i >= 0) this.spaceWaiters.splice(i, 1)
       })
     })
-  }
-
-  private written(size: number): void {
-    this.queuedBytes -= size
-    if (this.queuedBytes <= this.limits.lowWaterMark) this.releaseSpace()
   }
 
   private releaseSpace(): void {

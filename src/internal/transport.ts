@@ -3,15 +3,13 @@
  * it arrives (paused while the connection holds a read it has not consumed), output is handed over in
  * batches, synchronously when the transport has room.
  *
- * Two kinds:
- * - a Node stream (TCP, Unix, any Duplex), read and written directly: a read reaches the connection in the
- *   stream's own callback, with no fiber in between, and a write that fits is done without an effect;
- * - any effect `Socket` (the in-memory transport, a user's own), read by a pump fiber that pulls while the
- *   connection wants input.
+ * One kind for every link: a Node stream (TCP, Unix, TLS, any Duplex, the in-memory transport's pair, an effect
+ * `Socket` adapted), read and written directly: a read reaches the connection in the stream's own callback,
+ * with no fiber in between, and a write that fits is done without an effect.
  */
-import { Effect, Exit, Scope } from "effect"
+import { Effect } from "effect"
 import type * as Arr from "effect/Array"
-import * as Socket from "effect/socket/Socket"
+import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
 import type * as NodeStream from "node:stream"
 import * as ChatError from "../ChatError.ts"
@@ -27,17 +25,12 @@ export interface Input {
 
 /** A connection's transport. */
 export interface Transport {
-  /**
-   * True when `write` has handed the bytes over before it returns, so that a pending effect only waits for
-   * room (a Node stream); false when the effect performs the write (an effect `Socket`).
-   */
-  readonly eager: boolean
   /** Stops delivering input until `resume`. */
   readonly pause: () => void
   readonly resume: () => void
   /**
-   * Hands `batch` (`size` bytes) to the transport: undefined when it took it at once, else an effect that
-   * completes once it has room again, or fails if the write failed.
+   * Hands `batch` (`size` bytes) to the transport, at once: undefined when it has room for more, else an effect
+   * that completes once it has room again, or fails if the write failed.
    */
   readonly write: (
     batch: Arr.NonEmptyReadonlyArray<Uint8Array>,
@@ -45,9 +38,14 @@ export interface Transport {
   ) => Effect.Effect<void, ChatError.ChatError> | undefined
   /**
    * Ends our side once everything written has been taken by the peer (`closeWhenDone`): completes when it
-   * was, fails if the peer stopped taking it. Undefined when the transport has no such step.
+   * was, fails if the peer stopped taking it.
    */
-  readonly finish: Effect.Effect<void, ChatError.ChatError> | undefined
+  readonly finish: Effect.Effect<void, ChatError.ChatError>
+}
+
+/** Who is told when the stream closes (destroyed, reset, or both directions ended), after the input. */
+export interface Owner {
+  transportClosed(): void
 }
 
 /** What went wrong under a socket error: the Node error inside it when there is one (its message says why). */
@@ -57,6 +55,9 @@ export const socketErrorCause = (error: Socket.SocketError): unknown =>
 /** A read that failed. */
 export const readFailed = (cause: unknown): ChatError.ChatError =>
   new ChatError.ChatError({ reason: new ChatError.ReadFailed({ cause }) })
+
+/** An effect `Socket` that failed to open, as a read that failed. */
+export const openFailed = (error: Socket.SocketError): ChatError.ChatError => readFailed(socketErrorCause(error))
 
 /** A write that failed. */
 export const writeFailed = (cause: unknown): ChatError.ChatError =>
@@ -102,7 +103,7 @@ function onError(this: Listened, cause: Error): void {
 function onClose(this: Listened): void {
   const transport = this[TRANSPORT]
   transport.input.fail(readFailed(closedUnderUs()))
-  transport.owner?.transportClosed()
+  transport.owner.transportClosed()
 }
 
 /**
@@ -112,20 +113,19 @@ function onClose(this: Listened): void {
  * fails with `writeTimeout`'s error once a whole period passes without the peer taking a byte.
  */
 export class NodeStreamTransport implements Transport {
-  readonly eager = true
   private open = true
   // made on first use: most connections never wait, and an idle one should hold as little as it can
   private awaitDrain: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
   private finishing: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
-  /** Told when the stream closes (destroyed, reset, or both directions ended), after the input. */
-  owner: { transportClosed(): void } | undefined = undefined
   readonly input: Input
+  readonly owner: Owner
   private readonly stream: Listened
   private readonly writeTimeout: WriteTimeout | undefined
 
-  constructor(stream: NodeStream.Duplex, input: Input, writeTimeout: WriteTimeout | undefined) {
+  constructor(stream: NodeStream.Duplex, input: Input, owner: Owner, writeTimeout: WriteTimeout | undefined) {
     this.stream = stream as Listened
     this.input = input
+    this.owner = owner
     this.writeTimeout = writeTimeout
     this.stream[TRANSPORT] = this
     stream.pause()
@@ -284,74 +284,3 @@ export const ignore = () => {}
 
 /** How long a closing stream may take to hand its last bytes to the kernel and see the peer's end. */
 const LINGER_MILLIS = 5_000
-
-/** A peer's FIN arrives as a close with code 1000: the normal end of input, not an error. */
-const isEndOfInput = (error: Socket.SocketError): boolean =>
-  error.reason._tag === "SocketCloseError" && error.reason.code === 1000
-
-/**
- * An effect `Socket` as a transport, for the current scope: its reader and writer are acquired in the scope
- * (a failure to open becomes `openError`'s error), and a pump fiber reads while the connection wants input.
- * Its writes tell nothing of progress, so `writeTimeout` bounds each one as a whole.
- */
-export const fromSocket = (
-  socket: Socket.Socket,
-  input: Input,
-  openError: (error: Socket.SocketError) => ChatError.ChatError,
-  writeTimeout: WriteTimeout | undefined
-): Effect.Effect<Transport, ChatError.ChatError, Scope.Scope> =>
-  Effect.gen(function*() {
-    const reader = yield* Effect.mapError(socket.reader, openError)
-    // the writer in a scope of its own, so the output can end (a half-close: releasing the writer ends it)
-    // before the connection does
-    const writing = yield* Scope.fork(yield* Effect.scope)
-    const writer = yield* Scope.provide(socket.writer, writing)
-    let wanted = false
-    let wake: (() => void) | undefined = undefined
-    const awaitWanted = Effect.callback<void>((resume) => {
-      if (wanted) return resume(Effect.void)
-      wake = () => resume(Effect.void)
-      return Effect.sync(() => {
-        wake = undefined
-      })
-    })
-    const pump: Effect.Effect<void> = Effect.andThen(
-      awaitWanted,
-      Effect.matchEffect(reader.pull, {
-        onSuccess: (chunks) => {
-          for (let i = 0; i < chunks.length; i++) {
-            const c = chunks[i]
-            input.data(typeof c === "string" ? Buffer.from(c) : c)
-          }
-          return pump
-        },
-        onFailure: (error) =>
-          Effect.sync(() => {
-            if (isEndOfInput(error)) input.end()
-            else input.fail(readFailed(socketErrorCause(error)))
-          })
-      })
-    )
-    yield* Effect.forkScoped(pump, { startImmediately: true })
-    // a reader still waiting (a client's, in another fiber) learns that no more input will come
-    yield* Effect.addFinalizer(() => Effect.sync(() => input.fail(readClosed())))
-    return {
-      eager: false,
-      finish: Scope.close(writing, Exit.void),
-      pause: () => {
-        wanted = false
-      },
-      resume: () => {
-        wanted = true
-        const w = wake
-        wake = undefined
-        w?.()
-      },
-      write: (batch) => {
-        const write = Effect.mapError(writer.writeAll(batch), (error) => writeFailed(socketErrorCause(error)))
-        return writeTimeout === undefined
-          ? write
-          : Effect.timeoutOrElse(write, { duration: writeTimeout.duration, orElse: () => writeTimeout.failure })
-      }
-    } satisfies Transport
-  })

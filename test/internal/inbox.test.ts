@@ -11,7 +11,19 @@ const bytes = (s: string) => new TextEncoder().encode(s)
 /** An inbox over a fake transport that records pause and resume, read as text (undefined: the end). */
 const makeInbox = Effect.withFiber((fiber) => {
   const flow: Array<"pause" | "resume"> = []
+  let outputHeld = 0
   const inbox = new Inbox({
+    transport: { pause: () => flow.push("pause"), resume: () => flow.push("resume") },
+    reader: {
+      onRead: (chunks) => Effect.succeed(chunks === undefined ? undefined : chunks.map(text).join("|")),
+      holdOutput: () => {
+        outputHeld++
+      },
+      releaseOutput: () => {
+        outputHeld--
+      }
+    }
+  }, {
     watchdog: undefined,
     dispatcher: fiber.currentDispatcher,
     idleMillis: undefined,
@@ -19,17 +31,6 @@ const makeInbox = Effect.withFiber((fiber) => {
     idleError: idle,
     frameError: idle
   })
-  inbox.transport = { pause: () => flow.push("pause"), resume: () => flow.push("resume") }
-  let outputHeld = 0
-  inbox.reader = {
-    onRead: (chunks) => Effect.succeed(chunks === undefined ? undefined : chunks.map(text).join("|")),
-    holdOutput: () => {
-      outputHeld++
-    },
-    releaseOutput: () => {
-      outputHeld--
-    }
-  }
   return Effect.succeed({ inbox, flow, outputHeld: () => outputHeld })
 })
 

@@ -10,7 +10,6 @@ import { text } from "../helpers.ts"
  * effect to wait on; `during` runs inside the write, as an in-process peer that answers at once would.
  */
 const fakeTransport = (options: {
-  readonly eager?: boolean
   readonly pending?: () => Effect.Effect<void, ChatError.ChatError> | undefined
   readonly during?: (batch: ReadonlyArray<Uint8Array>) => void
 } = {}) => {
@@ -20,7 +19,6 @@ const fakeTransport = (options: {
     writes,
     finished: () => finished,
     transport: {
-      eager: options.eager ?? true,
       write: (batch: Arr.NonEmptyReadonlyArray<Uint8Array>) => {
         writes.push(batch.map(text).join(""))
         options.during?.(batch)
@@ -36,14 +34,12 @@ const fakeTransport = (options: {
 const makeOutbox = (transport: ReturnType<typeof fakeTransport>["transport"], limits = {}) =>
   Effect.withFiber((fiber) => {
     const outcomes: Array<Exit.Exit<void, ChatError.ChatError>> = []
-    const outbox = new Outbox({
-      limits: { highWaterMark: 1024, lowWaterMark: 512, outputLimit: 4096, ...limits },
-      transport,
-      counters: { written: () => {} },
-      context: fiber.context,
-      dispatcher: fiber.currentDispatcher,
-      owner: { outputDone: (exit) => outcomes.push(exit) }
-    })
+    const outbox = new Outbox(
+      { transport, counters: { written: () => {} }, outputDone: (exit) => outcomes.push(exit) },
+      { highWaterMark: 1024, lowWaterMark: 512, outputLimit: 4096, ...limits },
+      fiber.context,
+      fiber.currentDispatcher
+    )
     return Effect.succeed({ outbox, outcomes })
   })
 
@@ -67,7 +63,6 @@ describe("Outbox", () => {
       const room = yield* Deferred.make<void, ChatError.ChatError>()
       let first = true
       const fake = fakeTransport({
-        eager: false,
         pending: () => {
           if (!first) return undefined
           first = false
@@ -86,17 +81,21 @@ describe("Outbox", () => {
       expect(fake.writes).toEqual(["1", "23"])
     }))
 
-  it.effect("a push at the high-water mark waits until the transport drains the queue to the low-water mark", () =>
+  it.effect("a push at the high-water mark waits while the transport has no room, until the queue is written", () =>
     Effect.gen(function*() {
       const room = yield* Deferred.make<void, ChatError.ChatError>()
-      const fake = fakeTransport({ eager: false, pending: () => Deferred.await(room) })
+      const fake = fakeTransport({ pending: () => Deferred.await(room) })
       const { outbox } = yield* makeOutbox(fake.transport, { highWaterMark: 4, lowWaterMark: 2 })
-      const pushing = yield* Effect.forkChild(outbox.push(["12345"]), { startImmediately: true })
+      // handed to the transport, which then has no room: the next push stays queued
+      yield* outbox.push(["12345"])
+      yield* turns
+      const pushing = yield* Effect.forkChild(outbox.push(["abcde"]), { startImmediately: true })
       yield* turns
       expect(pushing.pollUnsafe()).toBeUndefined()
+      expect(fake.writes).toEqual(["12345"])
       yield* Deferred.succeed(room, undefined)
       yield* Fiber.join(pushing)
-      expect(fake.writes).toEqual(["12345"])
+      expect(fake.writes).toEqual(["12345", "abcde"])
     }))
 
   it.effect("what the handler queues inside a write (a peer that answers at once) goes out after it, not inside", () =>
@@ -139,7 +138,7 @@ describe("Outbox", () => {
 
   it.effect("offer refuses past outputLimit without queueing, and says Full", () =>
     Effect.gen(function*() {
-      const fake = fakeTransport({ eager: false, pending: () => Effect.never })
+      const fake = fakeTransport({ pending: () => Effect.never })
       const { outbox } = yield* makeOutbox(fake.transport, { highWaterMark: 4, lowWaterMark: 2, outputLimit: 8 })
       expect(outbox.offer(["12345678"])).toBe(Offered.Queued)
       expect(outbox.offer(["9"])).toBe(Offered.Full)

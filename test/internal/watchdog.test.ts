@@ -11,7 +11,11 @@ import * as Connection from "../../src/internal/connection.ts"
 import { Inbox } from "../../src/internal/inbox.ts"
 import { settingsOf } from "../../src/internal/settings.ts"
 import { Watchdog, type Watched } from "../../src/internal/watchdog.ts"
+import * as Listener from "../../src/Listener.ts"
 import * as Terminator from "../../src/Terminator.ts"
+
+/** A consumer that takes the reads as they are. */
+const asIs = { onRead: Effect.succeed, holdOutput: () => {}, releaseOutput: () => {} }
 
 const idle = () => new ChatError.ChatError({ reason: new ChatError.IdleTimeout({ timeout: Duration.minutes(1) }) })
 
@@ -106,12 +110,10 @@ describe("Inbox timeouts on a shared watchdog", () => {
         writer: Effect.die("unused")
       })
       const exit = yield* Effect.exit(Effect.scoped(Connection.open({
-        link: {
-          socket: failing,
+        link: Listener.fromSocket(failing, {
           localAddress: { _tag: "Pipe", name: "x" },
-          remoteAddress: { _tag: "Pipe", name: "x" },
-          onClosed: () => () => {}
-        },
+          remoteAddress: { _tag: "Pipe", name: "x" }
+        }),
         id: 1,
         settings: settingsOf({}),
         mode: { _tag: "Fixed", terminator: Terminator.lf },
@@ -128,7 +130,7 @@ describe("Inbox timeouts on a shared watchdog", () => {
     Effect.gen(function*() {
       const dog = yield* watchdog
       const dispatcher = yield* Effect.withFiber((fiber) => Effect.succeed(fiber.currentDispatcher))
-      const inbox = new Inbox({
+      const inbox = new Inbox({ transport: { pause: () => {}, resume: () => {} }, reader: asIs }, {
         watchdog: dog,
         dispatcher,
         idleMillis: 60_000,

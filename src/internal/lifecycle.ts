@@ -1,0 +1,75 @@
+/**
+ * A handler's life on a connection: it runs in a child fiber until the connection's outcome is decided, and
+ * what it queued is flushed when it returns (and, for a few seconds, when it fails).
+ */
+import { Cause, Context, Deferred, Duration, Effect, type Exit, type Stream } from "effect"
+import { Chat, type ChatShape } from "../Chat.ts"
+import type * as ChatError from "../ChatError.ts"
+import type * as Protocol from "../Protocol.ts"
+import type { Outbox } from "./outbox.ts"
+
+/** What a handler's life needs of its connection. */
+export interface Served {
+  readonly chat: ChatShape
+  readonly input: Stream.Stream<unknown, unknown>
+  readonly outbox: Pick<Outbox, "done">
+  /**
+   * Waits for the connection's outcome, decided once by whichever comes first: the handler's end (after its
+   * output is flushed), the output's end, `chat.close`, or the transport closing under us.
+   */
+  readonly outcome: Effect.Effect<void, unknown>
+  /** Decides the outcome, unless it was decided already. */
+  decide(exit: Exit.Exit<void, unknown>): void
+  /** The handler is done: the output ending is then part of its flush, not a verdict of its own. */
+  handlerDone(): void
+}
+
+/** How long output queued before a handler failed may take to reach the peer before the connection closes. */
+const FLUSH_AFTER_FAILURE = Duration.seconds(5)
+
+/**
+ * Runs `handler` on a connection until it is over: the handler returned (then queued output is flushed), a
+ * `closeWhenDone` was reached, `close` was called, or something failed. When the handler fails, what it had
+ * queued (answers to earlier requests) is still flushed, for at most a few seconds, before the failure closes
+ * the connection. The caller's scope closes the socket.
+ *
+ * The handler runs in a child fiber, not in this one: whatever it does (an uninterruptible region, a value
+ * that is not an effect, which kills its fiber outright), this fiber ends the connection once the outcome is
+ * decided, and its finalizers run.
+ */
+export const serve = <E, R>(
+  connection: Served,
+  handler: Protocol.Protocol<E, R>["handler"]
+): Effect.Effect<void, E | ChatError.ChatError, R> => {
+  const handled = Effect.andThen(
+    Effect.onExit(
+      Effect.withFiber((fiber) => {
+        // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
+        // keep a frame on its stack to restore the context after, held by every waiting connection.
+        fiber.setContext(Context.add(fiber.context, Chat, connection.chat))
+        return handler(connection.input)
+      }),
+      afterHandler(connection)
+    ),
+    () => flushOf(connection)
+  )
+  // a child of this fiber: when the outcome is decided and this returns, it is interrupted
+  return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
+    running.addObserver((exit) => connection.decide(exit))
+    return connection.outcome
+  }) as Effect.Effect<void, E | ChatError.ChatError, R>
+}
+
+// The handler's continuations are made here, capturing only the connection: a suspended connection holds them.
+
+/** Ends the output after what is queued, and waits until the peer has taken it. */
+const flushOf = (connection: Served) =>
+  Effect.andThen(connection.chat.closeWhenDone, Deferred.await(connection.outbox.done))
+
+/** When the handler failed, what it had queued (answers to earlier requests) still goes out, for a while. */
+const afterHandler = (connection: Served) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+  connection.handlerDone()
+  return exit._tag === "Success" || Cause.hasInterruptsOnly(exit.cause)
+    ? Effect.void
+    : flushOf(connection).pipe(Effect.timeoutOption(FLUSH_AFTER_FAILURE), Effect.ignore, Effect.interruptible)
+}

@@ -1,0 +1,186 @@
+/**
+ * A connection's input as its handler pulls it: the reads the inbox hands over, cut into frames (or a machine's
+ * messages) by the protocol's cutter, handed out one at a time or, for a batch protocol, a read's worth at once.
+ *
+ * A read is cut in the step that hands it over (`onRead`, which the inbox calls in the transport's callback
+ * when the handler is waiting), so a request costs no turn of its own. Before the handler waits for more
+ * input, what it queued in answer goes out (`flush`): the natural end of a batch.
+ */
+import { Cause, Effect } from "effect"
+import * as ChatError from "../ChatError.ts"
+import { reasonOf } from "../Framing.ts"
+import type * as Protocol from "../Protocol.ts"
+import type * as Terminator from "../Terminator.ts"
+import type { Counters } from "./counters.ts"
+import * as Cutters from "./cutters.ts"
+import type { Failure } from "./framer.ts"
+import type { Inbox, Reader } from "./inbox.ts"
+import type * as Input from "./input.ts"
+
+/** One frame, message or batch at a time (see `ready`): what `Protocol.forEach` drives. */
+export type Next = Input.One<unknown, unknown>
+
+/**
+ * Where the input is: reading; ended by the peer or drained by a graceful shutdown (what is cut is handed out,
+ * then the end); failed, or a machine's defect (after what was cut before it). Small integers: a server holds
+ * one per connection.
+ */
+const Phase = { Reading: 0, Ended: 1, Drained: 2, Failed: 3, Defect: 4 } as const
+type Phase = typeof Phase[keyof typeof Phase]
+
+/** What the pull needs of its connection. */
+export interface Owner {
+  readonly inbox: Pick<Inbox, "next" | "frameInProgress" | "wake">
+  readonly counters: Pick<Counters, "read" | "frames">
+  /** Writes what the handler queued, before it waits for more input: what to wait for, if the output is full. */
+  flush(): Effect.Effect<void, ChatError.ChatError> | undefined
+  holdOutput(): void
+  releaseOutput(): void
+}
+
+const fromFailure = (failure: Failure): ChatError.ChatError => new ChatError.ChatError({ reason: reasonOf(failure) })
+
+/** @internal */
+export class InputPull implements Reader {
+  private readonly owner: Owner
+  // everything the cutter produces during one read goes to `sink.out`, handed downstream as one batch
+  private readonly sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
+  private readonly cutter: Cutters.Cutter
+  private readonly batched: boolean
+  private phase: Phase = Phase.Reading
+  /** The failure (Failed), or what a machine threw (Defect): a machine that throws is a bug. */
+  private failure: unknown = undefined
+  // Frames are handed out one per pull, not in batches: a consumer that stops early (`Stream.runHead`,
+  // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
+  private ready: Array<unknown> = []
+  private readyAt = 0
+  private completedAtWait = 0
+  readonly pull: Next = Effect.suspend(() => this.step())
+
+  constructor(owner: Owner, mode: Protocol.Mode<unknown>, maxFrameLength: number) {
+    this.owner = owner
+    this.cutter = mode._tag === "Machine"
+      ? Cutters.machine(mode.machine, maxFrameLength, this.sink)
+      : mode._tag === "Exact"
+      ? Cutters.exact(mode.terminator, maxFrameLength, this.sink as Cutters.Sink<any, never>)
+      : Cutters.fixed(mode.terminator, maxFrameLength, this.sink as Cutters.Sink<any, never>)
+    this.batched = mode._tag !== "Exact" && mode.batched === true
+    // A machine whose first terminator is invalid (or throws) fails the first pull, after what it emitted: the
+    // connection opens, and its handler sees why it closes.
+    this.attempt(startOf)
+  }
+
+  /** What the inbox resumes the handler with: the reads (undefined: the end of input) cut into frames. */
+  onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Next {
+    if (chunks === undefined) {
+      if (this.phase === Phase.Reading) this.phase = Phase.Ended
+      if (!this.cutter.framer.paused) this.attempt(endOf)
+      return this.handOut()
+    }
+    let size = 0
+    for (let i = 0; i < chunks.length; i++) {
+      if (this.phase >= Phase.Failed) break
+      const chunk = chunks[i]
+      size += chunk.length
+      this.attempt(pushOf, chunk)
+    }
+    this.owner.counters.read(size)
+    return this.handOut()
+  }
+
+  holdOutput(): void {
+    this.owner.holdOutput()
+  }
+
+  releaseOutput(): void {
+    this.owner.releaseOutput()
+  }
+
+  /** A graceful shutdown: the input ends once the frames already cut are handed out (a partial frame is not one). */
+  drain(): void {
+    if (this.phase !== Phase.Reading) return
+    this.phase = Phase.Drained
+    // a handler waiting for input gets its end now: `step` says so, as nothing complete is left
+    this.owner.inbox.wake(this.pull)
+  }
+
+  /** asynchat's `discard_buffers`, input side: the bytes of the frame in progress. */
+  discard(): void {
+    this.cutter.framer.discard()
+  }
+
+  get terminator(): Terminator.Terminator {
+    return this.cutter.framer.terminator
+  }
+
+  set terminator(terminator: Terminator.Terminator) {
+    this.cutter.framer.terminator = terminator
+  }
+
+  private step(): Next {
+    if (this.readyAt < this.ready.length || this.sink.out.length > 0) return this.handOut()
+    const phase = this.phase
+    if (phase === Phase.Failed) return Effect.fail(this.failure)
+    if (phase === Phase.Defect) return Effect.die(this.failure)
+    const framer = this.cutter.framer
+    if (framer.paused) {
+      // asynchat's one frame at a time: the input after the last frame is cut now, with the terminator now set
+      this.attempt(resumeOf)
+      if (this.phase === Phase.Ended && !framer.paused) this.attempt(endOf)
+      return this.handOut()
+    }
+    if (phase !== Phase.Reading) return Cause.done()
+    // every frame of the last read is consumed: what the handler queued goes out now, before we wait
+    const flushed = this.owner.flush()
+    // the frame timeout watches the partial frame left now (a discarded one is none), from the read that began it
+    const inbox = this.owner.inbox
+    inbox.frameInProgress(framer.buffered > 0, framer.completed !== this.completedAtWait)
+    this.completedAtWait = framer.completed
+    const next = inbox.next as Next
+    return flushed === undefined ? next : Effect.andThen(flushed, next)
+  }
+
+  /** What was cut, handed out: one frame (or a read's batch); the next read when nothing is ready. */
+  private handOut(): Next {
+    const sink = this.sink
+    if (this.batched) {
+      if (sink.out.length === 0) return this.pull
+      const batch = sink.out
+      sink.out = []
+      this.owner.counters.frames(batch.length)
+      return Effect.succeed([batch])
+    }
+    if (this.readyAt === this.ready.length) {
+      if (sink.out.length === 0) return this.pull
+      this.ready = sink.out
+      this.readyAt = 0
+      sink.out = []
+      this.owner.counters.frames(this.ready.length)
+    }
+    return Effect.succeed([this.ready[this.readyAt++]])
+  }
+
+  /** Runs one of the cutter's steps, recording a failure, a machine's error, or what it threw. */
+  private attempt(run: (cutter: Cutters.Cutter, chunk: Uint8Array) => Failure | undefined, chunk?: Uint8Array): void {
+    if (this.phase >= Phase.Failed) return
+    try {
+      const failure = run(this.cutter, chunk!)
+      if (failure !== undefined) this.fail(fromFailure(failure))
+      else if (this.sink.error !== undefined) this.fail(this.sink.error)
+    } catch (thrown) {
+      this.phase = Phase.Defect
+      this.failure = thrown
+    }
+  }
+
+  private fail(error: unknown): void {
+    this.phase = Phase.Failed
+    this.failure = error
+  }
+}
+
+// The cutter's steps, as module functions: `attempt` takes one without a closure per read.
+const startOf = (cutter: Cutters.Cutter) => cutter.start()
+const pushOf = (cutter: Cutters.Cutter, chunk: Uint8Array) => cutter.push(chunk)
+const endOf = (cutter: Cutters.Cutter) => cutter.end()
+const resumeOf = (cutter: Cutters.Cutter) => cutter.framer.resume()

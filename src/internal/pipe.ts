@@ -18,7 +18,6 @@ interface Piece {
 /** Why a pipe stopped: the writer's FIN, or a reset. */
 export type Outcome = "end" | "reset"
 
-/** @internal */
 export class Pipe {
   private readonly pieces: Array<Piece> = []
   private inFlight = 0

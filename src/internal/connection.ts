@@ -23,6 +23,7 @@
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, type Scheduler, Scope, Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
+import { AsyncChat, type AsyncChatShape } from "../AsyncChat.ts"
 import { type Address, Chat, type ChatShape, formatAddress } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
@@ -36,6 +37,7 @@ import type { Failure } from "./framer.ts"
 import { Inbox } from "./inbox.ts"
 import * as Input from "./input.ts"
 import { Offered, Outbox } from "./outbox.ts"
+import { type Impl, implOf, type Mode } from "./protocol.ts"
 import { isTimed, type Settings } from "./settings.ts"
 import * as Supervision from "./supervision.ts"
 import * as Transport from "./transport.ts"
@@ -77,7 +79,7 @@ const fromFailure = (failure: Failure): ChatError.ChatError => chatError(reasonO
 
 const transportGone = Transport.writeClosed()
 
-/** The connection's pull, as `Protocol.runForEach` drives it: one frame, message or batch at a time (see `ready`). */
+/** The connection's pull, as `Protocol.forEach` drives it: one frame, message or batch at a time (see `ready`). */
 type Next = Input.One<unknown, unknown>
 
 /**
@@ -119,7 +121,7 @@ class OpenConnection implements Connection {
     readonly transport: Transport.Transport
     readonly info: Info
     readonly settings: Settings
-    readonly mode: Protocol.Mode<unknown>
+    readonly mode: Mode<unknown>
     readonly counters: Counters
     readonly context: Context.Context<never>
     readonly dispatcher: Scheduler.SchedulerDispatcher
@@ -156,12 +158,12 @@ class OpenConnection implements Connection {
     } catch (value) {
       this.thrown(value)
     }
-    this.chat = new Handle(this, options.info, mode._tag === "Exact")
+    this.chat = new Handle(this, options.info)
   }
 
   /**
    * The input as a Stream over the connection's pull, made when asked for: the connection does not keep it
-   * (`Protocol.runForEach` keeps the pull alone).
+   * (`Protocol.forEach` keeps the pull alone).
    */
   get input(): Stream.Stream<unknown, unknown> {
     return Input.fromPull(this.pull)
@@ -353,29 +355,23 @@ class OpenConnection implements Connection {
   }
 }
 
-const notAsyncChat = Effect.die(
-  new Error("Chat.setTerminator needs a Protocol.asyncChat connection; this one is framed up front by its protocol")
-)
-
 /**
- * The `Chat` handle of a connection. Its functions are made when first asked for, so a connection that never
- * uses one does not hold it; each is an effect, so each run pushes: `Effect.repeat(chat.push(ping))` pings
- * every time, and one never run sends nothing.
+ * The `Chat` handle of a connection, and its `AsyncChat` handle when `AsyncChat.make` frames it. Its functions
+ * are made when first asked for, so a connection that never uses one does not hold it; each is an effect, so
+ * each run pushes: `Effect.repeat(chat.push(ping))` pings every time, and one never run sends nothing.
  */
-class Handle implements ChatShape {
+class Handle implements ChatShape, AsyncChatShape {
   readonly id: number
   readonly localAddress: Address
   readonly remoteAddress: Address
   private readonly connection: OpenConnection
-  private readonly exact: boolean
   private pushing: ChatShape["push"] | undefined = undefined
 
-  constructor(connection: OpenConnection, info: Info, exact: boolean) {
+  constructor(connection: OpenConnection, info: Info) {
     this.connection = connection
     this.id = info.id
     this.localAddress = info.localAddress
     this.remoteAddress = info.remoteAddress
-    this.exact = exact
   }
 
   get push(): ChatShape["push"] {
@@ -408,24 +404,22 @@ class Handle implements ChatShape {
     return Effect.sync(() => connection.close())
   }
 
-  get discardBuffers(): ChatShape["discardBuffers"] {
+  get discardBuffers(): AsyncChatShape["discardBuffers"] {
     const connection = this.connection
     return Effect.sync(() => connection.discardBuffers())
   }
 
-  get terminator(): ChatShape["terminator"] {
+  get terminator(): AsyncChatShape["terminator"] {
     const connection = this.connection
     return Effect.sync(() => connection.terminator)
   }
 
-  get setTerminator(): ChatShape["setTerminator"] {
+  get setTerminator(): AsyncChatShape["setTerminator"] {
     const connection = this.connection
-    return this.exact
-      ? (terminator) =>
-        Effect.sync(() => {
-          connection.terminator = terminator
-        })
-      : () => notAsyncChat
+    return (terminator) =>
+      Effect.sync(() => {
+        connection.terminator = terminator
+      })
   }
 }
 
@@ -444,15 +438,19 @@ const FLUSH_AFTER_FAILURE = Duration.seconds(5)
  */
 const serve = <E, R>(
   connection: Connection,
-  handler: Protocol.Protocol<E, R>["handler"]
+  protocol: Impl<E, R>
 ): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const handled = Effect.andThen(
     Effect.onExit(
       Effect.withFiber((fiber) => {
         // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
         // keep a frame on its stack to restore the context after, held by every waiting connection.
-        fiber.setContext(Context.add(fiber.context, Chat, connection.chat))
-        return handler(connection.input)
+        const context = Context.add(fiber.context, Chat, connection.chat)
+        // an `AsyncChat.make` connection's handler also gets its `AsyncChat` handle: the same object
+        fiber.setContext(
+          protocol.mode._tag === "Exact" ? Context.add(context, AsyncChat, connection.chat as Handle) : context
+        )
+        return protocol.handler(connection.input)
       }),
       afterHandler(connection)
     ),
@@ -507,7 +505,7 @@ export const open = (options: {
   readonly link: Link
   readonly id: number
   readonly settings: Settings
-  readonly mode: Protocol.Mode<unknown>
+  readonly mode: Mode<unknown>
   readonly openError: (error: Socket.SocketError) => ChatError.ChatError
   /** Shared by a server's connections; a connection of its own otherwise. */
   readonly counters?: Counters | undefined
@@ -617,7 +615,8 @@ export const run = <E, R>(options: {
    */
   readonly annotatedPeer?: string | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const { id, protocol, registry, role } = options
+  const { id, registry, role } = options
+  const protocol = implOf(options.protocol)
   const served = Effect.scoped(Effect.suspend(() => {
     const opening = open({
       link: options.link,
@@ -633,7 +632,7 @@ export const run = <E, R>(options: {
       registry === undefined ? opening : Effect.onError(opening, () => notOpenedOf(registry)),
       (connection) => {
         registry?.opened(connection)
-        return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol.handler))
+        return Effect.andThen(Effect.logDebug("connection opened"), serve(connection, protocol))
       }
     )
   }))

@@ -24,7 +24,7 @@ const decoder = new TextDecoder()
  */
 export const Chatroom = () => {
   const nicks = new Map<number, string>()
-  return Protocol.frames(Terminator.lf, (lines) =>
+  return Protocol.make(Terminator.lf, (lines) =>
     Effect.gen(function*() {
       const chat = yield* Chat.Chat
       const server = yield* ChatServer.ChatServer

@@ -4,7 +4,7 @@
  * command line, switches its terminator to that count, pushes the body back through a producer in 64-byte pieces
  * and closes when done; the client reads `<len>` bytes and checks the copy.
  *
- * The server is `Protocol.asyncChat`, the seed's own style: the count for the body comes from the command line
+ * The server is `AsyncChat.make`, the seed's own style: the count for the body comes from the command line
  * just read, and `setTerminator` inside `foundTerminator` switches to it (applying to bytes already received);
  * the per-connection state says which part comes next, as the seed's `process_data` does. The client is
  * a `Framing.machine`: it knows its one count before it connects, so a pure machine states all it expects (the
@@ -19,7 +19,17 @@
  *   Add --log-level debug to see every 64-byte piece, as the seed's log does.
  */
 import { Console, Data, Effect, Option, Stream } from "effect"
-import { Chat, ChatClient, ChatServer, Framing, Listener, Producer, Protocol, Terminator } from "effect-asynchat"
+import {
+  AsyncChat,
+  Chat,
+  ChatClient,
+  ChatServer,
+  Framing,
+  Listener,
+  Producer,
+  Protocol,
+  Terminator
+} from "effect-asynchat"
 import { Command, Flag } from "effect/cli"
 import { Buffer } from "node:buffer"
 import * as Shared from "./shared.ts"
@@ -81,13 +91,14 @@ interface EchoHandlerState {
  * pieces and the connection closes when they are written. Bytes after the body are ignored (`none`), as asynchat
  * ignores them once the count it decremented in place reaches 0.
  */
-export const EchoHandler = Protocol.asyncChat({
+export const EchoHandler = AsyncChat.make({
   terminator: Terminator.lf,
   initialState: (): EchoHandlerState => ({ processData: "command" }),
   foundTerminator: Effect.fn("EchoHandler.foundTerminator")(function*(frame: Framing.Frame, self: EchoHandlerState) {
     // asynchat calls found_terminator only for a terminated frame; the rest went to collect_incoming_data
     if (!frame.terminated) return
     const chat = yield* Chat.Chat
+    const framing = yield* AsyncChat.AsyncChat
     switch (self.processData) {
       case "command": {
         // _process_command
@@ -95,14 +106,14 @@ export const EchoHandler = Protocol.asyncChat({
         const length = parseCommand(command)
         if (length === undefined) return yield* new BadCommand({ command })
         yield* Effect.logDebug(`EchoHandler: _process_command() ${JSON.stringify(command)}`)
-        yield* chat.setTerminator(Terminator.length(length))
+        yield* framing.setTerminator(Terminator.length(length))
         self.processData = "message"
         return
       }
       case "message": {
         // _process_message
         yield* Effect.logDebug(`EchoHandler: _process_message() echoing ${frame.bytes.length} bytes`)
-        yield* chat.setTerminator(Terminator.none)
+        yield* framing.setTerminator(Terminator.none)
         self.processData = "done"
         yield* chat.pushStream(echoProducer("EchoHandler", frame.bytes))
         return yield* chat.closeWhenDone
@@ -157,7 +168,7 @@ const firstDifference = (a: Uint8Array, b: Uint8Array): number => {
  * until the server closes, and returns it, failing with {@link CopyMismatch} unless it is exact.
  */
 export const EchoClient = (message: Uint8Array) =>
-  Protocol.machine(EchoReply(message.length), (replies) =>
+  Protocol.make(EchoReply(message.length), (replies) =>
     Effect.gen(function*() {
       yield* Chat.push(`ECHO ${message.length}\n`)
       yield* Chat.pushStream(echoProducer("EchoProducer", message))

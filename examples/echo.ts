@@ -5,16 +5,12 @@
  *
  * Try it: npm start -- echo --port 7000, then: nc 127.0.0.1 7000 (or: printf 'hi' | nc -N 127.0.0.1 7000)
  */
-import { Stream } from "effect"
 import { Chat, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import * as Shared from "./shared.ts"
 
 /** Each chunk back as received: no terminator, so nothing waits for a line end. */
-export const Echo = Protocol.frames(
-  Terminator.none,
-  (chunks) => Stream.runForEach(chunks, (chunk) => Chat.push(chunk.bytes))
-)
+export const Echo = Protocol.forEach(Terminator.none, (chunk) => Chat.push(chunk.bytes))
 
 /** Runs the echo server on `host:port`. */
 export const run = (options: Shared.ServerFlags) =>

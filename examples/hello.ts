@@ -40,7 +40,7 @@ const escapeHtml = (s: string) =>
   s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" })[c]!)
 
 /** Answers one request, then closes when the answer is written. */
-export const Hello = Protocol.machine(HelloRequest, (requests) =>
+export const Hello = Protocol.make(HelloRequest, (requests) =>
   Stream.runHead(requests).pipe(
     Effect.flatMap((request) => {
       if (request._tag === "None") return Effect.void

@@ -4,7 +4,7 @@
  * are ignored; the answer goes out once all input is in: the method and path, and for a POST the body's length,
  * SHA-256 and, when short, the body itself. HTTP/1.0: one request per connection, `Connection: close`.
  *
- * A `Framing.machine` rather than `Protocol.asyncChat`: the seed keeps its parse state on `self`
+ * A `Framing.machine` rather than `AsyncChat.make`: the seed keeps its parse state on `self`
  * (`reading_headers`, the headers, the body so far); a machine's state is exactly that, per connection and
  * pure, so the parser is tested without a socket, where `foundTerminator` has only the current terminator.
  *
@@ -206,7 +206,7 @@ const report = (
  * Answers one request, then closes when done. The body is hashed piece by piece as it arrives (the seed's
  * `ibuffer`, without keeping it); a refused request is answered with its status before the close.
  */
-export const HttpServer = Protocol.machine(HttpRequest, (parts) => {
+export const HttpServer = Protocol.make(HttpRequest, (parts) => {
   // This function runs once per connection: its locals are that connection's state.
   let head: RequestHead | undefined = undefined
   let received = 0

@@ -20,6 +20,7 @@
 import { Data, Effect } from "effect"
 import { Chat, ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
+import { flow } from "effect/Function"
 import { Buffer } from "node:buffer"
 import * as Shared from "./shared.ts"
 
@@ -387,34 +388,38 @@ const answerAll = (
 }
 
 /** Answers a refused request, then the connection closes (the handler returns). */
-const refuse = (chat: Chat.ChatShape, status: number, detail: string) =>
+const refuse = (status: number, detail: string) =>
   Effect.suspend(() => {
     answersAt(Date.now()) // the Date of the refusal
-    return chat.push(response(status, cache.date, "close", `${status} ${reasons[status]}: ${detail}\n`))
+    return Chat.push(response(status, cache.date, "close", `${status} ${reasons[status]}: ${detail}\n`))
   })
 
 /**
- * The server: every request answered in order, the requests of one read together (`Protocol.batches`); a refusal
- * or the end of input ends the connection.
+ * The server: every request answered in order, the requests of one read together (`Protocol.forEachBatch`); a
+ * refusal or the end of input ends the connection.
  */
-export const Http11 = Protocol.batches(
+export const Http11 = Protocol.forEachBatch(
   Http11Requests,
-  (batches) =>
-    Effect.gen(function*() {
-      const chat = yield* Chat.Chat
-      const server = yield* ChatServer.ChatServer
-      yield* Protocol.runForEach(batches, (batch) => answerAll(chat, server, batch, 0, false)).pipe(
-        Effect.catchTag("HttpError", (error) => refuse(chat, error.status, error.detail)),
-        Effect.catchReasons("ChatError", {
-          FrameTooLong: () => refuse(chat, 431, `the request head may be at most ${limits.maxHeadLength} bytes`),
-          FrameTimeout: () => refuse(chat, 408, "the request arrived too slowly"),
-          // Idle keep-alive connections are normal; after a while they are closed without a word.
-          IdleTimeout: () => Effect.void,
-          // A client may reset rather than close (wrk does, at its end): it is gone, nothing to answer or log.
-          ReadFailed: () => Effect.void
-        })
-      )
-    })
+  // the connection's handle and the server, taken once per connection
+  Effect.gen(function*() {
+    const chat = yield* Chat.Chat
+    const server = yield* ChatServer.ChatServer
+    return (batch: ReadonlyArray<Message>) => answerAll(chat, server, batch, 0, false)
+  })
+).pipe(
+  Protocol.mapHandler(
+    flow(
+      Effect.catchTag("HttpError", (error) => refuse(error.status, error.detail)),
+      Effect.catchReasons("ChatError", {
+        FrameTooLong: () => refuse(431, `the request head may be at most ${limits.maxHeadLength} bytes`),
+        FrameTimeout: () => refuse(408, "the request arrived too slowly"),
+        // Idle keep-alive connections are normal; after a while they are closed without a word.
+        IdleTimeout: () => Effect.void,
+        // A client may reset rather than close (wrk does, at its end): it is gone, nothing to answer or log.
+        ReadFailed: () => Effect.void
+      })
+    )
+  )
 )
 
 /** Runs the server on `host:port`. */

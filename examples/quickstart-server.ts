@@ -5,16 +5,15 @@
  * Try it: npx node --conditions=@effect-asynchat/source examples/quickstart-server.ts 7000, then: nc 127.0.0.1 7000
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Stream } from "effect"
+import { Console, Effect } from "effect"
 import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
 
-const Upper = Protocol.frames(Terminator.lf, (lines) =>
-  Stream.runForEach(lines, (line) => {
-    const text = new TextDecoder().decode(line.bytes).trim()
-    return text === "QUIT"
-      ? Chat.push("BYE\n").pipe(Effect.andThen(Chat.closeWhenDone))
-      : Chat.push(text.toUpperCase(), "\n")
-  }).pipe(Effect.catchReason("ChatError", "FrameTooLong", () => Chat.push("ERR line too long\n"))))
+const Upper = Protocol.forEach(Terminator.lf, (line) => {
+  const text = new TextDecoder().decode(line.bytes).trim()
+  return text === "QUIT"
+    ? Chat.push("BYE\n").pipe(Effect.andThen(Chat.closeWhenDone))
+    : Chat.push(text.toUpperCase(), "\n")
+}).pipe(Protocol.mapHandler(Effect.catchReason("ChatError", "FrameTooLong", () => Chat.push("ERR line too long\n"))))
 
 const port = Number(process.argv[2] ?? 7000)
 Effect.gen(function*() {

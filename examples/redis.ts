@@ -432,28 +432,29 @@ export const execute = (store: Store, args: Command, now: number): Reply => {
 }
 
 /**
- * A RESP server over `store`. Commands come in batches, one per read (`Protocol.batches`): a pipelined batch is
- * executed with one clock reading and answered with one push.
+ * A RESP server over `store`. Commands come in batches, one per read (`Protocol.forEachBatch`): a pipelined
+ * batch is executed with one clock reading and answered with one push. A protocol error is answered, then the
+ * connection closes.
  */
 export const Redis = (store: Store) =>
-  Protocol.batches(RespRequests, (batches) =>
-    Effect.gen(function*() {
-      const chat = yield* Chat.Chat
-      yield* Protocol.runForEach(batches, (commands) =>
-        Effect.flatMap(Clock.currentTimeMillis, (now) => {
-          const replies: Array<Uint8Array | string> = []
-          for (let i = 0; i < commands.length; i++) {
-            const reply = execute(store, commands[i], now)
-            for (let j = 0; j < reply.length; j++) replies.push(reply[j])
-          }
-          return chat.push(...replies)
-        }))
-    }).pipe(
-      Effect.catchIf(
-        (e): e is ProtocolError => e instanceof ProtocolError,
-        (e) => Chat.push(error(`ERR Protocol error: ${e.message}`))
-      )
+  Protocol.forEachBatch(
+    RespRequests,
+    // the connection's handle, taken once
+    Effect.map(Chat.Chat, (chat) => (commands) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const replies: Array<Uint8Array | string> = []
+        for (let i = 0; i < commands.length; i++) {
+          const reply = execute(store, commands[i], now)
+          for (let j = 0; j < reply.length; j++) replies.push(reply[j])
+        }
+        return chat.push(...replies)
+      }))
+  ).pipe(
+    Protocol.mapHandler(Effect.catchIf(
+      (e): e is ProtocolError => e instanceof ProtocolError,
+      (e) => Chat.push(error(`ERR Protocol error: ${e.message}`))
     ))
+  )
 
 /** 1 MiB values plus their CRLF; like Redis (timeout 0), no idle timeout: idle clients are normal. */
 export const serverOptions: ChatServer.Options = { maxFrameLength: MAX_BULK + 2, idleTimeout: Duration.infinity }

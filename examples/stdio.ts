@@ -57,7 +57,7 @@ const decoder = new TextDecoder()
  * One answer per line, in order, until `quit` or the end of input (a last line without its newline still counts).
  * A line over {@link MAX_LINE} bytes is answered with an error, then the connection ends with the failure.
  */
-export const Commands = Protocol.frames(Terminator.lf, (lines) =>
+export const Commands = Protocol.make(Terminator.lf, (lines) =>
   Stream.runForEachWhile(lines, (frame) => {
     const { quit, reply } = interpret(decoder.decode(frame.bytes))
     return reply === undefined ? Effect.succeed(true) : Effect.as(Chat.push(reply, "\n"), !quit)

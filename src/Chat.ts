@@ -4,12 +4,12 @@
  * Output goes through one FIFO of producers, drained with backpressure: {@link push} queues bytes or strings,
  * {@link pushStream} queues a Stream (asynchat's `push_with_producer`), {@link closeWhenDone} closes after
  * everything queued before it is written, {@link endOutput} ends the output there (a half-close) and reads
- * on. Order is strict across all of them. Every operation of the handle has an accessor here.
+ * on. Order is strict across all of them. Every operation of the handle has an accessor here. Changing the
+ * terminator as frames arrive, asynchat's `set_terminator`, is for `AsyncChat.make` connections: see `AsyncChat`.
  *
  * @since 0.1.0
  */
-import { Context, Effect, type Stream } from "effect"
-import type * as Terminator from "./Terminator.ts"
+import { Context, type Effect, type Stream } from "effect"
 
 /**
  * Where a connection's end is: an IP address and port, a Unix socket path, or a named in-memory or pipe end.
@@ -106,16 +106,6 @@ export interface ChatShape {
   readonly endOutput: Effect.Effect<void>
   /** Closes the connection now, dropping queued output. */
   readonly close: Effect.Effect<void>
-  /** Drops queued output and the bytes of the frame being received: emergencies only. */
-  readonly discardBuffers: Effect.Effect<void>
-  /** The terminator for the next frame. */
-  readonly terminator: Effect.Effect<Terminator.Terminator>
-  /**
-   * Sets the terminator for the next frame: asynchat's `set_terminator`. Only connections framed with
-   * `Protocol.asyncChat` (which cuts one frame at a time) accept it; elsewhere framing is fixed up front by a
-   * terminator or a `Framing.Machine`, and calling it is a defect.
-   */
-  readonly setTerminator: (terminator: Terminator.Terminator) => Effect.Effect<void>
 }
 
 /**
@@ -148,7 +138,7 @@ export class Chat extends Context.Service<Chat, ChatShape>()("effect-asynchat/Ch
  * @since 0.1.0
  */
 export const push = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effect<void, never, Chat> =>
-  Effect.flatMap(Chat, (chat) => chat.push(...data))
+  Chat.use((chat) => chat.push(...data))
 
 /**
  * Queues a producer on the current connection.
@@ -165,7 +155,7 @@ export const push = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effect
  * @since 0.1.0
  */
 export const pushStream = <E, R>(stream: Stream.Stream<Uint8Array, E, R>): Effect.Effect<void, never, Chat | R> =>
-  Effect.flatMap(Chat, (chat) => chat.pushStream(stream))
+  Chat.use((chat) => chat.pushStream(stream))
 
 /**
  * Closes the current connection after everything queued so far is written.
@@ -181,10 +171,7 @@ export const pushStream = <E, R>(stream: Stream.Stream<Uint8Array, E, R>): Effec
  * @category accessors
  * @since 0.1.0
  */
-export const closeWhenDone: Effect.Effect<void, never, Chat> = Effect.flatMap(
-  Chat,
-  (chat) => chat.closeWhenDone
-)
+export const closeWhenDone: Effect.Effect<void, never, Chat> = Chat.use((chat) => chat.closeWhenDone)
 
 /**
  * Ends the current connection's output after everything queued so far (a half-close), reading on.
@@ -200,7 +187,7 @@ export const closeWhenDone: Effect.Effect<void, never, Chat> = Effect.flatMap(
  * @category accessors
  * @since 0.1.0
  */
-export const endOutput: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, (chat) => chat.endOutput)
+export const endOutput: Effect.Effect<void, never, Chat> = Chat.use((chat) => chat.endOutput)
 
 /**
  * Queues bytes or strings on the current connection without waiting: false, with nothing queued, when its
@@ -218,7 +205,7 @@ export const endOutput: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, 
  * @since 0.1.0
  */
 export const offer = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effect<boolean, never, Chat> =>
-  Effect.flatMap(Chat, (chat) => chat.offer(...data))
+  Chat.use((chat) => chat.offer(...data))
 
 /**
  * Closes the current connection now, dropping what is queued: to answer and hang up, use `closeWhenDone`.
@@ -233,36 +220,4 @@ export const offer = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effec
  * @category accessors
  * @since 0.1.0
  */
-export const close: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, (chat) => chat.close)
-
-/**
- * Drops the current connection's queued output and the bytes of the frame being received.
- *
- * @example
- * ```ts
- * import { Effect } from "effect"
- * import { Chat } from "effect-asynchat"
- *
- * const startOver = Chat.discardBuffers.pipe(Effect.andThen(Chat.push("-ERR discarded\r\n")))
- * ```
- *
- * @category accessors
- * @since 0.1.0
- */
-export const discardBuffers: Effect.Effect<void, never, Chat> = Effect.flatMap(Chat, (chat) => chat.discardBuffers)
-
-/**
- * Sets the terminator of the current `Protocol.asyncChat` connection.
- *
- * @example
- * ```ts
- * import { Chat, Terminator } from "effect-asynchat"
- *
- * const readBody = (length: number) => Chat.setTerminator(Terminator.length(length))
- * ```
- *
- * @category accessors
- * @since 0.1.0
- */
-export const setTerminator = (terminator: Terminator.Terminator): Effect.Effect<void, never, Chat> =>
-  Effect.flatMap(Chat, (chat) => chat.setTerminator(terminator))
+export const close: Effect.Effect<void, never, Chat> = Chat.use((chat) => chat.close)

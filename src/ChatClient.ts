@@ -18,7 +18,7 @@ import * as NodeStream from "node:stream"
 import type { ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatError from "./ChatError.ts"
-import type * as ChatServer from "./ChatServer.ts"
+import type * as ConnectionOptions from "./ConnectionOptions.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
 import { settingsOf } from "./internal/settings.ts"
@@ -196,7 +196,7 @@ export const duplexOf = (readable: NodeJS.ReadableStream, writable: NodeJS.Writa
  * @category models
  * @since 0.1.0
  */
-export interface Options extends ChatServer.ConnectionOptions {
+export interface Options extends ConnectionOptions.ConnectionOptions {
   /** Bound on one attempt to open (default 10 seconds). */
   readonly connectTimeout?: Duration.Input | undefined
   /** Retries a failed open (by default, none). */
@@ -350,7 +350,7 @@ export const connect: {
  * import { Effect, Stream } from "effect"
  * import { Chat, ChatClient, Protocol, Terminator } from "effect-asynchat"
  *
- * const Greeter = Protocol.frames(Terminator.lf, (lines) =>
+ * const Greeter = Protocol.make(Terminator.lf, (lines) =>
  *   Chat.push("hello\n").pipe(Effect.andThen(Stream.runForEach(lines, (line) => Effect.log(line.bytes)))))
  * const program = ChatClient.run(ChatClient.tcp({ port: 7000 }), Greeter)
  * ```

@@ -35,6 +35,7 @@ import type { Address, ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import type { ChatError } from "./ChatError.ts"
 import * as ChatMetrics from "./ChatMetrics.ts"
+import type * as ConnectionOptions from "./ConnectionOptions.ts"
 import * as Connection from "./internal/connection.ts"
 import { Offered } from "./internal/outbox.ts"
 import { settingsOf } from "./internal/settings.ts"
@@ -61,7 +62,7 @@ import type { Protocol } from "./Protocol.ts"
  * @category models
  * @since 0.1.0
  */
-export interface Options extends ConnectionOptions {
+export interface Options extends ConnectionOptions.ConnectionOptions {
   /** Connections served at once (default 10,000); beyond it a new connection gets `rejectMessage` and is closed. */
   readonly maxConnections?: number | undefined
   /** Written to a connection refused at `maxConnections` before it is closed (default: nothing). */
@@ -85,44 +86,6 @@ export interface Options extends ConnectionOptions {
    * longer exchange first watches `ChatServer.draining` itself.
    */
   readonly endInputOnShutdown?: boolean | undefined
-}
-
-/**
- * Limits of one connection, shared by servers and clients.
- *
- * @example
- * ```ts
- * import type { ChatServer } from "effect-asynchat"
- *
- * const bulk: ChatServer.ConnectionOptions = { maxFrameLength: 1024 * 1024, highWaterMark: 256 * 1024 }
- * ```
- *
- * @category models
- * @since 0.1.0
- */
-export interface ConnectionOptions {
-  /** The longest frame, excluding its delimiter (default 64 KiB); `Infinity` only when asked for. */
-  readonly maxFrameLength?: number | undefined
-  /** Fail with `IdleTimeout` when no byte arrives for this long while input is awaited (default 5 minutes). */
-  readonly idleTimeout?: Duration.Input | undefined
-  /** Fail with `FrameTimeout` when a frame is not complete this long after its first byte (default 30 s). */
-  readonly frameTimeout?: Duration.Input | undefined
-  /**
-   * Fail with `WriteTimeout` when the peer takes none of our waiting output for this long: it stopped reading
-   * (default 1 minute). A slow peer that keeps taking bytes is not timed out (over a Node stream; another
-   * transport's write must complete within it). Also bounds how long `closeWhenDone` waits for the peer to take
-   * the rest. Checked only while a write waits, so it costs nothing otherwise.
-   */
-  readonly writeTimeout?: Duration.Input | undefined
-  /** Output queued beyond this many bytes makes `push` wait (default 64 KiB). */
-  readonly highWaterMark?: number | undefined
-  /** ... until the writer has drained it to this many (default 32 KiB). */
-  readonly lowWaterMark?: number | undefined
-  /**
-   * What `offer` and `broadcast` may queue without waiting, beyond the high-water mark (default 16 times it:
-   * 1 MiB); a broadcast recipient over it is a slow consumer and is closed.
-   */
-  readonly outputLimit?: number | undefined
 }
 
 /**
@@ -194,10 +157,10 @@ export class ChatServer extends Context.Service<ChatServer, ChatServerShape>()("
  *
  * @example
  * ```ts
- * import { Effect, Stream } from "effect"
+ * import { Effect } from "effect"
  * import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
  *
- * const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+ * const Echo = Protocol.forEach(Terminator.lf, (line) => Chat.push(line.bytes, "\n"))
  * const program = Effect.scoped(Effect.gen(function*() {
  *   const server = yield* ChatServer.make(Echo)
  *   yield* Effect.log(`echo on ${Chat.formatAddress(server.address)}`)
@@ -351,10 +314,10 @@ export const make: <E, R>(
  * @example
  * ```ts
  * import { NodeRuntime } from "@effect/platform-node"
- * import { Layer, Stream } from "effect"
+ * import { Layer } from "effect"
  * import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
  *
- * const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+ * const Echo = Protocol.forEach(Terminator.lf, (line) => Chat.push(line.bytes, "\n"))
  * ChatServer.layer(Echo).pipe(
  *   Layer.provide(Listener.layerTcp({ host: "127.0.0.1", port: 7000 })),
  *   Layer.launch,

@@ -19,6 +19,7 @@ import { Cause, Effect, Pull, Schema, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { dual } from "effect/Function"
 import * as Cutters from "./internal/cutters.ts"
+import { reasonOf } from "./internal/failure.ts"
 import type * as Framer from "./internal/framer.ts"
 import * as Terminator from "./Terminator.ts"
 
@@ -357,16 +358,6 @@ const maxFrameLengthOf = (options: Options | undefined): number => {
   }
   return max
 }
-
-/**
- * The error reason for a framer's failure; the connection runtime wraps the same reasons in `ChatError`.
- *
- * @internal
- */
-export const reasonOf = (failure: Framer.Failure): FrameTooLong | Terminator.InvalidTerminator =>
-  failure._tag === "FrameTooLong"
-    ? new FrameTooLong({ limit: failure.limit, terminator: failure.terminator, message: failure.message })
-    : new Terminator.InvalidTerminator({ message: failure.message })
 
 const toError = (failure: Framer.Failure): FramingError => new FramingError({ reason: reasonOf(failure) })
 

@@ -28,7 +28,7 @@ import { fromStream, type Link, Listener } from "./Listener.ts"
  *
  * @example
  * ```ts
- * import type { MemoryTransport } from "effect-asynchat"
+ * import type { MemoryTransport } from "effect-asynchat/testing"
  *
  * const trickle: MemoryTransport.Chunking = 1
  * const shuffled: MemoryTransport.Chunking = { random: 42, maxPiece: 9 }
@@ -44,7 +44,7 @@ export type Chunking = "whole" | number | { readonly random: number; readonly ma
  *
  * @example
  * ```ts
- * import type { MemoryTransport } from "effect-asynchat"
+ * import type { MemoryTransport } from "effect-asynchat/testing"
  *
  * const slowLink: MemoryTransport.Options = { chunking: 1, delay: "10 millis", capacity: 1024 }
  * ```
@@ -67,7 +67,8 @@ export interface Options {
  * @example
  * ```ts
  * import { Effect } from "effect"
- * import { ChatClient, MemoryTransport, Terminator } from "effect-asynchat"
+ * import { ChatClient, Terminator } from "effect-asynchat"
+ * import { MemoryTransport } from "effect-asynchat/testing"
  *
  * const client = Effect.flatMap(MemoryTransport.connector, (connector) =>
  *   ChatClient.connect(connector, { terminator: Terminator.lf }))
@@ -88,7 +89,8 @@ export class MemoryTransport extends Context.Service<MemoryTransport, {
  * @example
  * ```ts
  * import { Effect, Stream } from "effect"
- * import { ChatClient, MemoryTransport, Terminator } from "effect-asynchat"
+ * import { ChatClient, Terminator } from "effect-asynchat"
+ * import { MemoryTransport } from "effect-asynchat/testing"
  *
  * const roundTrip = Effect.scoped(Effect.gen(function*() {
  *   const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
@@ -145,10 +147,11 @@ const splitOf = (chunking: Chunking): Split => {
  *
  * @example
  * ```ts
- * import { Layer, Stream } from "effect"
- * import { Chat, ChatServer, MemoryTransport, Protocol, Terminator } from "effect-asynchat"
+ * import { Layer } from "effect"
+ * import { Chat, ChatServer, Protocol, Terminator } from "effect-asynchat"
+ * import { MemoryTransport } from "effect-asynchat/testing"
  *
- * const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+ * const Echo = Protocol.forEach(Terminator.lf, (line) => Chat.push(line.bytes, "\n"))
  * const TestServer = ChatServer.layer(Echo).pipe(Layer.provideMerge(MemoryTransport.layer({ chunking: 1 })))
  * ```
  *

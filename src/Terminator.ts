@@ -18,6 +18,14 @@ import { Buffer } from "node:buffer"
 /**
  * A frame ends where these bytes appear in the input.
  *
+ * @example
+ * ```ts
+ * import { Terminator } from "effect-asynchat"
+ *
+ * const blankLine: Terminator.Delimiter = Terminator.delimiter("\r\n\r\n")
+ * blankLine.bytes.length // 4
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -30,6 +38,14 @@ export interface Delimiter {
 /**
  * A frame is exactly the next `length` bytes.
  *
+ * @example
+ * ```ts
+ * import { Terminator } from "effect-asynchat"
+ *
+ * const header: Terminator.Length = Terminator.length(4)
+ * header.length // 4
+ * ```
+ *
  * @category models
  * @since 0.1.0
  */
@@ -41,6 +57,13 @@ export interface Length {
 
 /**
  * No frame end: bytes are passed on as they arrive.
+ *
+ * @example
+ * ```ts
+ * import { Terminator } from "effect-asynchat"
+ *
+ * const raw: Terminator.None = Terminator.none
+ * ```
  *
  * @category models
  * @since 0.1.0

@@ -5,6 +5,13 @@
  */
 
 /**
+ * asynchat's imperative style: a handler that switches terminators as frames arrive.
+ *
+ * @since 0.1.0
+ */
+export * as AsyncChat from "./AsyncChat.ts"
+
+/**
  * The connection handle a handler talks through.
  *
  * @since 0.1.0
@@ -40,6 +47,13 @@ export * as ChatMetrics from "./ChatMetrics.ts"
 export * as ChatServer from "./ChatServer.ts"
 
 /**
+ * The limits of one connection, shared by servers and clients.
+ *
+ * @since 0.1.0
+ */
+export * as ConnectionOptions from "./ConnectionOptions.ts"
+
+/**
  * Terminator framing as a Stream combinator.
  *
  * @since 0.1.0
@@ -54,13 +68,6 @@ export * as Framing from "./Framing.ts"
 export * as Listener from "./Listener.ts"
 
 /**
- * The in-memory test transport.
- *
- * @since 0.1.0
- */
-export * as MemoryTransport from "./MemoryTransport.ts"
-
-/**
  * Producers for `Chat.pushStream`.
  *
  * @since 0.1.0
@@ -68,7 +75,7 @@ export * as MemoryTransport from "./MemoryTransport.ts"
 export * as Producer from "./Producer.ts"
 
 /**
- * Protocols: framing plus a handler.
+ * Protocols: framing plus a handler: `forEach`, `forEachBatch`, `make`.
  *
  * @since 0.1.0
  */

@@ -71,14 +71,14 @@ describe("ChatClient over Unix sockets and TCP", () => {
   it.live("ChatClient.run runs a protocol against a TCP server until the server closes", () =>
     Effect.gen(function*() {
       // The server answers one line and hangs up: the client's protocol sees its end of input.
-      const server = yield* tcpServer(Protocol.frames(Terminator.lf, (lines) =>
+      const server = yield* tcpServer(Protocol.make(Terminator.lf, (lines) =>
         Stream.runHead(lines).pipe(
           Effect.flatMap((first) => Chat.push(`hi ${first._tag === "Some" ? line(first.value) : "?"}\n`))
         )))
       const received: Array<string> = []
       yield* ChatClient.run(
         ChatClient.tcp({ port: portOf(server) }),
-        Protocol.frames(Terminator.lf, (lines) =>
+        Protocol.make(Terminator.lf, (lines) =>
           Chat.push("there\n").pipe(
             Effect.andThen(Stream.runForEach(lines, (frame) => Effect.sync(() => received.push(line(frame)))))
           ))
@@ -122,7 +122,7 @@ describe("ChatClient.duplex over a child process's pipes", () => {
       // The child exits after "quit": its stdout ends, and with it our protocol's input.
       yield* ChatClient.run(
         ChatClient.duplex("calc", watchedDuplexOf(child.stdout!, child.stdin!, [])),
-        Protocol.frames(Terminator.lf, (lines) =>
+        Protocol.make(Terminator.lf, (lines) =>
           Chat.push("add 2 3\n", "add 10 -4\n", "mul 1 1\n", "quit\n").pipe(
             Effect.andThen(Stream.runForEach(lines, (frame) => Effect.sync(() => received.push(line(frame)))))
           ))

@@ -60,7 +60,7 @@ describe("a listener of Node streams", () => {
   it.live("a frame whose rest waits behind our own pause is not timed out while the handler is busy", () =>
     Effect.gen(function*() {
       const { stream, written } = recordingDuplex()
-      const SlowFirst = Protocol.frames(Terminator.lf, (lines) =>
+      const SlowFirst = Protocol.make(Terminator.lf, (lines) =>
         Stream.runForEach(lines, (frame) =>
           Effect.andThen(
             text(frame.bytes) === "a" ? Effect.sleep("400 millis") : Effect.void,
@@ -108,7 +108,7 @@ describe("a listener of Node streams", () => {
             callback()
           }
         })
-        const P = Protocol.frames(Terminator.lf, (lines) =>
+        const P = Protocol.make(Terminator.lf, (lines) =>
           Stream.runForEach(lines, (frame) => {
             const line = text(frame.bytes)
             if (line === "start") {
@@ -143,7 +143,7 @@ describe("a listener of Node streams", () => {
           setTimeout(callback, 20) // 20 KiB every 20 ms: the whole answer takes 400 ms
         }
       })
-      const Big = Protocol.frames(Terminator.lf, (lines) =>
+      const Big = Protocol.make(Terminator.lf, (lines) =>
         Stream.runForEach(lines, () =>
           Effect.andThen(
             Chat.push(...Array.from({ length: 20 }, () => Buffer.alloc(20 * 1024, "x"))),
@@ -173,7 +173,7 @@ describe("a listener of Node streams", () => {
           }, 1500)
         }
       })
-      const Quit = Protocol.frames(Terminator.lf, (lines) =>
+      const Quit = Protocol.make(Terminator.lf, (lines) =>
         Stream.runForEach(lines, () =>
           Effect.andThen(
             Chat.push(...Array.from({ length: 4 }, () => Buffer.alloc(15 * 1024, "x"))),

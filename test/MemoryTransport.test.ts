@@ -1,19 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Stream } from "effect"
 import { TestClock } from "effect/testing"
-import * as Chat from "../src/Chat.ts"
-import * as ChatClient from "../src/ChatClient.ts"
-import * as ChatServer from "../src/ChatServer.ts"
-import * as MemoryTransport from "../src/MemoryTransport.ts"
-import * as Protocol from "../src/Protocol.ts"
-import * as Terminator from "../src/Terminator.ts"
+// imported as an application's tests would: the package and its testing subpath
+import { Chat, ChatClient, ChatServer, Protocol, Terminator } from "effect-asynchat"
+import { MemoryTransport } from "effect-asynchat/testing"
 import { text } from "./helpers.ts"
 import { memoryPeer } from "./transport-helpers.ts"
 
-const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (l) => Chat.push(l.bytes, "\n")))
+const Echo = Protocol.forEach(Terminator.lf, (line) => Chat.push(line.bytes, "\n"))
 
 /** Counts every line until the client's end of input, then answers once. */
-const CountLines = Protocol.frames(
+const CountLines = Protocol.make(
   Terminator.lf,
   (lines) => Effect.flatMap(Stream.runCount(lines), (count) => Chat.push(`got ${count} lines\n`))
 )
@@ -33,7 +30,7 @@ describe("endOutput over the in-memory transport", () => {
 /** The raw pieces a client receives for one server write of `data`. */
 const piecesOf = (data: string) =>
   Effect.gen(function*() {
-    const Say = Protocol.frames(Terminator.lf, () => Chat.push(data))
+    const Say = Protocol.make(Terminator.lf, () => Chat.push(data))
     yield* ChatServer.make(Say)
     const peer = yield* memoryPeer()
     yield* peer.write("go\n")

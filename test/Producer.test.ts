@@ -33,7 +33,7 @@ describe("Producer.fromMore", () => {
 
   it.effect("goes out through pushStream in order with what is pushed around it", () =>
     Effect.gen(function*() {
-      const Countdown = Protocol.frames(Terminator.lf, () =>
+      const Countdown = Protocol.make(Terminator.lf, () =>
         Effect.gen(function*() {
           let n = 3
           yield* Chat.push("start\n")

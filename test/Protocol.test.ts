@@ -26,7 +26,7 @@ const answer = (request: typeof Request.Type) => ({
 const encodeResponse = (response: typeof Response.Type) =>
   Effect.map(Schema.encodeEffect(Response)(response), (json) => `${json}\n`)
 
-const Calculator = Protocol.frames(Terminator.lf, (lines) =>
+const Calculator = Protocol.make(Terminator.lf, (lines) =>
   decodeRequests(lines).pipe(
     Stream.map(answer),
     Stream.mapEffect(encodeResponse),
@@ -57,44 +57,50 @@ describe("Protocol pipelines", () => {
 /** An element's effect that ends the input (as a `Queue.take` on an ended queue does) while a finalizer dies. */
 const endsAndDies = () => Effect.ensuring(Cause.done(), Effect.die("boom"))
 
-/** The lines a server with `protocol` answers to `sent`, up to its close. */
+/** The lines a server with `protocol` answers to `sent` (then the client's end of output), up to its close. */
 const replies = (protocol: Protocol.Protocol<unknown, never>, sent: string, options?: ChatServer.Options) =>
   Effect.scoped(Effect.gen(function*() {
     yield* ChatServer.make(protocol, options)
     const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
     yield* client.chat.push(sent)
+    yield* client.chat.endOutput
     // the server closes after its last answer
     return yield* Stream.runCollect(Stream.map(client.input, (frame) => text(frame.bytes)))
   }))
 
-describe("Protocol.runForEach", () => {
+describe("Protocol.forEach, forEachBatch and make", () => {
   const input = "alpha\nbeta\n\ngamma-delta\nepsilon\nzeta\n"
   const lines = ["alpha", "beta", "", "gamma-delta", "epsilon", "zeta"]
 
-  // "<n>\n" then n bytes: a machine's messages
+  // "<n>\n" then n bytes: a machine's messages; "x" for n is its own error
   const Sized = Framing.machine<number | undefined, Uint8Array, string>({
     initial: undefined,
     terminator: (n) => (n === undefined ? Terminator.lf : Terminator.length(n)),
-    step: (n, frame) => n !== undefined ? Framing.next(undefined, frame.bytes) : Framing.next(Number(text(frame.bytes)))
+    step: (n, frame) => {
+      if (n !== undefined) return Framing.next(undefined, frame.bytes)
+      return text(frame.bytes) === "x" ? Framing.fail("no size") : Framing.next(Number(text(frame.bytes)))
+    }
   })
 
-  /** Three echoes, by batch, by frame and by message, each telling `ended` once its loop is over. */
+  /** Echoes by batch, by frame, by message and by stream, each telling `ended` once its loop is over. */
   const echoes = (ended: Deferred.Deferred<void>) => {
-    const thenEnded = <E, R>(loop: Effect.Effect<void, E, R>) => Effect.andThen(loop, Deferred.succeed(ended, void 0))
+    const thenEnded = Protocol.mapHandler(<E, R>(loop: Effect.Effect<unknown, E, R>) =>
+      Effect.andThen(loop, Deferred.succeed(ended, void 0))
+    )
     return {
-      batches: Protocol.batches(Terminator.lf, (batches) =>
-        Effect.flatMap(Chat.Chat, (chat) =>
-          thenEnded(
-            Protocol.runForEach(batches, (batch) => chat.push(...batch.flatMap((line) => [line.bytes, "\n"])))
-          ))),
-      frames: Protocol.frames(
+      batches: Protocol.forEachBatch(
         Terminator.lf,
-        (frames) => thenEnded(Protocol.runForEach(frames, (frame) => Chat.push(frame.bytes, "\n")))
-      ),
-      messages: Protocol.machine(
-        Sized,
-        (bodies) => thenEnded(Protocol.runForEach(bodies, (body) => Chat.push(body, "\n")))
+        (batch) => Chat.push(...batch.flatMap((line) => [line.bytes, "\n"]))
       )
+        .pipe(thenEnded),
+      frames: Protocol.forEach(Terminator.lf, (frame) => Chat.push(frame.bytes, "\n")).pipe(thenEnded),
+      messages: Protocol.forEach(Sized, (body) => Chat.push(body, "\n")).pipe(thenEnded),
+      messageBatches: Protocol.forEachBatch(Sized, (bodies) => Chat.push(...bodies.flatMap((body) => [body, "\n"])))
+        .pipe(thenEnded),
+      stream: Protocol.make(
+        Terminator.lf,
+        (frames) => Stream.runForEach(frames, (frame) => Chat.push(frame.bytes, "\n"))
+      ).pipe(thenEnded)
     }
   }
 
@@ -122,18 +128,62 @@ describe("Protocol.runForEach", () => {
       Effect.gen(function*() {
         expect(yield* exchange((p) => p.batches, input, lines.length, chunking)).toEqual(lines)
         expect(yield* exchange((p) => p.frames, input, lines.length, chunking)).toEqual(lines)
-        expect(yield* exchange((p) => p.messages, "5\nhello3\nabc0\n", 3, chunking)).toEqual(["hello", "abc", ""])
+        expect(yield* exchange((p) => p.stream, input, lines.length, chunking)).toEqual(lines)
+        const sized = "5\nhello3\nabc0\n"
+        expect(yield* exchange((p) => p.messages, sized, 3, chunking)).toEqual(["hello", "abc", ""])
+        expect(yield* exchange((p) => p.messageBatches, sized, 3, chunking)).toEqual(["hello", "abc", ""])
       }))
   }
 
+  it.effect("forEach runs `f` for each frame once the effect of the one before is done", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const Slow = Protocol.forEach(Terminator.lf, (frame) =>
+        Effect.gen(function*() {
+          log.push(`start ${text(frame.bytes)}`)
+          for (let i = 0; i < 5; i++) yield* Effect.yieldNow
+          log.push(`end ${text(frame.bytes)}`)
+          yield* Chat.push(frame.bytes, "\n")
+        }))
+      expect(yield* replies(Slow, "a\nb\n")).toEqual(["a", "b"])
+      expect(log).toEqual(["start a", "end a", "start b", "end b"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: "whole" }))))
+
+  it.effect("forEach and forEachBatch make `f` once per connection when given an effect, in the connection", () =>
+    Effect.gen(function*() {
+      let made = 0
+      const numbered = Effect.gen(function*() {
+        made++
+        const chat = yield* Chat.Chat
+        let n = 0
+        return (line: Framing.Frame) => chat.push(`${chat.id}.${++n} ${text(line.bytes)}\n`)
+      })
+      const counted = Effect.map(Chat.Chat, (chat) => {
+        made++
+        let reads = 0
+        return (lines: ReadonlyArray<Framing.Frame>) => chat.push(`${++reads}: ${lines.length}\n`)
+      })
+      const inMemory = Effect.provide(MemoryTransport.layer({ chunking: "whole" }))
+      const Numbered = Protocol.forEach(Terminator.lf, numbered)
+      expect(yield* replies(Numbered, "a\nb\nc\n").pipe(inMemory)).toEqual(["1.1 a", "1.2 b", "1.3 c"])
+      expect(yield* replies(Numbered, "d\n").pipe(inMemory)).toEqual(["1.1 d"])
+      expect(yield* replies(Protocol.forEachBatch(Terminator.lf, counted), "a\nb\n").pipe(inMemory)).toEqual(["1: 2"])
+      expect(made).toBe(3)
+    }))
+
+  it.effect("forEachBatch runs `f` once per read, with what that read completed", () =>
+    Effect.gen(function*() {
+      const Counts = Protocol.forEachBatch(Terminator.lf, (batch) => Chat.push(`${batch.length}\n`))
+      // the client's one write of three lines arrives as one read
+      expect(yield* replies(Counts, "a\nb\nc\n")).toEqual(["3"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: "whole" }))))
+
   it.effect("fails as the input fails: an over-long frame reaches the handler as its ChatError", () =>
     Effect.gen(function*() {
-      const Guarded = Protocol.frames(
-        Terminator.lf,
-        (frames) =>
-          Protocol.runForEach(frames, (frame) => Chat.push(frame.bytes, "\n")).pipe(
-            Effect.catchReason("ChatError", "FrameTooLong", (reason) => Chat.push(`too long: ${reason.limit}\n`))
-          )
+      const Guarded = Protocol.forEach(Terminator.lf, (frame) => Chat.push(frame.bytes, "\n")).pipe(
+        Protocol.mapHandler(
+          Effect.catchReason("ChatError", "FrameTooLong", (reason) => Chat.push(`too long: ${reason.limit}\n`))
+        )
       )
       expect(yield* replies(Guarded, "short\nmuch too long for it\n", { maxFrameLength: 8 })).toEqual([
         "short",
@@ -141,56 +191,94 @@ describe("Protocol.runForEach", () => {
       ])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 3 }))))
 
+  it.effect("fails with the machine's own error, after the messages cut before it", () =>
+    Effect.gen(function*() {
+      const Guarded = Protocol.forEach(Sized, (body) => Chat.push(body, "\n")).pipe(
+        Protocol.mapHandler(Effect.catch((error) => Chat.push(`failed: ${typeof error === "string" ? error : "?"}\n`)))
+      )
+      expect(yield* replies(Guarded, "2\nokx\n3\nabc")).toEqual(["ok", "failed: no size"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 2 }))))
+
   it.effect("a failure of `f` ends the loop with it, after what it answered before", () =>
     Effect.gen(function*() {
-      const Strict = Protocol.frames(Terminator.lf, (frames) =>
-        Protocol.runForEach(frames, (frame) =>
-          text(frame.bytes) === "bad" ? Effect.fail("bad line") : Chat.push(frame.bytes, "\n")).pipe(
-            Effect.catch((error) =>
-              Chat.push(`${error}\n`)
-            )
-          ))
+      const Strict = Protocol.forEach(
+        Terminator.lf,
+        (frame) => text(frame.bytes) === "bad" ? Effect.fail("bad line") : Chat.push(frame.bytes, "\n")
+      ).pipe(Protocol.mapHandler(Effect.catch((error) => Chat.push(`${String(error)}\n`))))
       expect(yield* replies(Strict, "one\nbad\nnever\n")).toEqual(["one", "bad line"])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: "whole" }))))
 
   it.effect("a defect that comes with an end (`f` failing with Done, a finalizer dying) fails it, as Stream's", () =>
     Effect.gen(function*() {
       const outcomes: Array<string> = []
-      const Recorded = (run: (frames: Stream.Stream<Framing.Frame, unknown>) => Effect.Effect<void, unknown>) =>
-        Protocol.frames(Terminator.lf, (frames) =>
-          Effect.onExit(run(frames), (exit) =>
-            Effect.sync(() => {
-              outcomes.push(Exit.isSuccess(exit) ? "success" : Cause.hasDies(exit.cause) ? "defect" : "failure")
-            })))
-      for (const run of [Stream.runForEach, Protocol.runForEach]) {
-        yield* replies(Recorded((frames) => run(frames, endsAndDies)), "x\n").pipe(
-          Effect.provide(MemoryTransport.layer())
-        )
+      const recorded = Protocol.mapHandler(<E, R>(handler: Effect.Effect<unknown, E, R>) =>
+        Effect.onExit(handler, (exit) =>
+          Effect.sync(() => {
+            outcomes.push(Exit.isSuccess(exit) ? "success" : Cause.hasDies(exit.cause) ? "defect" : "failure")
+          }))
+      )
+      const protocols = [
+        Protocol.make(Terminator.lf, (frames) => Stream.runForEach(frames, endsAndDies)),
+        Protocol.forEach(Terminator.lf, endsAndDies),
+        Protocol.forEachBatch(Terminator.lf, endsAndDies)
+      ]
+      for (const protocol of protocols) {
+        yield* replies(protocol.pipe(recorded), "x\n").pipe(Effect.provide(MemoryTransport.layer()))
       }
-      expect(outcomes).toEqual(["defect", "defect"])
+      expect(outcomes).toEqual(["defect", "defect", "defect"])
     }))
 
-  it.effect("on a stream the handler made from its input, it is Stream.runForEach", () =>
+  it.effect("make: the handler reads its input in several passes, losing nothing that arrived together", () =>
     Effect.gen(function*() {
-      const Upper = Protocol.frames(Terminator.lf, (frames) =>
+      const GreetThenCount = Protocol.make(Terminator.lf, (frames) =>
+        Effect.gen(function*() {
+          const hello = yield* Stream.runHead(frames)
+          if (hello._tag === "Some") yield* Chat.push(`hello ${text(hello.value.bytes)}\n`)
+          let n = 0
+          yield* Stream.runForEach(frames, (frame) => Chat.push(`${++n} ${text(frame.bytes)}\n`))
+        }))
+      expect(yield* replies(GreetThenCount, "ann\nx\ny\n")).toEqual(["hello ann", "1 x", "2 y"])
+    }).pipe(Effect.provide(MemoryTransport.layer({ chunking: "whole" }))))
+
+  it.effect("make: the input fails with ChatError or the machine's error, and ends with the input", () =>
+    Effect.gen(function*() {
+      const Collect = Protocol.make(Sized, (bodies) =>
+        Stream.runCollect(bodies).pipe(
+          Effect.flatMap((all) => Chat.push(`${all.map(text).join(",")}\n`)),
+          Effect.catch((error) => Chat.push(`failed: ${typeof error === "string" ? error : error.reason._tag}\n`))
+        ))
+      const inMemory = Effect.provide(MemoryTransport.layer({ chunking: 1 }))
+      expect(yield* replies(Collect, "1\na2\nbc").pipe(inMemory)).toEqual(["a,bc"])
+      expect(yield* replies(Collect, "1\nax\n").pipe(inMemory)).toEqual(["failed: no size"])
+      expect(yield* replies(Collect, "1\na99\n", { maxFrameLength: 8 }).pipe(inMemory)).toEqual([
+        "failed: FrameTooLong"
+      ])
+    }))
+
+  it.effect("make: a stream the handler makes from its input is read as any stream", () =>
+    Effect.gen(function*() {
+      const Upper = Protocol.make(Terminator.lf, (frames) =>
         frames.pipe(
           Stream.map((frame) => text(frame.bytes).toUpperCase()),
           Stream.take(2),
-          Protocol.runForEach((line) => Chat.push(line, "\n"))
+          Stream.runForEach((line) => Chat.push(line, "\n"))
         ))
       expect(yield* replies(Upper, "ab\ncd\n")).toEqual(["AB", "CD"])
-      const collected: Array<number> = []
-      yield* Protocol.runForEach(Stream.make(1, 2, 3), (n) => Effect.sync(() => collected.push(n)))
-      expect(collected).toEqual([1, 2, 3])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 1 }))))
 
-  it.effect("reads a client's input the same way, up to the server's close", () =>
+  it.effect("a client's input is read the same way, up to the server's close", () =>
     Effect.gen(function*() {
-      const TwoThenClose = Protocol.frames(Terminator.lf, () => Chat.push("one\ntwo\n"))
+      const TwoThenClose = Protocol.make(Terminator.lf, () => Chat.push("one\ntwo\n"))
       yield* ChatServer.make(TwoThenClose)
       const client = yield* ChatClient.connect(yield* MemoryTransport.connector, { terminator: Terminator.lf })
       const seen: Array<string> = []
-      yield* Protocol.runForEach(client.input, (frame) => Effect.sync(() => seen.push(text(frame.bytes))))
+      yield* Stream.runForEach(client.input, (frame) => Effect.sync(() => seen.push(text(frame.bytes))))
       expect(seen).toEqual(["one", "two"])
     }).pipe(Effect.provide(MemoryTransport.layer({ chunking: 2 }))))
+
+  it("isProtocol tells a protocol from anything else", () => {
+    expect(Protocol.isProtocol(Protocol.forEach(Terminator.lf, () => Effect.void))).toBe(true)
+    expect(Protocol.isProtocol(Protocol.make(Sized, () => Effect.void))).toBe(true)
+    expect(Protocol.isProtocol({ mode: { _tag: "Fixed" }, handler: () => Effect.void })).toBe(false)
+  })
 })

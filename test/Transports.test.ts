@@ -68,7 +68,7 @@ describe("TCP echo with a raw node:net client", () => {
       // Frames are recorded on the server side: answering after the client's FIN is tested below.
       const frames: Array<string> = []
       const server = yield* tcpServer(
-        Protocol.frames(
+        Protocol.make(
           Terminator.lf,
           (lines) => Stream.runForEach(lines, (frame) => Effect.sync(() => frames.push(show(frame))))
         )
@@ -124,7 +124,7 @@ describe("endOutput: a half-close of our own over TCP", () => {
   it.live("a server's handler ends its output and reads on: the client answers our FIN, and it is read", () =>
     Effect.gen(function*() {
       const heard: Array<string> = []
-      const Ask = Protocol.frames(Terminator.lf, (lines) =>
+      const Ask = Protocol.make(Terminator.lf, (lines) =>
         Effect.gen(function*() {
           yield* Chat.push("tell me everything\n")
           yield* Chat.endOutput
@@ -173,7 +173,7 @@ describe("backpressure over TCP", () => {
       const chunk = new Uint8Array(1024).fill(120)
       let pushed = 0
       const rssBefore = process.memoryUsage().rss
-      const server = yield* tcpServer(Protocol.frames(Terminator.lf, () =>
+      const server = yield* tcpServer(Protocol.make(Terminator.lf, () =>
         Effect.gen(function*() {
           while (pushed < total) {
             yield* Chat.push(chunk)
@@ -213,7 +213,7 @@ describe("a machine that throws, over TCP", () => {
         }
       })
       const server = yield* tcpServer(
-        Protocol.machine(Buggy, (lines) => Stream.runForEach(lines, (line) => Chat.push(line, "\n"))),
+        Protocol.make(Buggy, (lines) => Stream.runForEach(lines, (line) => Chat.push(line, "\n"))),
         { shutdownTimeout: 0 }
       )
       const doomed = yield* rawConnect(portOf(server))
@@ -237,7 +237,7 @@ describe("a machine that throws, over TCP", () => {
         },
         step: (state, frame) => Framing.next(state, text(frame.bytes))
       })
-      const server = yield* tcpServer(Protocol.machine(NoStart, (lines) => Stream.runDrain(lines)), {
+      const server = yield* tcpServer(Protocol.make(NoStart, (lines) => Stream.runDrain(lines)), {
         shutdownTimeout: 0
       })
       for (let i = 0; i < 3; i++) {
@@ -256,7 +256,7 @@ describe("hang-ups over TCP", () => {
   it.live("a peer that hangs up as the server answers and closes is a normal end, not a write failure", () =>
     Effect.gen(function*() {
       const before = (yield* errorsOf("WriteFailed")) + (yield* errorsOf("ReadFailed"))
-      const Bye = Protocol.frames(
+      const Bye = Protocol.make(
         Terminator.lf,
         (lines) => Stream.runForEach(lines, () => Effect.andThen(Chat.push("bye\n"), Chat.closeWhenDone))
       )
@@ -304,7 +304,7 @@ describe("write timeout over TCP", () => {
     () =>
       Effect.gen(function*() {
         const chunk = new Uint8Array(64 * 1024).fill(120)
-        const Flood = Protocol.frames(Terminator.lf, (lines) =>
+        const Flood = Protocol.make(Terminator.lf, (lines) =>
           Stream.runForEach(
             lines,
             (line) => text(line.bytes) === "flood" ? Effect.forever(Chat.push(chunk)) : Chat.push(line.bytes, "\n")
@@ -336,7 +336,7 @@ describe("read backpressure over TCP", () => {
     () =>
       Effect.gen(function*() {
         let seen = 0
-        const Stalls = Protocol.frames(Terminator.lf, (lines) =>
+        const Stalls = Protocol.make(Terminator.lf, (lines) =>
           Stream.runForEach(lines, () =>
             Effect.andThen(
               Effect.sync(() => seen++),

@@ -73,7 +73,7 @@ const rawPerConnection = Effect.gen(function*() {
   return per
 })
 
-const Echo = Protocol.frames(Terminator.lf, (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")))
+const Echo = Protocol.make(Terminator.lf, (lines) => Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n")))
 
 /** Heap bytes per idle connection of ours, in a scope of its own: the server is gone after. */
 const oursPerConnection = Effect.scoped(Effect.gen(function*() {

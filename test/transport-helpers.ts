@@ -17,11 +17,10 @@ import { streamOf, text, Wakes } from "./helpers.ts"
 export const line = (frame: Frame): string => text(frame.bytes)
 
 /** Echoes each line; a final unterminated frame comes back in brackets so the two cases can be told apart. */
-export const Echo = Protocol.frames(Terminator.lf, (lines) =>
-  Stream.runForEach(
-    lines,
-    (frame) => frame.terminated ? Chat.push(frame.bytes, "\n") : Chat.push("[", frame.bytes, "]\n")
-  ))
+export const Echo = Protocol.forEach(
+  Terminator.lf,
+  (frame) => frame.terminated ? Chat.push(frame.bytes, "\n") : Chat.push("[", frame.bytes, "]\n")
+)
 
 /** A TCP server on 127.0.0.1 with a port chosen by the system, shut down when the scope closes. */
 export const tcpServer = <E, R>(protocol: Protocol.Protocol<E, R>, options?: ChatServer.Options, port = 0) =>
@@ -209,7 +208,7 @@ export const watchedDuplexOf = (
   })
 
 /** Reads every line until the peer's end of input, then, after an asynchronous step, answers once. */
-export const CountLines = Protocol.frames(Terminator.lf, (lines) =>
+export const CountLines = Protocol.make(Terminator.lf, (lines) =>
   Effect.gen(function*() {
     const count = yield* Stream.runCount(lines)
     // A real handler consults something before answering; here a short sleep stands for it.
@@ -235,7 +234,7 @@ export const readsToEndThenAnswers = Effect.acquireRelease(
 )
 
 /** Answers each line with how the server sees the connection's two ends. */
-export const WhoAmI = Protocol.frames(
+export const WhoAmI = Protocol.make(
   Terminator.lf,
   (lines) =>
     Stream.runForEach(lines, (frame) =>
@@ -283,7 +282,7 @@ export const recordingDuplex = () => {
 
 /** Answers "done <line>" 200 ms after each line; "hang" never answers. `started` is set once a request began. */
 export const Slow = (started: Deferred.Deferred<void>) =>
-  Protocol.frames(Terminator.lf, (lines) =>
+  Protocol.make(Terminator.lf, (lines) =>
     Stream.runForEach(lines, (frame) =>
       Effect.gen(function*() {
         yield* Deferred.succeed(started, undefined)

@@ -1,6 +1,6 @@
 /**
  * The line-echo server `bench/servers.ts` measures as ours: every `\n`-terminated line back as it came, the
- * lines of each read handed over together (`Protocol.batches`) and pushed in one `push`. Idle timeouts
+ * lines of each read handed over together (`Protocol.forEachBatch`) and pushed in one `push`. Idle timeouts
  * are off so the memory section can hold 10,000 silent connections; the connection cap is raised past that.
  *
  * Run: node --conditions=@effect-asynchat/source bench/servers/echo-lines.ts PORT
@@ -12,21 +12,20 @@ import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asyncha
 
 const NL = new Uint8Array([10])
 
-// Protocol.batches: each read's lines arrive as one array, answered with one push.
-export const EchoLines = Protocol.batches(
+// Protocol.forEachBatch: each read's lines arrive as one array, answered with one push; the connection's handle
+// is taken once, not for every read.
+export const EchoLines = Protocol.forEachBatch(
   Terminator.lf,
-  (batches) =>
-    Effect.flatMap(Chat.Chat, (chat) =>
-      Protocol.runForEach(batches, (batch) => {
-        const out: Array<Uint8Array> = []
-        for (let i = 0; i < batch.length; i++) {
-          const line = batch[i]
-          // A final unterminated line (the peer hung up mid-line) goes back as it came.
-          out.push(line.bytes)
-          if (line.terminated) out.push(NL)
-        }
-        return chat.push(...out)
-      }))
+  Effect.map(Chat.Chat, (chat) => (batch) => {
+    const out: Array<Uint8Array> = []
+    for (let i = 0; i < batch.length; i++) {
+      const line = batch[i]
+      // A final unterminated line (the peer hung up mid-line) goes back as it came.
+      out.push(line.bytes)
+      if (line.terminated) out.push(NL)
+    }
+    return chat.push(...out)
+  })
 )
 
 // Run as a script, not when imported (bench/overhead.ts reuses `EchoLines`).

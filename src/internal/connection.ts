@@ -39,6 +39,7 @@ import { Inbox } from "./inbox.ts"
 import * as Input from "./input.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { Outbox } from "./outbox.ts"
+import { implOf, type Mode } from "./protocol.ts"
 import { InputPull } from "./pull.ts"
 import { isTimed, type Settings } from "./settings.ts"
 import * as SocketDuplex from "./socket-duplex.ts"
@@ -93,7 +94,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
     readonly stream: NodeStream.Duplex
     readonly info: Info
     readonly settings: Settings
-    readonly mode: Protocol.Mode<unknown>
+    readonly mode: Mode<unknown>
     readonly counters: Counters
     readonly context: Context.Context<never>
     readonly dispatcher: Scheduler.SchedulerDispatcher
@@ -114,13 +115,13 @@ class OpenConnection implements Connection, Lifecycle.Served {
     })
     this.outbox = new Outbox(this, settings, options.context, dispatcher)
     this.reader = new InputPull(this, mode, settings.maxFrameLength)
-    this.chat = new Handle(this, options.info, mode._tag === "Exact")
+    this.chat = new Handle(this, options.info)
     this.transport = new Transport.NodeStreamTransport(options.stream, this.inbox, this, settings.writeTimeout)
   }
 
   /**
    * The input as a Stream over the connection's pull, made when asked for: the connection does not keep it
-   * (`Protocol.runForEach` keeps the pull alone).
+   * (`Protocol.forEach` keeps the pull alone).
    */
   get input(): Stream.Stream<unknown, unknown> {
     return Input.fromPull(this.reader.pull)
@@ -256,7 +257,7 @@ export const open = (options: {
   readonly link: Link
   readonly id: number
   readonly settings: Settings
-  readonly mode: Protocol.Mode<unknown>
+  readonly mode: Mode<unknown>
   readonly openError: (error: Socket.SocketError) => ChatError.ChatError
   /** Shared by a server's connections; a connection of its own otherwise. */
   readonly counters?: Counters | undefined
@@ -350,7 +351,8 @@ export const run = <E, R>(options: {
    */
   readonly annotatedPeer?: string | undefined
 }): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const { id, protocol, registry, role } = options
+  const { id, registry, role } = options
+  const protocol = implOf(options.protocol)
   const served = Effect.scoped(Effect.suspend(() => {
     const opening = open({
       link: options.link,
@@ -366,7 +368,7 @@ export const run = <E, R>(options: {
       registry === undefined ? opening : Effect.onError(opening, () => notOpenedOf(registry)),
       (connection) => {
         registry?.opened(connection)
-        return Effect.andThen(Effect.logDebug("connection opened"), Lifecycle.serve(connection, protocol.handler))
+        return Effect.andThen(Effect.logDebug("connection opened"), Lifecycle.serve(connection, protocol))
       }
     )
   }))

@@ -8,7 +8,6 @@
 import type { Context, Scheduler } from "effect"
 import * as ChatMetrics from "../ChatMetrics.ts"
 
-/** @internal */
 export class Counters {
   private bytesIn = 0
   private framesIn = 0

@@ -93,7 +93,6 @@ const find = (buf: Buffer, delim: Uint8Array, pos: number): number => {
 const asBuffer = (chunk: Uint8Array): Buffer =>
   Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
 
-/** @internal */
 export class Framer {
   /** The terminator for the current frame; `onFrame` may replace it to switch mode mid-stream. */
   terminator: Terminator.Terminator

@@ -1,10 +1,11 @@
 /**
- * The `Chat` handle of a connection: what its handler (or a hand-driven client) calls to write, close and
- * reframe. Its functions are made when first asked for, so a connection that never uses one does not hold it;
+ * The `Chat` handle of a connection, and its `AsyncChat` handle when `AsyncChat.make` frames it: what its
+ * handler (or a hand-driven client) calls to write, close and reframe. Its functions are made when first asked for, so a connection that never uses one does not hold it;
  * each is an effect, so each run acts: `Effect.repeat(chat.push(ping))` pings every time, and one never run
  * sends nothing.
  */
 import { Effect } from "effect"
+import type { AsyncChatShape } from "../AsyncChat.ts"
 import type { Address, ChatShape } from "../Chat.ts"
 import type * as Terminator from "../Terminator.ts"
 import { Offered, type Outbox } from "./outbox.ts"
@@ -26,25 +27,18 @@ export interface Owner {
   terminator: Terminator.Terminator
 }
 
-const notAsyncChat = Effect.die(
-  new Error("Chat.setTerminator needs a Protocol.asyncChat connection; this one is framed up front by its protocol")
-)
-
-/** @internal */
-export class Handle implements ChatShape {
+export class Handle implements ChatShape, AsyncChatShape {
   readonly id: number
   readonly localAddress: Address
   readonly remoteAddress: Address
   private readonly owner: Owner
-  private readonly exact: boolean
   private pushing: ChatShape["push"] | undefined = undefined
 
-  constructor(owner: Owner, info: Info, exact: boolean) {
+  constructor(owner: Owner, info: Info) {
     this.owner = owner
     this.id = info.id
     this.localAddress = info.localAddress
     this.remoteAddress = info.remoteAddress
-    this.exact = exact
   }
 
   get push(): ChatShape["push"] {
@@ -77,23 +71,21 @@ export class Handle implements ChatShape {
     return Effect.sync(() => owner.close())
   }
 
-  get discardBuffers(): ChatShape["discardBuffers"] {
+  get discardBuffers(): AsyncChatShape["discardBuffers"] {
     const owner = this.owner
     return Effect.sync(() => owner.discardBuffers())
   }
 
-  get terminator(): ChatShape["terminator"] {
+  get terminator(): AsyncChatShape["terminator"] {
     const owner = this.owner
     return Effect.sync(() => owner.terminator)
   }
 
-  get setTerminator(): ChatShape["setTerminator"] {
+  get setTerminator(): AsyncChatShape["setTerminator"] {
     const owner = this.owner
-    return this.exact
-      ? (terminator) =>
-        Effect.sync(() => {
-          owner.terminator = terminator
-        })
-      : () => notAsyncChat
+    return (terminator) =>
+      Effect.sync(() => {
+        owner.terminator = terminator
+      })
   }
 }

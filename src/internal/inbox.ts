@@ -54,7 +54,6 @@ const END = "end" as const
 const secondReader = () =>
   new Error("A connection's input is read by two fibers at once: read it from one (share its frames with a PubSub)")
 
-/** @internal */
 export class Inbox implements Input, Watched {
   private state: State = State.Paused
   private held: Array<Uint8Array> = []

@@ -1,5 +1,5 @@
 /**
- * A connection's input as a Stream, with the pull behind it kept on the side: `Protocol.runForEach` drives
+ * A connection's input as a Stream, with the pull behind it kept on the side: `Protocol.forEach` drives
  * that pull itself, without the machinery `Stream.runForEach` builds around it for every connection (a scope,
  * a channel, and their frames on the handler's fiber while it waits).
  */

@@ -3,14 +3,16 @@
  * what it queued is flushed when it returns (and, for a few seconds, when it fails).
  */
 import { Cause, Context, Deferred, Duration, Effect, type Exit, type Stream } from "effect"
+import { AsyncChat, type AsyncChatShape } from "../AsyncChat.ts"
 import { Chat, type ChatShape } from "../Chat.ts"
 import type * as ChatError from "../ChatError.ts"
-import type * as Protocol from "../Protocol.ts"
 import type { Outbox } from "./outbox.ts"
+import type { Impl } from "./protocol.ts"
 
 /** What a handler's life needs of its connection. */
 export interface Served {
-  readonly chat: ChatShape
+  /** The connection's handle: its `AsyncChat` handle too, for an `AsyncChat.make` connection. */
+  readonly chat: ChatShape & AsyncChatShape
   readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Pick<Outbox, "done">
   /**
@@ -39,15 +41,17 @@ const FLUSH_AFTER_FAILURE = Duration.seconds(5)
  */
 export const serve = <E, R>(
   connection: Served,
-  handler: Protocol.Protocol<E, R>["handler"]
+  protocol: Impl<E, R>
 ): Effect.Effect<void, E | ChatError.ChatError, R> => {
   const handled = Effect.andThen(
     Effect.onExit(
       Effect.withFiber((fiber) => {
         // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
         // keep a frame on its stack to restore the context after, held by every waiting connection.
-        fiber.setContext(Context.add(fiber.context, Chat, connection.chat))
-        return handler(connection.input)
+        const context = Context.add(fiber.context, Chat, connection.chat)
+        // an `AsyncChat.make` connection's handler also gets its `AsyncChat` handle: the same object
+        fiber.setContext(protocol.mode._tag === "Exact" ? Context.add(context, AsyncChat, connection.chat) : context)
+        return protocol.handler(connection.input)
       }),
       afterHandler(connection)
     ),

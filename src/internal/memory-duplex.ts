@@ -279,10 +279,8 @@ class Flow {
 /** One end of an in-memory connection: reads what the peer wrote, writes what the peer reads. */
 export class MemoryDuplex extends Duplex {
   private readonly incoming: Flow
-  /** @internal */
   readonly outgoing: Flow
 
-  /** @internal */
   constructor(
     incoming: Flow,
     outgoing: Flow,

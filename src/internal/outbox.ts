@@ -70,7 +70,6 @@ export interface Owner {
   outputDone(exit: Exit.Exit<void, ChatError.ChatError>): void
 }
 
-/** @internal */
 export class Outbox {
   /**
    * The output's outcome: success once the close marker is reached (everything before it written), failure

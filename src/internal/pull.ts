@@ -8,14 +8,14 @@
  */
 import { Cause, Effect } from "effect"
 import * as ChatError from "../ChatError.ts"
-import { reasonOf } from "../Framing.ts"
-import type * as Protocol from "../Protocol.ts"
 import type * as Terminator from "../Terminator.ts"
 import type { Counters } from "./counters.ts"
 import * as Cutters from "./cutters.ts"
+import { reasonOf } from "./failure.ts"
 import type { Failure } from "./framer.ts"
 import type { Inbox, Reader } from "./inbox.ts"
 import type * as Input from "./input.ts"
+import type { Mode } from "./protocol.ts"
 
 /** One frame, message or batch at a time (see `ready`): what `Protocol.forEach` drives. */
 export type Next = Input.One<unknown, unknown>
@@ -40,7 +40,6 @@ export interface Owner {
 
 const fromFailure = (failure: Failure): ChatError.ChatError => new ChatError.ChatError({ reason: reasonOf(failure) })
 
-/** @internal */
 export class InputPull implements Reader {
   private readonly owner: Owner
   // everything the cutter produces during one read goes to `sink.out`, handed downstream as one batch
@@ -57,7 +56,7 @@ export class InputPull implements Reader {
   private completedAtWait = 0
   readonly pull: Next = Effect.suspend(() => this.step())
 
-  constructor(owner: Owner, mode: Protocol.Mode<unknown>, maxFrameLength: number) {
+  constructor(owner: Owner, mode: Mode<unknown>, maxFrameLength: number) {
     this.owner = owner
     this.cutter = mode._tag === "Machine"
       ? Cutters.machine(mode.machine, maxFrameLength, this.sink)

@@ -4,7 +4,8 @@
  */
 import { Duration, Effect, type LogLevel } from "effect"
 import * as ChatError from "../ChatError.ts"
-import type { ConnectionOptions, Options as ServerOptions } from "../ChatServer.ts"
+import type { Options as ServerOptions } from "../ChatServer.ts"
+import type { ConnectionOptions } from "../ConnectionOptions.ts"
 import { defaultMaxFrameLength } from "../Framing.ts"
 
 /** How long a transport's wait for the peer may go without progress, and the error it then fails with. */
@@ -40,7 +41,7 @@ const timeoutError = (
 ) =>
 () => new ChatError.ChatError({ reason: new make({ timeout }) })
 
-/** The limits of `options`, with the defaults documented on `ChatServer.ConnectionOptions`. */
+/** The limits of `options`, with the defaults documented on `ConnectionOptions`. */
 export const settingsOf = (options: ConnectionOptions & Pick<ServerOptions, "routineLogLevel">): Settings => {
   const highWaterMark = options.highWaterMark ?? 64 * 1024
   const idleTimeout = finiteOrUndefined(options.idleTimeout, "5 minutes")

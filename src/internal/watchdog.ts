@@ -21,7 +21,6 @@ export interface Watched {
   check(now: number): number
 }
 
-/** @internal */
 export class Watchdog {
   readonly clock: Clock.Clock
   private readonly heap: Array<Watched> = []

@@ -48,7 +48,7 @@ const pythonClient = (port: number, message: Uint8Array) =>
 
 /** A wrong server: it reads `ECHO <n>` and the n bytes, as the real one does, but answers `lie(body)`. */
 const Liar = (lie: (body: string) => string) =>
-  Protocol.machine(
+  Protocol.make(
     Framing.machine<number | undefined, Uint8Array>({
       initial: undefined,
       terminator: (n) => n === undefined ? Terminator.lf : Terminator.length(n),

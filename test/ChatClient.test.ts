@@ -1,10 +1,14 @@
 /**
- * ChatClient end to end over real transports: Unix sockets, TCP, a child process's pipes, and connect errors
- * with retries.
+ * ChatClient end to end: over real transports (Unix sockets, TCP, a child process's pipes), connect errors with
+ * retries, and over the in-memory transport (timeouts on the test clock, a client as a Layer, `run`).
  */
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Schedule, Scope, Stream } from "effect"
-import { Chat, ChatClient, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
+import { assert, describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Option, Schedule, Scope, Stream } from "effect"
+import { TestClock } from "effect/testing"
+import { Chat, ChatClient, ChatError, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
+import * as MemoryTransport from "../src/MemoryTransport.ts"
+import { text } from "./helpers.ts"
+import { connectLines, memory, readLines, settle } from "./memory-helpers.ts"
 import {
   Echo,
   exitOf,
@@ -200,4 +204,86 @@ describe("ChatClient connect errors", () => {
         expect(yield* server.count).toBe(1)
       }).pipe(Effect.scoped)
     }))
+})
+
+describe("ChatClient over the in-memory transport", () => {
+  it.effect("a fiber reading a client's input is told when the connection closes, instead of waiting forever", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const client = yield* connectLines
+      const reading = yield* Effect.forkChild(Effect.flip(Stream.runDrain(client.input)))
+      yield* settle
+      yield* client.chat.close
+      const error = yield* Fiber.join(reading)
+      assert(error.reason._tag === "ReadFailed")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("fails with ConnectFailed when opening takes longer than connectTimeout", () =>
+    Effect.gen(function*() {
+      const nowhere: ChatClient.Connector = { target: "memory:nowhere", open: Effect.never }
+      const attempt = yield* Effect.forkChild(
+        Effect.flip(
+          Effect.scoped(ChatClient.connect(nowhere, { terminator: Terminator.lf, connectTimeout: "2 seconds" }))
+        )
+      )
+      yield* TestClock.adjust("2 seconds")
+      const error = yield* Fiber.join(attempt)
+      expect(error.reason._tag).toBe("ConnectFailed")
+      expect(error.message).toBe("Connect to memory:nowhere failed: timed out after 2s")
+    }))
+
+  it.effect("retries a failed open with the given Schedule", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const memoryConnector = yield* MemoryTransport.connector
+      let attempts = 0
+      const flaky: ChatClient.Connector = {
+        target: "memory:flaky",
+        open: Effect.suspend(() =>
+          ++attempts < 3
+            ? Effect.fail(
+              new ChatError.ChatError({
+                reason: new ChatError.ConnectFailed({ target: "memory:server", cause: "refused" })
+              })
+            )
+            : memoryConnector.open
+        )
+      }
+      const client = yield* ChatClient.connect(flaky, { terminator: Terminator.lf, retry: Schedule.recurs(5) })
+      yield* client.chat.push("third time lucky\n")
+      expect(yield* readLines(client, 1)).toEqual(["third time lucky"])
+      expect(attempts).toBe(3)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("layer: a connection as a Layer, closed with it", () =>
+    Effect.gen(function*() {
+      const server = yield* ChatServer.make(Echo)
+      const connector = yield* MemoryTransport.connector
+      const ClientLive = ChatClient.layer(connector, { terminator: Terminator.lf })
+      const echoed = yield* Effect.gen(function*() {
+        const client = yield* ChatClient.Connection
+        yield* client.chat.push("via a layer\n")
+        return yield* readLines(client, 1)
+      }).pipe(Effect.provide(ClientLive))
+      expect(echoed).toEqual(["via a layer"])
+      yield* settle
+      expect(yield* server.count).toBe(0)
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("run: a client runs a Protocol like a server and returns its outcome", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const connector = yield* MemoryTransport.connector
+      const Ask = Protocol.make(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          yield* Chat.push("question\n")
+          const answer = yield* Stream.runHead(lines)
+          if (Option.isNone(answer) || text(answer.value.bytes) !== "question") {
+            return yield* Effect.fail("wrong answer")
+          }
+        }))
+      yield* ChatClient.run(connector, Ask)
+      const Picky = Protocol.make(Terminator.lf, () => Effect.fail("picky" as const))
+      expect(yield* Effect.flip(ChatClient.run(connector, Picky))).toBe("picky")
+    }).pipe(Effect.provide(memory())))
 })

@@ -1,20 +1,5 @@
 import { assert, describe, expect, it } from "@effect/vitest"
-import {
-  Cause,
-  Deferred,
-  Duration,
-  Effect,
-  Exit,
-  Fiber,
-  Layer,
-  Metric,
-  Option,
-  Ref,
-  Schedule,
-  Scope,
-  Stream,
-  Tracer
-} from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Layer, Metric, Option, Ref, Scope, Stream, Tracer } from "effect"
 import { TestClock } from "effect/testing"
 import * as NodeStream from "node:stream"
 import * as AsyncChat from "../src/AsyncChat.ts"
@@ -29,32 +14,8 @@ import * as Producer from "../src/Producer.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as Terminator from "../src/Terminator.ts"
 import { captureLogs, text } from "./helpers.ts"
+import { connectLines, Echo, memory, readAll, readLines, settle } from "./memory-helpers.ts"
 import { memoryPeer } from "./transport-helpers.ts"
-
-const Echo = Protocol.forEach(Terminator.lf, (line) => Chat.push(line.bytes, "\n"))
-
-/** A hand-driven client of the in-memory server in context, cutting lines. */
-const connectLines = Effect.flatMap(
-  MemoryTransport.connector,
-  (connector) => ChatClient.connect(connector, { terminator: Terminator.lf, maxFrameLength: 1024 * 1024 })
-)
-
-/** Reads `n` lines as strings. */
-const readLines = (client: ChatClient.Client<Framing.Frame>, n: number) =>
-  client.input.pipe(Stream.take(n), Stream.map((frame) => text(frame.bytes)), Stream.runCollect)
-
-/** Reads everything until the server closes, as one string. */
-const readAll = (client: ChatClient.Client<Framing.Frame>) =>
-  client.input.pipe(
-    Stream.map((frame) => text(frame.bytes) + (frame.terminated ? "\n" : "")),
-    Stream.runCollect,
-    Effect.map((parts) => parts.join(""))
-  )
-
-const memory = (options?: MemoryTransport.Options) => MemoryTransport.layer(options)
-
-/** Lets every fiber that can run, run (a closed connection's fiber finishing, say), without the clock. */
-const settle = Effect.forEach(Array.from({ length: 100 }), () => Effect.yieldNow, { discard: true })
 
 describe("ChatServer over the in-memory transport", () => {
   for (const chunking of ["whole", 1, { random: 7 }] as const) {
@@ -732,113 +693,6 @@ describe("ChatServer: the pitfalls of the raw socket layer, made impossible", ()
     }))
 })
 
-describe("Protocol forms on a connection", () => {
-  it.effect("AsyncChat.make: setTerminator in foundTerminator applies to bytes already received", () =>
-    Effect.gen(function*() {
-      const Http = AsyncChat.make({
-        terminator: Terminator.delimiter("\r\n\r\n"),
-        foundTerminator: (frame) =>
-          Effect.gen(function*() {
-            const chat = yield* Chat.Chat
-            const framing = yield* AsyncChat.AsyncChat
-            const current = yield* framing.terminator
-            if (current._tag === "Delimiter") {
-              const length = /content-length: *(\d+)/i.exec(text(frame.bytes))?.[1]
-              return yield* framing.setTerminator(Terminator.length(Number(length)))
-            }
-            if (current._tag === "Length") {
-              yield* framing.setTerminator(Terminator.none)
-              yield* chat.push(`body=${text(frame.bytes)}\n`)
-              return yield* chat.closeWhenDone
-            }
-          })
-      })
-      yield* ChatServer.make(Http)
-      const client = yield* connectLines
-      yield* client.chat.push("POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhelloOVERSENT")
-      expect(yield* readAll(client)).toBe("body=hello\n")
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("AsyncChat.make: state made fresh per connection, as asynchat keeps it on self", () =>
-    Effect.gen(function*() {
-      const Counting = AsyncChat.make({
-        terminator: Terminator.lf,
-        initialState: () => ({ seen: 0 }),
-        foundTerminator: (frame, state) => Chat.push(`${++state.seen}:${text(frame.bytes)}\n`)
-      })
-      yield* ChatServer.make(Counting)
-      const [a, b] = yield* Effect.forEach([1, 2], () => connectLines)
-      yield* a.chat.push("x\ny\n")
-      yield* b.chat.push("z\n")
-      expect(yield* readLines(a, 2)).toEqual(["1:x", "2:y"])
-      expect(yield* readLines(b, 1)).toEqual(["1:z"])
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("AsyncChat.make: onConnect runs before the first frame (asynchat's handle_connect: speak first)", () =>
-    Effect.gen(function*() {
-      const Greeter = AsyncChat.make({
-        terminator: Terminator.lf,
-        onConnect: () => Chat.push("220 ready\n"),
-        foundTerminator: (frame) => Chat.push(`250 ${text(frame.bytes)}\n`)
-      })
-      yield* ChatServer.make(Greeter)
-      const client = yield* connectLines
-      expect(yield* readLines(client, 1)).toEqual(["220 ready"])
-      yield* client.chat.push("HELO\n")
-      expect(yield* readLines(client, 1)).toEqual(["250 HELO"])
-    }).pipe(Effect.provide(memory())))
-
-  // Changing the terminator is AsyncChat's alone: a protocol framed up front has no terminator to change, and a
-  // handler of one that asks for the service is a type error (it was a defect at run time when Chat had it).
-  it.effect("AsyncChat is in the context of an AsyncChat.make handler only", () =>
-    Effect.gen(function*() {
-      const has = Effect.map(Effect.serviceOption(AsyncChat.AsyncChat), (service) => `${service._tag}\n`)
-      const Framed = Protocol.forEach(Terminator.lf, () => Effect.flatMap(has, (line) => Chat.push(line)))
-      const Imperative = AsyncChat.make({
-        terminator: Terminator.lf,
-        foundTerminator: () => Effect.flatMap(has, (line) => Chat.push(line))
-      })
-      const answers: Array<Array<string>> = []
-      for (const protocol of [Framed, Imperative]) {
-        answers.push(
-          yield* Effect.scoped(Effect.gen(function*() {
-            yield* ChatServer.make(protocol)
-            const client = yield* connectLines
-            yield* client.chat.push("x\n")
-            return yield* readLines(client, 1)
-          })).pipe(Effect.provide(memory()))
-        )
-      }
-      expect(answers).toEqual([["None"], ["Some"]])
-      const Wrong = Protocol.forEach(Terminator.lf, () => AsyncChat.setTerminator(Terminator.length(3)))
-      // @ts-expect-error AsyncChat is left required: no server or client serves a Protocol.forEach that asks for it
-      const framedUpFront: Protocol.Protocol<unknown, never> = Wrong
-      expect(Protocol.isProtocol(framedUpFront)).toBe(true)
-    }))
-
-  it.effect("machine: ECHO <n> then n bytes, at every chunking", () =>
-    Effect.gen(function*() {
-      const Commands = Framing.machine<number | undefined, Uint8Array, string>({
-        initial: undefined,
-        terminator: (n) => (n === undefined ? Terminator.lf : Terminator.length(n)),
-        step: (n, frame) => {
-          if (n !== undefined) return Framing.next(undefined, frame.bytes)
-          const m = /^ECHO (\d+)$/.exec(text(frame.bytes))
-          return m ? Framing.next(Number(m[1])) : Framing.fail(`bad command: ${text(frame.bytes)}`)
-        }
-      })
-      const EchoN = Protocol.make(Commands, (bodies) =>
-        Stream.runForEach(bodies, (body) =>
-          Chat.push(`${body.length}:`, body, "\n")).pipe(
-            Effect.catchIf((e) => typeof e === "string", (e) => Chat.push(`-ERR ${e}\n`))
-          ))
-      yield* ChatServer.make(EchoN)
-      const client = yield* connectLines
-      yield* client.chat.push("ECHO 5\nab\ncdECHO 0\nECHO 3\nxyzHELLO\n")
-      expect(yield* readAll(client)).toBe("5:ab\ncd\n0:\n3:xyz\n-ERR bad command: HELLO\n")
-    }).pipe(Effect.provide(memory({ chunking: { random: 5, maxPiece: 4 } }))))
-})
-
 describe("ChatServer registry", () => {
   it.effect("counts, looks up, broadcasts to and closes the live connections", () =>
     Effect.gen(function*() {
@@ -897,88 +751,6 @@ describe("ChatServer read backpressure", () => {
       expect((yield* Metric.value(ChatMetrics.bytesIn)).count - before).toBe(read)
       expect(writing.pollUnsafe()).toBeUndefined() // the client's pushes are suspended
     }).pipe(Effect.provide(memory({ capacity: 4096 }))))
-})
-
-describe("ChatClient over the in-memory transport", () => {
-  it.effect("a fiber reading a client's input is told when the connection closes, instead of waiting forever", () =>
-    Effect.gen(function*() {
-      yield* ChatServer.make(Echo)
-      const client = yield* connectLines
-      const reading = yield* Effect.forkChild(Effect.flip(Stream.runDrain(client.input)))
-      yield* settle
-      yield* client.chat.close
-      const error = yield* Fiber.join(reading)
-      assert(error.reason._tag === "ReadFailed")
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("fails with ConnectFailed when opening takes longer than connectTimeout", () =>
-    Effect.gen(function*() {
-      const nowhere: ChatClient.Connector = { target: "memory:nowhere", open: Effect.never }
-      const attempt = yield* Effect.forkChild(
-        Effect.flip(
-          Effect.scoped(ChatClient.connect(nowhere, { terminator: Terminator.lf, connectTimeout: "2 seconds" }))
-        )
-      )
-      yield* TestClock.adjust("2 seconds")
-      const error = yield* Fiber.join(attempt)
-      expect(error.reason._tag).toBe("ConnectFailed")
-      expect(error.message).toBe("Connect to memory:nowhere failed: timed out after 2s")
-    }))
-
-  it.effect("retries a failed open with the given Schedule", () =>
-    Effect.gen(function*() {
-      yield* ChatServer.make(Echo)
-      const memoryConnector = yield* MemoryTransport.connector
-      let attempts = 0
-      const flaky: ChatClient.Connector = {
-        target: "memory:flaky",
-        open: Effect.suspend(() =>
-          ++attempts < 3
-            ? Effect.fail(
-              new ChatError.ChatError({
-                reason: new ChatError.ConnectFailed({ target: "memory:server", cause: "refused" })
-              })
-            )
-            : memoryConnector.open
-        )
-      }
-      const client = yield* ChatClient.connect(flaky, { terminator: Terminator.lf, retry: Schedule.recurs(5) })
-      yield* client.chat.push("third time lucky\n")
-      expect(yield* readLines(client, 1)).toEqual(["third time lucky"])
-      expect(attempts).toBe(3)
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("layer: a connection as a Layer, closed with it", () =>
-    Effect.gen(function*() {
-      const server = yield* ChatServer.make(Echo)
-      const connector = yield* MemoryTransport.connector
-      const ClientLive = ChatClient.layer(connector, { terminator: Terminator.lf })
-      const echoed = yield* Effect.gen(function*() {
-        const client = yield* ChatClient.Connection
-        yield* client.chat.push("via a layer\n")
-        return yield* readLines(client, 1)
-      }).pipe(Effect.provide(ClientLive))
-      expect(echoed).toEqual(["via a layer"])
-      yield* settle
-      expect(yield* server.count).toBe(0)
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("run: a client runs a Protocol like a server and returns its outcome", () =>
-    Effect.gen(function*() {
-      yield* ChatServer.make(Echo)
-      const connector = yield* MemoryTransport.connector
-      const Ask = Protocol.make(Terminator.lf, (lines) =>
-        Effect.gen(function*() {
-          yield* Chat.push("question\n")
-          const answer = yield* Stream.runHead(lines)
-          if (Option.isNone(answer) || text(answer.value.bytes) !== "question") {
-            return yield* Effect.fail("wrong answer")
-          }
-        }))
-      yield* ChatClient.run(connector, Ask)
-      const Picky = Protocol.make(Terminator.lf, () => Effect.fail("picky" as const))
-      expect(yield* Effect.flip(ChatClient.run(connector, Picky))).toBe("picky")
-    }).pipe(Effect.provide(memory())))
 })
 
 /** A counter's current count. */
@@ -1086,79 +858,6 @@ describe("Observability", () => {
     }).pipe(Effect.provide(memory())))
 })
 
-describe("Input read in several passes", () => {
-  // Regression: with frames handed out in batches, a run that stopped early (runHead, take) dropped the rest of
-  // its batch: the frames that arrived in the same read as the first one were silently lost.
-  it.effect("a handler that reads its first line with runHead, then the rest, gets every line", () =>
-    Effect.gen(function*() {
-      const GreetThenEcho = Protocol.make(Terminator.lf, (lines) =>
-        Effect.gen(function*() {
-          const first = yield* Stream.runHead(lines)
-          yield* Chat.push(`hello ${Option.match(first, { onNone: () => "?", onSome: (f) => text(f.bytes) })}\n`)
-          yield* Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))
-        }))
-      yield* ChatServer.make(GreetThenEcho)
-      const client = yield* connectLines
-      yield* client.chat.push("me\nb\nc\n") // one write, one read on the server: three frames at once
-      expect(yield* readLines(client, 1)).toEqual(["hello me"])
-      expect(yield* readLines(client, 2)).toEqual(["b", "c"]) // the client's input, read in passes too
-    }).pipe(Effect.provide(memory())))
-})
-
-describe("Output effects", () => {
-  it.effect("push and offer are effects: each run sends its bytes once more, one never run sends nothing", () =>
-    Effect.gen(function*() {
-      yield* ChatServer.make(Echo)
-      const client = yield* connectLines
-      const hi = client.chat.offer("hi\n")
-      const ho = client.chat.push("ho\n")
-      // built and dropped, never run: nothing is sent
-      const dropped = client.chat.push("never run\n")
-      expect(Effect.isEffect(dropped)).toBe(true)
-      yield* hi
-      yield* client.chat.push("x\n")
-      yield* hi
-      yield* Effect.repeat(ho, { times: 2 })
-      yield* hi
-      expect(yield* readLines(client, 7)).toEqual(["hi", "x", "hi", "ho", "ho", "ho", "hi"])
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("what a handler pushes before it waits on something else goes out without waiting for it", () =>
-    Effect.gen(function*() {
-      const gate = yield* Deferred.make<void>()
-      const AckThenWait = Protocol.make(
-        Terminator.lf,
-        (lines) =>
-          Stream.runForEach(lines, (line) => Effect.andThen(Chat.push("ack ", line.bytes, "\n"), Deferred.await(gate)))
-      )
-      yield* ChatServer.make(AckThenWait)
-      const client = yield* connectLines
-      yield* client.chat.push("one\ntwo\n")
-      expect(yield* readLines(client, 1)).toEqual(["ack one"])
-      yield* Deferred.succeed(gate, undefined)
-      expect(yield* readLines(client, 1)).toEqual(["ack two"])
-    }).pipe(Effect.provide(memory())))
-
-  it.effect("the handle's members work when taken off it, as a service's are", () =>
-    Effect.gen(function*() {
-      const Greeter = Protocol.make(Terminator.lf, (lines) =>
-        Effect.gen(function*() {
-          const { closeWhenDone, id, offer, push, pushStream } = yield* Chat.Chat
-          yield* Stream.runForEach(Stream.take(lines, 1), (line) =>
-            Effect.gen(function*() {
-              yield* push(`${id} `, line.bytes, "\n")
-              expect(yield* offer("offered\n")).toBe(true)
-              yield* pushStream(Stream.make(new TextEncoder().encode("streamed\n")))
-            }))
-          yield* closeWhenDone
-        }))
-      yield* ChatServer.make(Greeter)
-      const client = yield* connectLines
-      yield* client.chat.push("hello\n")
-      expect(yield* readAll(client)).toBe("1 hello\noffered\nstreamed\n")
-    }).pipe(Effect.provide(memory())))
-})
-
 describe("Fan-out", () => {
   it.effect("offer queues without waiting up to outputLimit, then refuses", () =>
     Effect.gen(function*() {
@@ -1251,49 +950,4 @@ describe("Ending output and fan-out", () => {
       expect(logs.find("slow consumer")).toBeUndefined()
       expect(yield* server.count).toBe(2)
     }).pipe(Effect.provide(memory({ capacity: 64 }))))
-})
-
-describe("One reader per input", () => {
-  it.effect("a second fiber reading a client's input at once is a defect, not a silent wait", () =>
-    Effect.gen(function*() {
-      yield* ChatServer.make(Echo)
-      const client = yield* connectLines
-      const first = yield* Effect.forkChild(Stream.runHead(client.input), { startImmediately: true })
-      const second = yield* Effect.exit(Stream.runHead(client.input))
-      assert(Exit.isFailure(second))
-      expect(Exit.isFailure(second) && String(Cause.squash(second.cause))).toMatch(/read by two fibers at once/)
-      yield* client.chat.push("still mine\n")
-      const line = yield* Fiber.join(first)
-      expect(Option.map(line, (frame) => text(frame.bytes))).toEqual(Option.some("still mine"))
-    }).pipe(Effect.provide(memory())))
-})
-
-describe("Protocol.forEachBatch", () => {
-  it.effect("hands `f` each read's frames as one array, and keeps state across reads", () =>
-    Effect.gen(function*() {
-      const Sizes = Protocol.forEachBatch(
-        Terminator.lf,
-        Effect.sync(() => {
-          let first = true
-          return (lines: ReadonlyArray<Framing.Frame>) => {
-            const joined = lines.map((f) => text(f.bytes)).join(",")
-            const answer = first ? `first read: ${joined}\n` : `${joined}\n`
-            first = false
-            return Chat.push(answer)
-          }
-        })
-      )
-      yield* ChatServer.make(Sizes)
-      const client = yield* connectLines
-      yield* client.chat.push("a\nb\nc\n")
-      expect(yield* readLines(client, 1)).toEqual(["first read: a,b,c"])
-      yield* client.chat.push("d\ne\n")
-      expect(yield* readLines(client, 1)).toEqual(["d,e"])
-    }).pipe(Effect.provide(memory())))
-
-  it("refuses a fixed length(0), as forEach and make do", () => {
-    expect(() => Protocol.forEachBatch(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
-    expect(() => Protocol.forEach(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
-    expect(() => Protocol.make(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
-  })
 })

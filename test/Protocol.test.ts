@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Deferred, Effect, Exit, Schema, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Option, Schema, Stream } from "effect"
 import * as Chat from "../src/Chat.ts"
 import * as ChatClient from "../src/ChatClient.ts"
 import * as ChatServer from "../src/ChatServer.ts"
@@ -8,6 +8,7 @@ import * as MemoryTransport from "../src/MemoryTransport.ts"
 import * as Protocol from "../src/Protocol.ts"
 import * as Terminator from "../src/Terminator.ts"
 import { text } from "./helpers.ts"
+import { connectLines, memory, readAll, readLines } from "./memory-helpers.ts"
 
 // A JSON-lines calculator: bytes → lines (a terminator) → typed requests (a Schema) → handler → encoder → bytes.
 // Each stage is a plain function, testable alone.
@@ -280,5 +281,78 @@ describe("Protocol.forEach, forEachBatch and make", () => {
     expect(Protocol.isProtocol(Protocol.forEach(Terminator.lf, () => Effect.void))).toBe(true)
     expect(Protocol.isProtocol(Protocol.make(Sized, () => Effect.void))).toBe(true)
     expect(Protocol.isProtocol({ mode: { _tag: "Fixed" }, handler: () => Effect.void })).toBe(false)
+  })
+})
+
+describe("Protocol.make with a machine on a connection", () => {
+  it.effect("machine: ECHO <n> then n bytes, at every chunking", () =>
+    Effect.gen(function*() {
+      const Commands = Framing.machine<number | undefined, Uint8Array, string>({
+        initial: undefined,
+        terminator: (n) => (n === undefined ? Terminator.lf : Terminator.length(n)),
+        step: (n, frame) => {
+          if (n !== undefined) return Framing.next(undefined, frame.bytes)
+          const m = /^ECHO (\d+)$/.exec(text(frame.bytes))
+          return m ? Framing.next(Number(m[1])) : Framing.fail(`bad command: ${text(frame.bytes)}`)
+        }
+      })
+      const EchoN = Protocol.make(Commands, (bodies) =>
+        Stream.runForEach(bodies, (body) =>
+          Chat.push(`${body.length}:`, body, "\n")).pipe(
+            Effect.catchIf((e) => typeof e === "string", (e) => Chat.push(`-ERR ${e}\n`))
+          ))
+      yield* ChatServer.make(EchoN)
+      const client = yield* connectLines
+      yield* client.chat.push("ECHO 5\nab\ncdECHO 0\nECHO 3\nxyzHELLO\n")
+      expect(yield* readAll(client)).toBe("5:ab\ncd\n0:\n3:xyz\n-ERR bad command: HELLO\n")
+    }).pipe(Effect.provide(memory({ chunking: { random: 5, maxPiece: 4 } }))))
+})
+
+describe("Input read in several passes", () => {
+  // Regression: with frames handed out in batches, a run that stopped early (runHead, take) dropped the rest of
+  // its batch: the frames that arrived in the same read as the first one were silently lost.
+  it.effect("a handler that reads its first line with runHead, then the rest, gets every line", () =>
+    Effect.gen(function*() {
+      const GreetThenEcho = Protocol.make(Terminator.lf, (lines) =>
+        Effect.gen(function*() {
+          const first = yield* Stream.runHead(lines)
+          yield* Chat.push(`hello ${Option.match(first, { onNone: () => "?", onSome: (f) => text(f.bytes) })}\n`)
+          yield* Stream.runForEach(lines, (line) => Chat.push(line.bytes, "\n"))
+        }))
+      yield* ChatServer.make(GreetThenEcho)
+      const client = yield* connectLines
+      yield* client.chat.push("me\nb\nc\n") // one write, one read on the server: three frames at once
+      expect(yield* readLines(client, 1)).toEqual(["hello me"])
+      expect(yield* readLines(client, 2)).toEqual(["b", "c"]) // the client's input, read in passes too
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("Protocol.forEachBatch", () => {
+  it.effect("hands `f` each read's frames as one array, and keeps state across reads", () =>
+    Effect.gen(function*() {
+      const Sizes = Protocol.forEachBatch(
+        Terminator.lf,
+        Effect.sync(() => {
+          let first = true
+          return (lines: ReadonlyArray<Framing.Frame>) => {
+            const joined = lines.map((f) => text(f.bytes)).join(",")
+            const answer = first ? `first read: ${joined}\n` : `${joined}\n`
+            first = false
+            return Chat.push(answer)
+          }
+        })
+      )
+      yield* ChatServer.make(Sizes)
+      const client = yield* connectLines
+      yield* client.chat.push("a\nb\nc\n")
+      expect(yield* readLines(client, 1)).toEqual(["first read: a,b,c"])
+      yield* client.chat.push("d\ne\n")
+      expect(yield* readLines(client, 1)).toEqual(["d,e"])
+    }).pipe(Effect.provide(memory())))
+
+  it("refuses a fixed length(0), as forEach and make do", () => {
+    expect(() => Protocol.forEachBatch(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
+    expect(() => Protocol.forEach(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
+    expect(() => Protocol.make(Terminator.length(0), () => Effect.void)).toThrow(/empty frames forever/)
   })
 })

@@ -18,7 +18,7 @@
 import { Context, Duration, Effect, Layer } from "effect"
 import type { Connector } from "./ChatClient.ts"
 import * as ChatError from "./ChatError.ts"
-import { duplexPair, type Split } from "./internal/memory-duplex.ts"
+import { duplexPair, splitOf } from "./internal/memory-duplex.ts"
 import { fromStream, type Link, Listener } from "./Listener.ts"
 
 /**
@@ -106,41 +106,6 @@ export const connector: Effect.Effect<Connector, never, MemoryTransport> = Effec
   MemoryTransport,
   (transport) => transport.connector
 )
-
-/** mulberry32: a small seeded PRNG, so a random chunking is the same on every run. */
-const seeded = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const splitOf = (chunking: Chunking): Split => {
-  if (chunking === "whole") return (data) => [data]
-  if (typeof chunking === "number") {
-    if (!Number.isSafeInteger(chunking) || chunking < 1) throw new RangeError(`chunking must be >= 1, got ${chunking}`)
-    return (data) => {
-      const out: Array<Uint8Array> = []
-      for (let i = 0; i < data.length; i += chunking) out.push(data.subarray(i, i + chunking))
-      return out
-    }
-  }
-  const random = seeded(chunking.random)
-  const max = chunking.maxPiece ?? 16
-  return (data) => {
-    const out: Array<Uint8Array> = []
-    for (let i = 0; i < data.length;) {
-      const n = 1 + Math.floor(random() * max)
-      out.push(data.subarray(i, i + n))
-      i += n
-    }
-    return out
-  }
-}
 
 /**
  * Both ends of the in-memory transport: a `Listener` for the server and a {@link MemoryTransport} for clients.

@@ -7,6 +7,20 @@ import * as Framing from "../src/Framing.ts"
 import type * as Listener from "../src/Listener.ts"
 import type * as Terminator from "../src/Terminator.ts"
 
+/** Lets Node's ticks and immediates run, and the fibers they wake: not on the test clock. */
+export const nextTurn = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+
+/** Waits until `predicate` holds, letting Node run in between (ten thousand turns at most: not on the test clock). */
+export const until = (predicate: () => boolean): Effect.Effect<void> => {
+  const check = (turns: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (predicate()) return Effect.void
+      if (turns === 0) return Effect.die(new Error("the condition never held"))
+      return Effect.andThen(nextTurn, check(turns - 1))
+    })
+  return check(10_000)
+}
+
 /** The Node stream of a link that is one (TCP, Unix, any Duplex, the in-memory transport's ends). */
 export const streamOf = (link: Listener.Link): NodeStream.Duplex => {
   if (link._tag !== "Stream") throw new Error(`not a stream link: ${link._tag}`)

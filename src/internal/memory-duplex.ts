@@ -19,6 +19,47 @@ import { Duplex } from "node:stream"
 /** How written bytes are cut into the pieces a reader receives. */
 export type Split = (data: Uint8Array) => ReadonlyArray<Uint8Array>
 
+/** mulberry32: a small seeded PRNG, so a random chunking is the same on every run. */
+export const seeded = (seed: number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/**
+ * The cut of a chunking (`MemoryTransport.Chunking`): each write whole, pieces of a fixed size, or seeded random
+ * pieces of 1 to `maxPiece` bytes (16 by default).
+ */
+export const splitOf = (
+  chunking: "whole" | number | { readonly random: number; readonly maxPiece?: number | undefined }
+): Split => {
+  if (chunking === "whole") return (data) => [data]
+  if (typeof chunking === "number") {
+    if (!Number.isSafeInteger(chunking) || chunking < 1) throw new RangeError(`chunking must be >= 1, got ${chunking}`)
+    return (data) => {
+      const out: Array<Uint8Array> = []
+      for (let i = 0; i < data.length; i += chunking) out.push(data.subarray(i, i + chunking))
+      return out
+    }
+  }
+  const random = seeded(chunking.random)
+  const max = chunking.maxPiece ?? 16
+  return (data) => {
+    const out: Array<Uint8Array> = []
+    for (let i = 0; i < data.length;) {
+      const n = 1 + Math.floor(random() * max)
+      out.push(data.subarray(i, i + n))
+      i += n
+    }
+    return out
+  }
+}
+
 /** Options of a {@link duplexPair}. */
 export interface Options {
   /** How written bytes are cut into the pieces the other end reads. */

@@ -3,40 +3,19 @@ import { Effect } from "effect"
 import { TestClock } from "effect/testing"
 import { Buffer } from "node:buffer"
 import type { Duplex } from "node:stream"
-import { duplexPair, type MemoryDuplex, type Options, type Split } from "../../src/internal/memory-duplex.ts"
+import {
+  duplexPair,
+  type MemoryDuplex,
+  type Options,
+  seeded,
+  type Split,
+  splitOf
+} from "../../src/internal/memory-duplex.ts"
+import { nextTurn as settle, until } from "../helpers.ts"
 
-const whole: Split = (data) => [data]
-
-const fixed = (size: number): Split => (data) => {
-  const out: Array<Uint8Array> = []
-  for (let i = 0; i < data.length; i += size) out.push(data.subarray(i, i + size))
-  return out
-}
-
-/** mulberry32: a small seeded PRNG, so a failing case is reproduced by its seed. */
-const seeded = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-
-const randomPieces = (seed: number, maxPiece: number): Split => {
-  const random = seeded(seed)
-  return (data) => {
-    const out: Array<Uint8Array> = []
-    for (let i = 0; i < data.length;) {
-      const n = 1 + Math.floor(random() * maxPiece)
-      out.push(data.subarray(i, i + n))
-      i += n
-    }
-    return out
-  }
-}
+const whole: Split = splitOf("whole")
+const fixed = (size: number): Split => splitOf(size)
+const randomPieces = (seed: number, maxPiece: number): Split => splitOf({ random: seed, maxPiece })
 
 /** A pair on the test's clock. */
 const pair = (options: Partial<Omit<Options, "context">> = {}) =>
@@ -44,9 +23,6 @@ const pair = (options: Partial<Omit<Options, "context">> = {}) =>
     Effect.context<never>(),
     (context) => duplexPair({ split: whole, delayMillis: 0, capacity: 64 * 1024, ...options, context })
   )
-
-/** Lets Node's ticks and immediates run: deliveries with no delay, callbacks, events. */
-const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 /** Everything a stream emits, in order. */
 const record = (stream: Duplex) => {
@@ -80,17 +56,6 @@ const writeInPieces = (stream: MemoryDuplex, data: Buffer, seed: number) => {
     i += n
   }
   stream.end()
-}
-
-/** Waits until `predicate` holds, letting Node run in between (ten thousand turns at most: not on the test clock). */
-const until = (predicate: () => boolean): Effect.Effect<void> => {
-  const check = (turns: number): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (predicate()) return Effect.void
-      if (turns === 0) return Effect.die(new Error("the condition never held"))
-      return Effect.andThen(settle, check(turns - 1))
-    })
-  return check(10_000)
 }
 
 describe("duplexPair", () => {

@@ -9,20 +9,7 @@ import * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import { duplexPair } from "../../src/internal/memory-duplex.ts"
 import { socketDuplex } from "../../src/internal/socket-duplex.ts"
-
-/** Lets Node's ticks and immediates run, and the fibers they wake. */
-const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
-
-/** Waits until `predicate` holds, letting Node run in between (ten thousand turns at most: not on the test clock). */
-const until = (predicate: () => boolean): Effect.Effect<void> => {
-  const check = (turns: number): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (predicate()) return Effect.void
-      if (turns === 0) return Effect.die(new Error("the condition never held"))
-      return Effect.andThen(settle, check(turns - 1))
-    })
-  return check(10_000)
-}
+import { nextTurn as settle, until } from "../helpers.ts"
 
 /** Everything a stream emits, in order. */
 const record = (stream: Duplex) => {

@@ -33,7 +33,10 @@ export interface ConnectionOptions {
    * the rest. Checked only while a write waits, so it costs nothing otherwise.
    */
   readonly writeTimeout?: Duration.Input | undefined
-  /** Output queued beyond this many bytes makes `push` wait (default 64 KiB). */
+  /**
+   * Output queued beyond this many bytes makes `push` wait (default 64 KiB). Bytes the socket has taken are no
+   * longer queued: its own write buffer (Node's high-water mark, 64 KiB) and the kernel's come on top of it.
+   */
   readonly highWaterMark?: number | undefined
   /** ... until the writer has drained it to this many (default 32 KiB). */
   readonly lowWaterMark?: number | undefined

@@ -22,7 +22,8 @@ import type * as ConnectionOptions from "./ConnectionOptions.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
 import { settingsOf } from "./internal/settings.ts"
-import { fromStream, type Link } from "./Listener.ts"
+import { nodeSocketOptions } from "./internal/transport.ts"
+import { fromStream, type Link, type SocketOptions } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
 
@@ -91,22 +92,24 @@ const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"]
   })
 
 /**
- * A TCP peer.
+ * A TCP peer, with the socket options of `Listener.SocketOptions` (`noDelay`, `keepAlive`).
  *
  * @example
  * ```ts
  * import { ChatClient } from "effect-asynchat"
  *
- * const redis = ChatClient.tcp({ host: "127.0.0.1", port: 6379 })
+ * const redis = ChatClient.tcp({ host: "127.0.0.1", port: 6379, noDelay: true })
  * ```
  *
  * @category connectors
  * @since 0.1.0
  */
-export const tcp = (options: { readonly host?: string | undefined; readonly port: number }): Connector => {
+export const tcp = (
+  options: { readonly host?: string | undefined; readonly port: number } & SocketOptions
+): Connector => {
   const host = options.host ?? "127.0.0.1"
   const target = formatAddress({ _tag: "Inet", host, port: options.port })
-  return { target, open: openNet(target, { host, port: options.port }) }
+  return { target, open: openNet(target, { ...nodeSocketOptions(options), host, port: options.port }) }
 }
 
 /**

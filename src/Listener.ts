@@ -8,13 +8,13 @@
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, type Scope } from "effect"
+import { Context, type Duration, Effect, Layer, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import type { Address } from "./Chat.ts"
-import { ignore } from "./internal/transport.ts"
+import { definedOnly, ignore, nodeSocketOptions } from "./internal/transport.ts"
 
 /**
  * Effect's own open error, whose message is just "Open": this one says why (`Open: listen EADDRINUSE: address
@@ -199,26 +199,57 @@ export class Listener extends Context.Service<Listener, ListenerShape>()("effect
 export type SocketServerError = SocketServer.SocketServerError
 
 /**
+ * Options of a TCP socket, a listener's accepted ones and a client's alike. Each defaults to Node's.
+ *
+ * @example
+ * ```ts
+ * import type { Listener } from "effect-asynchat"
+ *
+ * const interactive: Listener.SocketOptions = { noDelay: true, keepAlive: true, keepAliveInitialDelay: "1 minute" }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface SocketOptions {
+  /**
+   * Sends every write at once (`TCP_NODELAY`) instead of holding a small one back until the last is acknowledged
+   * (Nagle's algorithm, Node's default): for request/response protocols whose answers are small.
+   */
+  readonly noDelay?: boolean | undefined
+  /** Probes a silent peer (`SO_KEEPALIVE`), so a peer that vanished without a FIN is found out (default off). */
+  readonly keepAlive?: boolean | undefined
+  /** With `keepAlive`, how long the connection is silent before the first probe (default the system's). */
+  readonly keepAliveInitialDelay?: Duration.Input | undefined
+}
+
+/**
  * Options of a TCP listener.
  *
  * @example
  * ```ts
  * import type { Listener } from "effect-asynchat"
  *
- * const local: Listener.TcpOptions = { host: "127.0.0.1", port: 0, backlog: 511 }
+ * const local: Listener.TcpOptions = { host: "127.0.0.1", port: 0, backlog: 511, noDelay: true }
  * ```
  *
  * @category models
  * @since 0.1.0
  */
-export interface TcpOptions {
+export interface TcpOptions extends SocketOptions {
   /** Defaults to all interfaces, as with Node's `listen`. */
   readonly host?: string | undefined
   /** 0 (the default) lets the system choose; read it from `Listener.address`. */
   readonly port?: number | undefined
   /** The kernel's queue of connections not yet accepted; Node's default is 511. */
   readonly backlog?: number | undefined
+  /** On an IPv6 address (`::`), IPv6 only: no IPv4 connections on the same port. */
   readonly ipv6Only?: boolean | undefined
+  /**
+   * Several listeners, in this process or others, may bind the same port (`SO_REUSEPORT`, Linux and the BSDs):
+   * the kernel spreads new connections over them. Every one of them must ask for it.
+   */
+  readonly reusePort?: boolean | undefined
 }
 
 const inetOf = (host: string | undefined, port: number | undefined): Address => ({
@@ -250,12 +281,14 @@ export const makeTcp = (options: TcpOptions): Effect.Effect<ListenerShape, Socke
       host: options.host,
       port: options.port ?? 0,
       backlog: options.backlog,
-      ipv6Only: options.ipv6Only
+      ipv6Only: options.ipv6Only,
+      reusePort: options.reusePort
     },
     (conn) => ({
       localAddress: inetOf(conn.localAddress, conn.localPort),
       remoteAddress: inetOf(conn.remoteAddress, conn.remotePort)
-    })
+    }),
+    nodeSocketOptions(options)
   )
 
 /**
@@ -290,12 +323,13 @@ export const makeUnix = (options: {
  * - what it accepts is a `Link` any Duplex can be (a `tls.TLSSocket` included, so TLS needs nothing of it).
  */
 const makeNode = (
-  options: Net.ListenOptions,
-  addresses: (conn: Net.Socket) => Pick<StreamLink, "localAddress" | "remoteAddress">
+  options: Net.ListenOptions & { readonly reusePort?: boolean | undefined },
+  addresses: (conn: Net.Socket) => Pick<StreamLink, "localAddress" | "remoteAddress">,
+  socketOptions: Net.ServerOpts = {}
 ): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
   Effect.gen(function*() {
     // Half-open: a peer's FIN ends our input only; we still answer, then close. Paused until a connection reads.
-    const server = Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+    const server = Net.createServer({ ...socketOptions, allowHalfOpen: true, pauseOnConnect: true })
     // Accepted before `accept` is running: handed over when it starts, destroyed if it never does.
     const waiting = new Set<Net.Socket>()
     let onConnection: ((conn: Net.Socket) => void) | undefined = undefined
@@ -316,7 +350,7 @@ const makeNode = (
             )
           )
         server.once("error", onError)
-        server.listen(withoutUndefined(options), () => {
+        server.listen(definedOnly(options), () => {
           server.off("error", onError)
           // a failed accept while nobody is accepting: the peer was refused, nothing else to do
           server.on("error", ignore)
@@ -360,9 +394,6 @@ const makeNode = (
       })
     })
   })
-
-const withoutUndefined = <A extends object>(options: A): A =>
-  Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A
 
 /**
  * A TCP listener as a Layer.

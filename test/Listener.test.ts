@@ -3,10 +3,15 @@
  */
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Metric, Scheduler, Stream } from "effect"
+import { spawnSync } from "node:child_process"
 import * as NodeStream from "node:stream"
-import { Chat, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
+import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import { streamOf, text, Wakes } from "./helpers.ts"
-import { Echo, rawConnect, recordingDuplex, streamListener } from "./transport-helpers.ts"
+import { tool } from "./tools.ts"
+import { Echo, portOf, rawConnect, recordingDuplex, streamListener, tcpServer } from "./transport-helpers.ts"
+
+/** ss, from iproute2: shows a socket's keep-alive timer. */
+const ss = tool("ss", ["-V"])
 
 describe("Listener.makeTcp", () => {
   it.live("a port already in use fails with a typed SocketServerError whose message says so", () =>
@@ -237,4 +242,75 @@ describe("a listener of Node streams", () => {
       expect(stream.destroyed).toBe(true)
       expect(yield* server.count).toBe(0)
     }))
+})
+
+/** The keep-alive timers of the established TCP sockets on 127.0.0.1 whose `side` port is `port`, as ss shows them. */
+const keepAliveTimers = (side: "sport" | "dport", port: number): Array<string> => {
+  const out = spawnSync("ss", ["-tnoH", "state", "established", `( ${side} = :${port} )`], { encoding: "utf8" })
+  if (out.status !== 0) throw new Error(`ss failed: ${out.stderr}`)
+  return out.stdout.split("\n").filter((row) => row.includes("keepalive"))
+}
+
+/** Seconds until the first probe of a keep-alive timer row. */
+const dueIn = (row: string): number => Number(/keepalive,(\d+)sec/.exec(row)?.[1])
+
+describe("socket options", () => {
+  it.live("reusePort: two listeners bind one port and both accept; without it the second is refused", () =>
+    Effect.gen(function*() {
+      const first = yield* Listener.makeTcp({ host: "127.0.0.1", reusePort: true })
+      assert(first.address._tag === "Inet")
+      const port = first.address.port
+      const second = yield* Listener.makeTcp({ host: "127.0.0.1", port, reusePort: true })
+      expect(second.address).toEqual(first.address)
+      const accepted = new Set<string>()
+      const wakes = new Wakes()
+      for (const [name, listener] of [["first", first], ["second", second]] as const) {
+        yield* Effect.forkScoped(listener.accept((link) => {
+          streamOf(link).destroy()
+          accepted.add(name)
+          wakes.wake()
+        }))
+      }
+      // the kernel spreads connections by their addresses' hash: enough of them reach both
+      for (let i = 0; i < 40 && accepted.size < 2; i++) {
+        yield* rawConnect(port)
+        yield* Effect.sleep("5 millis")
+      }
+      yield* wakes.until(() => accepted.size === 2, "5 seconds", () => `accepted by ${[...accepted].join(", ")}`)
+      const refused = yield* Effect.flip(Listener.makeTcp({ host: "127.0.0.1", port }))
+      expect(refused.message).toContain("EADDRINUSE")
+    }))
+  ;(ss.available ? it.live : it.live.skip)(
+    `keepAlive probes the listener's and the client's sockets${ss.skipReason}`,
+    () =>
+      Effect.gen(function*() {
+        ss.require()
+        const listener = yield* Listener.makeTcp({
+          host: "127.0.0.1",
+          keepAlive: true,
+          keepAliveInitialDelay: "30 seconds"
+        })
+        const server = yield* ChatServer.make(Echo).pipe(Effect.provideService(Listener.Listener, listener))
+        const port = portOf(server)
+        const client = yield* ChatClient.connect(
+          ChatClient.tcp({ port, keepAlive: true, keepAliveInitialDelay: "45 seconds" }),
+          { terminator: Terminator.lf }
+        )
+        yield* client.chat.push("hi\n")
+        yield* Stream.runHead(client.input)
+        // the accepted socket's first probe is due within 30 s, the client's within 45 s
+        const accepted = keepAliveTimers("sport", port)
+        expect(accepted.length).toBe(1)
+        expect(dueIn(accepted[0])).toBeLessThanOrEqual(30)
+        const connected = keepAliveTimers("dport", port)
+        expect(connected.length).toBe(1)
+        expect(dueIn(connected[0])).toBeGreaterThan(30)
+        // without the option, no timer
+        const plain = yield* tcpServer(Echo)
+        const peer = yield* rawConnect(portOf(plain))
+        yield* peer.write("x\n")
+        yield* peer.receive("x\n")
+        expect(keepAliveTimers("sport", portOf(plain))).toEqual([])
+      })
+  )
 })

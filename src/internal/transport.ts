@@ -7,12 +7,14 @@
  * `Socket` adapted), read and written directly: a read reaches the connection in the stream's own callback,
  * with no fiber in between, and a write that fits is done without an effect.
  */
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
+import type * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import * as ChatError from "../ChatError.ts"
+import type { SocketOptions } from "../Listener.ts"
 import type { WriteTimeout } from "./settings.ts"
 
 /** Where a transport delivers its input. */
@@ -284,3 +286,20 @@ export const ignore = () => {}
 
 /** How long a closing stream may take to hand its last bytes to the kernel and see the peer's end. */
 const LINGER_MILLIS = 5_000
+
+/** The socket options of `options` in Node's terms (for `Net.createServer` and `Net.createConnection`). */
+export const nodeSocketOptions = (options: SocketOptions): Pick<
+  Net.NetConnectOpts & Net.ServerOpts,
+  "noDelay" | "keepAlive" | "keepAliveInitialDelay"
+> =>
+  definedOnly({
+    noDelay: options.noDelay,
+    keepAlive: options.keepAlive,
+    keepAliveInitialDelay: options.keepAliveInitialDelay === undefined
+      ? undefined
+      : Duration.toMillis(Duration.fromInputUnsafe(options.keepAliveInitialDelay))
+  })
+
+/** `options` without its undefined fields: Node's options take an undefined one as a value. */
+export const definedOnly = <A extends object>(options: A): A =>
+  Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A

@@ -4,6 +4,7 @@
  */
 import { assert, describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Option, Schedule, Scope, Stream } from "effect"
+import * as Socket from "effect/socket/Socket"
 import { TestClock } from "effect/testing"
 import { Chat, ChatClient, ChatError, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import * as MemoryTransport from "../src/MemoryTransport.ts"
@@ -286,4 +287,32 @@ describe("ChatClient over the in-memory transport", () => {
       const Picky = Protocol.make(Terminator.lf, () => Effect.fail("picky" as const))
       expect(yield* Effect.flip(ChatClient.run(connector, Picky))).toBe("picky")
     }).pipe(Effect.provide(memory())))
+})
+
+describe("ChatClient over an effect Socket", () => {
+  // A WebSocket's writer has no release: ending our output sends nothing, and a well-behaved peer never ends.
+  it.live("a socket with no half-close is released as its connection ends, not a linger later", () =>
+    Effect.gen(function*() {
+      let released = 0
+      const socket = Socket.make({
+        reader: Effect.acquireRelease(
+          Effect.succeed<Socket.Reader>({ pull: Effect.never, upgrade: Socket.SocketUpgradeError.unsupported }),
+          () =>
+            Effect.sync(() => {
+              released = Date.now()
+            })
+        ),
+        writer: Effect.succeed<Socket.Writer>({ write: () => Effect.void, writeAll: () => Effect.void })
+      })
+      const address = { _tag: "Pipe", name: "socket" } as const
+      const connector: ChatClient.Connector = {
+        target: "pipe:socket",
+        open: Effect.succeed(Listener.fromSocket(socket, { localAddress: address, remoteAddress: address }))
+      }
+      yield* ChatClient.run(connector, Protocol.make(Terminator.lf, () => Chat.push("bye\n")))
+      const ended = Date.now()
+      yield* Effect.sleep("20 millis").pipe(Effect.repeat({ until: () => released > 0, times: 100 }))
+      expect(released).toBeGreaterThan(0)
+      expect(released - ended).toBeLessThan(1000)
+    }))
 })

@@ -951,3 +951,48 @@ describe("Ending output and fan-out", () => {
       expect(yield* server.count).toBe(2)
     }).pipe(Effect.provide(memory({ capacity: 64 }))))
 })
+
+describe("Closing under pressure, over the in-memory transport", () => {
+  it.live("a graceful shutdown reaches a handler waiting for the peer to take its output, not only at the timeout", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const Big = Protocol.forEach(Terminator.lf, () => Chat.push("b".repeat(60 * 1024), "\n"))
+      const context = yield* Layer.build(MemoryTransport.layer({ capacity: 1024 }))
+      const serverScope = yield* Scope.make()
+      yield* ChatServer.make(Big, { shutdownTimeout: "4 seconds" }).pipe(
+        Effect.provideContext(context),
+        Effect.provide(logs.layer),
+        Scope.provide(serverScope)
+      )
+      const peer = yield* memoryPeer({ silent: true }).pipe(Effect.provideContext(context))
+      // two reads: the answer to the second is written as the handler is about to wait for input, and that write
+      // waits for room, the peer reading nothing
+      yield* peer.write("one\n")
+      yield* Effect.sleep("50 millis")
+      yield* peer.write("two\n")
+      yield* Effect.sleep("100 millis")
+      const started = Date.now()
+      const closing = yield* Effect.forkChild(Scope.close(serverScope, Exit.void))
+      yield* Effect.sleep("50 millis")
+      peer.socket.on("data", (data: Buffer) => peer.received(data.length))
+      yield* peer.until("the server's end", (p) => p.ended, "10 seconds")
+      expect(Date.now() - started).toBeLessThan(2000)
+      expect(peer.bytes).toBe(2 * (60 * 1024 + 1))
+      yield* Fiber.join(closing)
+      expect(logs.find("interrupting")).toBeUndefined()
+    }))
+
+  it.live("a peer that resets under the refusal message costs the server nothing", () =>
+    Effect.gen(function*() {
+      const context = yield* Layer.build(MemoryTransport.layer({ capacity: 16 }))
+      const refusal = `${"busy ".repeat(200)}\n`
+      yield* ChatServer.make(Echo, { maxConnections: 0, rejectMessage: refusal }).pipe(Effect.provideContext(context))
+      const leaving = yield* memoryPeer({ silent: true }).pipe(Effect.provideContext(context))
+      yield* Effect.sleep("20 millis")
+      leaving.socket.destroy() // the refusal's write fails under it: with nobody listening, an uncaught error
+      yield* Effect.sleep("50 millis")
+      const next = yield* memoryPeer().pipe(Effect.provideContext(context))
+      yield* next.until("the refusal and the end", (p) => p.ended)
+      expect(next.text).toBe(refusal)
+    }))
+})

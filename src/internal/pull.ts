@@ -135,8 +135,8 @@ export class InputPull implements Reader {
     const inbox = this.owner.inbox
     inbox.frameInProgress(framer.buffered > 0, framer.completed !== this.completedAtWait)
     this.completedAtWait = framer.completed
-    const next = inbox.next as Next
-    return flushed === undefined ? next : Effect.andThen(flushed, next)
+    // after a wait for room, a step again: a graceful shutdown that came meanwhile (drain) ends the input then
+    return flushed === undefined ? inbox.next as Next : Effect.andThen(flushed, this.pull)
   }
 
   /** What was cut, handed out: one frame (or a read's batch); the next read when nothing is ready. */

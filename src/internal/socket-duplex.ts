@@ -252,9 +252,20 @@ export const socketDuplex = (
 ): Duplex => new SocketDuplex(socket, context, options)
 
 /**
+ * Releases the socket once our output is out: at once unless a connection ended the stream, else at its
+ * 'finish' (the writer released). Not on the peer's end as a Node socket is (`closeSoon`'s linger): a socket
+ * may have no half-close (a WebSocket), and releasing the reader is its close. A finish that never comes is
+ * bounded by that linger, which destroys the stream.
+ */
+const release = (stream: Duplex): void => {
+  if (!stream.writableEnded || stream.writableFinished) stream.destroy()
+  else stream.once("finish", () => stream.destroy())
+}
+
+/**
  * `socket` as a Node `Duplex` once its reader and writer are acquired, in the current scope and with the current
- * services: a failure to open is this effect's. The stream is destroyed when the scope closes, unless a connection
- * ended it first (it destroys the stream itself, once the last bytes are out).
+ * services: a failure to open is this effect's. The stream is destroyed when the scope closes, once what a
+ * connection wrote before it ended the stream is out.
  */
 export const acquire = (
   socket: Socket.Socket,
@@ -265,11 +276,7 @@ export const acquire = (
     // a failure to open is this effect's, not an uncaught 'error'; a connection's transport listens once it runs
     stream.on("error", ignore)
     return Effect.andThen(
-      Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          if (!stream.writableEnded) stream.destroy()
-        })
-      ),
+      Effect.addFinalizer(() => Effect.sync(() => release(stream))),
       Effect.as(Deferred.await(stream.whenOpen), stream as Duplex)
     )
   })

@@ -247,8 +247,6 @@ export class NodeStreamTransport implements Transport {
     stream.off("end", onEnd)
     stream.off("error", onError)
     stream.off("close", onClose)
-    // an error after we stopped listening must not become an uncaught exception
-    stream.on("error", ignore)
     closeSoon(stream)
   }
 }
@@ -262,6 +260,8 @@ export class NodeStreamTransport implements Transport {
  */
 export const closeSoon = (stream: NodeStream.Duplex): void => {
   if (stream.destroyed) return
+  // an error now (a peer's reset under our last write) must not become an uncaught exception: nobody else listens
+  stream.on("error", ignore)
   if (stream.writable) stream.end()
   if (stream.writableFinished && stream.readableEnded) {
     stream.destroy()

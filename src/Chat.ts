@@ -10,6 +10,7 @@
  * @since 0.1.0
  */
 import { Context, type Effect, type Stream } from "effect"
+import type * as NodeTls from "node:tls"
 
 /**
  * Where a connection's end is: an IP address and port, a Unix socket path, or a named in-memory or pipe end.
@@ -58,6 +59,30 @@ export const formatAddress = (address: Address): string => {
 }
 
 /**
+ * What a connection over TLS negotiated: the protocol chosen by ALPN, and the peer's certificate when one was
+ * asked for (`requestCert` on a listener; a server always presents one to a client).
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const whoIsIt = Effect.map(Chat.Chat, (chat) => chat.tls?.peerCertificate?.subject.CN ?? "anonymous")
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TlsInfo {
+  /** The protocol both sides agreed on by ALPN (`"h2"`, `"smtp"`...), or undefined when none was. */
+  readonly alpnProtocol: string | undefined
+  /** The peer's certificate, when it presented one. */
+  readonly peerCertificate: NodeTls.PeerCertificate | undefined
+  /** True when the peer's certificate is signed by a trusted authority (`ca`). */
+  readonly authorized: boolean
+}
+
+/**
  * What a handler can do with its connection.
  *
  * @example
@@ -79,6 +104,8 @@ export interface ChatShape {
   readonly id: number
   readonly localAddress: Address
   readonly remoteAddress: Address
+  /** What the connection's TLS negotiated; undefined when it is not over TLS. */
+  readonly tls: TlsInfo | undefined
   /**
    * Queues bytes or strings (UTF-8) in order. Suspends while the output queue is over its high-water mark;
    * after the connection closed, the data is dropped.

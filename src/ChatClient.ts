@@ -15,6 +15,7 @@
 import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stream } from "effect"
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
+import * as Tls from "node:tls"
 import type { ChatShape } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatError from "./ChatError.ts"
@@ -22,7 +23,7 @@ import type * as ConnectionOptions from "./ConnectionOptions.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
 import { settingsOf } from "./internal/settings.ts"
-import { nodeSocketOptions } from "./internal/transport.ts"
+import { definedOnly, nodeSocketOptions, pemOf, pemsOf } from "./internal/transport.ts"
 import { fromStream, type Link, type SocketOptions } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
@@ -56,18 +57,24 @@ const connectFailed = (target: string, cause: unknown) =>
  * `NodeSocket.makeNet`: for the same reason a listener is not `NodeSocketServer` (see `Listener.makeNode`), a
  * connection reads the stream itself, not through an effect `Socket`.
  */
-const openNet = (target: string, options: Net.NetConnectOpts): Connector["open"] =>
+const openNet = (
+  target: string,
+  options: Net.NetConnectOpts,
+  // a TLS socket is ready once its handshake is done; a failed one fails the connect
+  connect: () => Net.Socket = () => Net.createConnection({ ...options, allowHalfOpen: true }),
+  ready: "connect" | "secureConnect" = "connect"
+): Connector["open"] =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const conn = yield* Effect.callback<Net.Socket, ChatError.ChatError>((resume) => {
       // Half-open, as on the server: the peer's FIN ends our input only.
-      const conn = Net.createConnection({ ...options, allowHalfOpen: true })
+      const conn = connect()
       const onError = (cause: Error) => {
         conn.destroy()
         resume(Effect.fail(connectFailed(target, cause)))
       }
       conn.once("error", onError)
-      conn.once("connect", () => {
+      conn.once(ready, () => {
         conn.off("error", onError)
         resume(Effect.succeed(conn))
       })
@@ -110,6 +117,72 @@ export const tcp = (
   const host = options.host ?? "127.0.0.1"
   const target = formatAddress({ _tag: "Inet", host, port: options.port })
   return { target, open: openNet(target, { ...nodeSocketOptions(options), host, port: options.port }) }
+}
+
+/**
+ * Options of a TLS peer: a TCP peer's, with what to trust and what to present.
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import type { ChatClient } from "effect-asynchat"
+ *
+ * const internal: ChatClient.TlsOptions = { host: "10.0.0.7", port: 6380, ca: Fs.readFileSync("ca.crt"), servername: "redis.internal" }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TlsOptions extends SocketOptions {
+  readonly host?: string | undefined
+  readonly port: number
+  /** Authorities trusted for the server's certificate (default Node's bundled roots), PEM. */
+  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+  /** The name the server's certificate must carry, and sent by SNI (default `host`, unless it is an IP address). */
+  readonly servername?: string | undefined
+  /** False accepts any certificate: for tests only (default true). */
+  readonly rejectUnauthorized?: boolean | undefined
+  /** The protocols offered by ALPN, in order of preference; the agreed one is `chat.tls.alpnProtocol`. */
+  readonly ALPNProtocols?: ReadonlyArray<string> | undefined
+  /** A client certificate and its key, PEM, for a server that asks for one. */
+  readonly cert?: string | Uint8Array | undefined
+  readonly key?: string | Uint8Array | undefined
+}
+
+/**
+ * A TLS peer (`node:tls`): the connection opens once the handshake is done; a handshake that fails (a certificate
+ * not trusted, a name that does not match) is a `ConnectFailed` that says why.
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import { ChatClient } from "effect-asynchat"
+ *
+ * const redis = ChatClient.tls({ host: "127.0.0.1", port: 6380, ca: Fs.readFileSync("ca.crt"), servername: "localhost" })
+ * ```
+ *
+ * @category connectors
+ * @since 0.1.0
+ */
+export const tls = (options: TlsOptions): Connector => {
+  const host = options.host ?? "127.0.0.1"
+  const target = formatAddress({ _tag: "Inet", host, port: options.port })
+  const connectOptions: Tls.ConnectionOptions = definedOnly({
+    ...nodeSocketOptions(options),
+    host,
+    port: options.port,
+    allowHalfOpen: true,
+    servername: options.servername ?? (Net.isIP(host) === 0 ? host : undefined),
+    ca: options.ca === undefined ? undefined : pemsOf(options.ca),
+    rejectUnauthorized: options.rejectUnauthorized,
+    ALPNProtocols: options.ALPNProtocols === undefined ? undefined : [...options.ALPNProtocols],
+    cert: options.cert === undefined ? undefined : pemOf(options.cert),
+    key: options.key === undefined ? undefined : pemOf(options.key)
+  })
+  return {
+    target,
+    open: openNet(target, { host, port: options.port }, () => Tls.connect(connectOptions), "secureConnect")
+  }
 }
 
 /**

@@ -13,8 +13,9 @@ import type * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
-import type { Address } from "./Chat.ts"
-import { definedOnly, ignore, nodeSocketOptions } from "./internal/transport.ts"
+import * as Tls from "node:tls"
+import type { Address, TlsInfo } from "./Chat.ts"
+import { definedOnly, ignore, nodeSocketOptions, pemOf, pemsOf } from "./internal/transport.ts"
 
 /**
  * Effect's own open error, whose message is just "Open": this one says why (`Open: listen EADDRINUSE: address
@@ -62,6 +63,8 @@ export interface StreamLink {
   readonly stream: NodeStream.Duplex
   readonly localAddress: Address
   readonly remoteAddress: Address
+  /** What its TLS negotiated, when the stream is a TLS socket whose handshake is done. */
+  readonly tls?: TlsInfo | undefined
 }
 
 /**
@@ -110,8 +113,20 @@ export const fromStream = (
   _tag: "Stream",
   stream,
   localAddress: addresses.localAddress,
-  remoteAddress: addresses.remoteAddress
+  remoteAddress: addresses.remoteAddress,
+  tls: stream instanceof Tls.TLSSocket ? tlsInfoOf(stream) : undefined
 })
+
+/** What a TLS socket's handshake negotiated. */
+const tlsInfoOf = (socket: Tls.TLSSocket): TlsInfo => {
+  const certificate = socket.getPeerCertificate()
+  return {
+    alpnProtocol: typeof socket.alpnProtocol === "string" ? socket.alpnProtocol : undefined,
+    // an empty object when the peer presented none
+    peerCertificate: certificate !== null && Object.keys(certificate).length > 0 ? certificate : undefined,
+    authorized: socket.authorized
+  }
+}
 
 /**
  * An effect `Socket` as a `Link`: any transport Effect can speak (a WebSocket, a socket of a platform of
@@ -284,12 +299,14 @@ export const makeTcp = (options: TcpOptions): Effect.Effect<ListenerShape, Socke
       ipv6Only: options.ipv6Only,
       reusePort: options.reusePort
     },
-    (conn) => ({
-      localAddress: inetOf(conn.localAddress, conn.localPort),
-      remoteAddress: inetOf(conn.remoteAddress, conn.remotePort)
-    }),
-    nodeSocketOptions(options)
+    tcpAddresses,
+    () => Net.createServer({ ...nodeSocketOptions(options), allowHalfOpen: true, pauseOnConnect: true })
   )
+
+const tcpAddresses = (conn: Net.Socket) => ({
+  localAddress: inetOf(conn.localAddress, conn.localPort),
+  remoteAddress: inetOf(conn.remoteAddress, conn.remotePort)
+})
 
 /**
  * Listens on a Unix socket path, scoped.
@@ -309,10 +326,99 @@ export const makeUnix = (options: {
   readonly path: string
   readonly backlog?: number | undefined
 }): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
-  makeNode({ path: options.path, backlog: options.backlog }, () => ({
-    localAddress: { _tag: "Unix", path: options.path },
-    remoteAddress: { _tag: "Unix", path: options.path }
-  }))
+  makeNode(
+    { path: options.path, backlog: options.backlog },
+    () => ({
+      localAddress: { _tag: "Unix", path: options.path },
+      remoteAddress: { _tag: "Unix", path: options.path }
+    }),
+    () => Net.createServer({ allowHalfOpen: true, pauseOnConnect: true })
+  )
+
+/**
+ * Options of a TLS listener: a TCP listener's, with the server's key and certificate (PEM) and what it asks of
+ * clients.
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import type { Listener } from "effect-asynchat"
+ *
+ * const secure: Listener.TlsOptions = {
+ *   port: 6380,
+ *   key: Fs.readFileSync("server.key"),
+ *   cert: Fs.readFileSync("server.crt"),
+ *   ALPNProtocols: ["redis"]
+ * }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TlsOptions extends TcpOptions {
+  /** The server's private key, PEM. */
+  readonly key: string | Uint8Array
+  /** The server's certificate chain, PEM. */
+  readonly cert: string | Uint8Array
+  /** Authorities trusted for client certificates (default Node's bundled roots). */
+  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+  /** Asks each client for a certificate, which its connection's `chat.tls.peerCertificate` then shows. */
+  readonly requestCert?: boolean | undefined
+  /**
+   * With `requestCert`, refuses a client whose certificate is missing or not signed by `ca` (default false: the
+   * handler sees `chat.tls.authorized` and decides).
+   */
+  readonly rejectUnauthorized?: boolean | undefined
+  /** The protocols offered by ALPN, in order of preference; the agreed one is `chat.tls.alpnProtocol`. */
+  readonly ALPNProtocols?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * Listens on a TCP port with TLS (`node:tls`), scoped. A connection is handed over once its handshake is done;
+ * one whose handshake fails never is (it is logged at Debug, as a peer's reset is), and the server goes on.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Fs from "node:fs"
+ * import { Chat, Listener } from "effect-asynchat"
+ *
+ * const program = Effect.scoped(Effect.gen(function*() {
+ *   const listener = yield* Listener.makeTls({
+ *     host: "127.0.0.1",
+ *     key: Fs.readFileSync("server.key"),
+ *     cert: Fs.readFileSync("server.crt")
+ *   })
+ *   yield* Effect.log(`listening with TLS on ${Chat.formatAddress(listener.address)}`)
+ * }))
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const makeTls = (options: TlsOptions): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
+  makeNode(
+    {
+      host: options.host,
+      port: options.port ?? 0,
+      backlog: options.backlog,
+      ipv6Only: options.ipv6Only,
+      reusePort: options.reusePort
+    },
+    tcpAddresses,
+    () =>
+      Tls.createServer(definedOnly({
+        ...nodeSocketOptions(options),
+        allowHalfOpen: true,
+        key: pemOf(options.key),
+        cert: pemOf(options.cert),
+        ca: options.ca === undefined ? undefined : pemsOf(options.ca),
+        requestCert: options.requestCert,
+        rejectUnauthorized: options.rejectUnauthorized ?? false,
+        ALPNProtocols: options.ALPNProtocols === undefined ? undefined : [...options.ALPNProtocols]
+      })),
+    "secureConnection"
+  )
 
 /**
  * A `node:net` server of our own rather than `@effect/platform-node`'s `NodeSocketServer`, for three reasons:
@@ -325,15 +431,20 @@ export const makeUnix = (options: {
 const makeNode = (
   options: Net.ListenOptions & { readonly reusePort?: boolean | undefined },
   addresses: (conn: Net.Socket) => Pick<StreamLink, "localAddress" | "remoteAddress">,
-  socketOptions: Net.ServerOpts = {}
+  // Half-open: a peer's FIN ends our input only; we still answer, then close. Paused until a connection reads
+  // (a TLS socket cannot be: its handshake reads; it is handed over once that is done, its data held meanwhile).
+  makeServer: () => Net.Server,
+  connectionEvent: "connection" | "secureConnection" = "connection"
 ): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
   Effect.gen(function*() {
-    // Half-open: a peer's FIN ends our input only; we still answer, then close. Paused until a connection reads.
-    const server = Net.createServer({ ...socketOptions, allowHalfOpen: true, pauseOnConnect: true })
+    const server = makeServer()
     // Accepted before `accept` is running: handed over when it starts, destroyed if it never does.
     const waiting = new Set<Net.Socket>()
     let onConnection: ((conn: Net.Socket) => void) | undefined = undefined
-    server.on("connection", (conn: Net.Socket) => {
+    // a failed TLS handshake: that peer is gone, nothing else to do; told at Debug while someone accepts
+    let onHandshakeFailed: (cause: Error) => void = ignore
+    server.on("tlsClientError", (cause: Error) => onHandshakeFailed(cause))
+    server.on(connectionEvent, (conn: Net.Socket) => {
       // an error before a connection's transport listens must not become an uncaught exception; the transport
       // sees the socket closed
       conn.on("error", ignore)
@@ -378,12 +489,15 @@ const makeNode = (
           const onError = (cause: Error) =>
             Effect.runForkWith(fiber.context)(Effect.logWarning(`accept failed: ${cause.message}`))
           server.on("error", onError)
+          onHandshakeFailed = (cause) =>
+            Effect.runForkWith(fiber.context)(Effect.logDebug(`TLS handshake failed: ${cause.message}`))
           onConnection = link
           for (const conn of waiting) link(conn)
           waiting.clear()
           return Effect.callback<never>(() =>
             Effect.sync(() => {
               onConnection = undefined
+              onHandshakeFailed = ignore
               server.off("error", onError)
             })
           )
@@ -410,6 +524,23 @@ const makeNode = (
  */
 export const layerTcp = (options: TcpOptions): Layer.Layer<Listener, SocketServerError> =>
   Layer.effect(Listener, makeTcp(options))
+
+/**
+ * A TLS listener as a Layer.
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import { Listener } from "effect-asynchat"
+ *
+ * const Secure = Listener.layerTls({ port: 6380, key: Fs.readFileSync("server.key"), cert: Fs.readFileSync("server.crt") })
+ * ```
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const layerTls = (options: TlsOptions): Layer.Layer<Listener, SocketServerError> =>
+  Layer.effect(Listener, makeTls(options))
 
 /**
  * A Unix socket listener as a Layer.

@@ -8,7 +8,17 @@ import * as NodeStream from "node:stream"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import { streamOf, text, Wakes } from "./helpers.ts"
 import { tool } from "./tools.ts"
-import { Echo, portOf, rawConnect, recordingDuplex, streamListener, tcpServer } from "./transport-helpers.ts"
+import {
+  certificates,
+  Echo,
+  openssl,
+  portOf,
+  rawConnect,
+  recordingDuplex,
+  spawnChild,
+  streamListener,
+  tcpServer
+} from "./transport-helpers.ts"
 
 /** ss, from iproute2: shows a socket's keep-alive timer. */
 const ss = tool("ss", ["-V"])
@@ -311,6 +321,93 @@ describe("socket options", () => {
         yield* peer.write("x\n")
         yield* peer.receive("x\n")
         expect(keepAliveTimers("sport", portOf(plain))).toEqual([])
+      })
+  )
+})
+
+/** Answers each line with what the connection's TLS negotiated. */
+const TlsEcho = Protocol.forEach(Terminator.lf, (frame) =>
+  Effect.flatMap(Chat.Chat, (chat) =>
+    chat.push(
+      `${Buffer.from(frame.bytes).toString()}: alpn ${chat.tls?.alpnProtocol ?? "none"}, peer ${
+        chat.tls?.peerCertificate?.subject.CN ?? "none"
+      }, authorized ${chat.tls?.authorized ?? "n/a"}\n`
+    )))
+
+const tlsServer = (options: Partial<Listener.TlsOptions> = {}) =>
+  Effect.gen(function*() {
+    const pems = certificates()
+    const listener = yield* Listener.makeTls({
+      host: "127.0.0.1",
+      key: pems.serverKey,
+      cert: pems.serverCert,
+      ...options
+    })
+    return yield* ChatServer.make(TlsEcho).pipe(Effect.provideService(Listener.Listener, listener))
+  })
+
+const askOnce = (connector: ChatClient.Connector, line: string) =>
+  Effect.gen(function*() {
+    const client = yield* ChatClient.connect(connector, { terminator: Terminator.lf })
+    yield* client.chat.push(line, "\n")
+    const answer = yield* Stream.runHead(client.input)
+    return answer._tag === "Some" ? Buffer.from(answer.value.bytes).toString() : "nothing"
+  })
+
+describe("TLS", () => {
+  it.live("negotiates ALPN, and the handle says what was agreed; without a client certificate, no peer", () =>
+    Effect.gen(function*() {
+      const pems = certificates()
+      const server = yield* tlsServer({ ALPNProtocols: ["x-chat", "x-other"] })
+      const answer = yield* askOnce(
+        ChatClient.tls({ port: portOf(server), ca: pems.ca, servername: "localhost", ALPNProtocols: ["x-chat"] }),
+        "hi"
+      )
+      expect(answer).toBe("hi: alpn x-chat, peer none, authorized false")
+    }))
+
+  it.live("asks for a client certificate: the handler sees who it is and that its CA is trusted", () =>
+    Effect.gen(function*() {
+      const pems = certificates()
+      const server = yield* tlsServer({ requestCert: true, ca: pems.ca })
+      const answer = yield* askOnce(
+        ChatClient.tls({ port: portOf(server), ca: pems.ca, cert: pems.clientCert, key: pems.clientKey }),
+        "hi"
+      )
+      expect(answer).toBe("hi: alpn none, peer alice, authorized true")
+    }))
+
+  it.live("a server certificate the client does not trust fails the connect, typed; the server serves others", () =>
+    Effect.gen(function*() {
+      const pems = certificates()
+      const server = yield* tlsServer()
+      const error = yield* Effect.flip(askOnce(ChatClient.tls({ port: portOf(server), ca: pems.otherCa }), "hi"))
+      expect(error.reason._tag).toBe("ConnectFailed")
+      expect(error.message).toMatch(/certificate/)
+      expect(yield* askOnce(ChatClient.tls({ port: portOf(server), ca: pems.ca }), "next")).toMatch(/^next: /)
+    }))
+  ;(openssl.available ? it.live : it.live.skip)(
+    `openssl s_client talks to it${openssl.skipReason}`,
+    () =>
+      Effect.gen(function*() {
+        const pems = certificates()
+        const server = yield* tlsServer()
+        const child = yield* spawnChild("openssl", [
+          "s_client",
+          "-connect",
+          `127.0.0.1:${portOf(server)}`,
+          "-CAfile",
+          `${pems.dir}/ca.crt`,
+          "-servername",
+          "localhost",
+          "-verify_return_error",
+          "-quiet"
+        ])
+        let out = ""
+        child.stdout!.on("data", (data: Buffer) => (out += data.toString()))
+        child.stdin!.write("hello\n")
+        yield* Effect.sleep("50 millis").pipe(Effect.repeat({ until: () => out.includes("\n"), times: 100 }))
+        expect(out).toBe("hello: alpn none, peer none, authorized false\n")
       })
   )
 })

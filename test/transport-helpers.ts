@@ -13,6 +13,7 @@ import type { Frame } from "../src/Framing.ts"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import * as MemoryTransport from "../src/MemoryTransport.ts"
 import { streamOf, text, Wakes } from "./helpers.ts"
+import { tool } from "./tools.ts"
 
 export const line = (frame: Frame): string => text(frame.bytes)
 
@@ -290,3 +291,69 @@ export const Slow = (started: Deferred.Deferred<void>) =>
         yield* Effect.sleep("200 millis")
         yield* Chat.push(`done ${line(frame)}\n`)
       })))
+
+/** openssl, for the test certificates. */
+export const openssl = tool("openssl", ["version"])
+
+/** PEM files for TLS tests: a CA, a server certificate for localhost and 127.0.0.1, and a client's ("alice"). */
+export interface Certificates {
+  readonly dir: string
+  readonly ca: string
+  readonly serverKey: string
+  readonly serverCert: string
+  readonly clientKey: string
+  readonly clientCert: string
+  /** A second CA, which signed none of them. */
+  readonly otherCa: string
+}
+
+let made: Certificates | undefined = undefined
+
+/**
+ * Makes the test certificates with openssl (EC keys: fast), once per test file, in a temporary directory:
+ * none is committed.
+ */
+export const certificates = (): Certificates => {
+  if (made !== undefined) return made
+  openssl.require()
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "asynchat-tls-"))
+  const run = (...args: Array<string>) => {
+    const out = ChildProcess.spawnSync("openssl", args, { cwd: dir, encoding: "utf8" })
+    if (out.status !== 0) throw new Error(`openssl ${args.join(" ")} failed: ${out.stderr}`)
+  }
+  const key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+  run("req", "-x509", ...key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca")
+  run("req", "-x509", ...key, "-keyout", "other.key", "-out", "other.crt", "-days", "2", "-subj", "/CN=other-ca")
+  Fs.writeFileSync(Path.join(dir, "server.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+  for (const [name, subject, ext] of [["server", "/CN=localhost", "server.ext"], ["client", "/CN=alice", ""]]) {
+    run("req", ...key, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject)
+    run(
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.crt",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.crt`,
+      "-days",
+      "2",
+      ...(ext === "" ? [] : ["-extfile", ext])
+    )
+  }
+  const read = (file: string) => Fs.readFileSync(Path.join(dir, file), "utf8")
+  made = {
+    dir,
+    ca: read("ca.crt"),
+    serverKey: read("server.key"),
+    serverCert: read("server.crt"),
+    clientKey: read("client.key"),
+    clientCert: read("client.crt"),
+    otherCa: read("other.crt")
+  }
+  process.once("exit", () => Fs.rmSync(dir, { recursive: true, force: true }))
+  return made
+}

@@ -291,7 +291,12 @@ const build = (
     }
     const connection = new OpenConnection({
       stream,
-      info: { id: options.id, localAddress: link.localAddress, remoteAddress: link.remoteAddress },
+      info: {
+        id: options.id,
+        localAddress: link.localAddress,
+        remoteAddress: link.remoteAddress,
+        tls: link._tag === "Stream" ? link.tls : undefined
+      },
       settings,
       mode: options.mode,
       counters: options.counters ?? new Counters(context, dispatcher),

@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import type { AsyncChatShape } from "../AsyncChat.ts"
-import type { Address, ChatShape } from "../Chat.ts"
+import type { Address, ChatShape, TlsInfo } from "../Chat.ts"
 import type * as Terminator from "../Terminator.ts"
 import { Offered, type Outbox } from "./outbox.ts"
 
@@ -15,6 +15,7 @@ export interface Info {
   readonly id: number
   readonly localAddress: Address
   readonly remoteAddress: Address
+  readonly tls: TlsInfo | undefined
 }
 
 /** What the handle needs of its connection. */
@@ -31,6 +32,7 @@ export class Handle implements ChatShape, AsyncChatShape {
   readonly id: number
   readonly localAddress: Address
   readonly remoteAddress: Address
+  readonly tls: TlsInfo | undefined
   private readonly owner: Owner
   private pushing: ChatShape["push"] | undefined = undefined
 
@@ -39,6 +41,7 @@ export class Handle implements ChatShape, AsyncChatShape {
     this.id = info.id
     this.localAddress = info.localAddress
     this.remoteAddress = info.remoteAddress
+    this.tls = info.tls
   }
 
   get push(): ChatShape["push"] {

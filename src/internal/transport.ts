@@ -303,3 +303,10 @@ export const nodeSocketOptions = (options: SocketOptions): Pick<
 /** `options` without its undefined fields: Node's options take an undefined one as a value. */
 export const definedOnly = <A extends object>(options: A): A =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A
+
+/** A PEM given as text or bytes, as node:tls takes it. */
+export const pemOf = (pem: string | Uint8Array): string | Buffer => typeof pem === "string" ? pem : Buffer.from(pem)
+
+/** One PEM or several, as node:tls takes them. */
+export const pemsOf = (pems: string | Uint8Array | ReadonlyArray<string | Uint8Array>): Array<string | Buffer> =>
+  (typeof pems === "string" || pems instanceof Uint8Array ? [pems] : [...pems]).map(pemOf)

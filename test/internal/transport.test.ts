@@ -1,6 +1,6 @@
 /**
  * One transport, one suite: every kind of link a connection runs on (the in-memory pair, a Node Duplex pair,
- * a Unix socket, TCP, and an effect `Socket` over TCP) passes the same behaviours, since all of them run on the
+ * a Unix socket, TCP, TLS, and an effect `Socket` over TCP) passes the same behaviours, since all of them run on the
  * one stream transport. Each kind is checked with a raw peer (a plain Duplex or socket, sharing none of our
  * code) and with our own `ChatClient`.
  */
@@ -10,11 +10,13 @@ import { Context, Effect, Fiber, Layer, Ref, type Scope, Stream } from "effect"
 import { Buffer } from "node:buffer"
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
+import * as NodeTls from "node:tls"
 import * as AsyncChat from "../../src/AsyncChat.ts"
 import { Chat, ChatClient, ChatServer, Listener, Protocol, Terminator } from "../../src/index.ts"
 import * as MemoryTransport from "../../src/MemoryTransport.ts"
 import { streamOf } from "../helpers.ts"
 import {
+  certificates,
   CountLines,
   errorsOf,
   portOf,
@@ -143,6 +145,39 @@ const tcp: Kind = {
     }))
 }
 
+/** TLS over TCP, with certificates made at test time: a raw `node:tls` peer, and our `ChatClient.tls`. */
+const tls: Kind = {
+  name: "TLS",
+  serve: (protocol, options) =>
+    Effect.gen(function*() {
+      const pems = certificates()
+      const listener = yield* Listener.makeTls({ host: "127.0.0.1", key: pems.serverKey, cert: pems.serverCert })
+      const server = yield* ChatServer.make(protocol, options).pipe(Effect.provideService(Listener.Listener, listener))
+      const port = portOf(server)
+      return {
+        server,
+        connector: ChatClient.tls({ port, ca: pems.ca, servername: "localhost" }),
+        raw: (rawOptions = {}) =>
+          Effect.flatMap(
+            Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
+              // half-open, as our own sockets: the raw peer may end its side and still read the answer
+              const options: NodeTls.ConnectionOptions & { readonly allowHalfOpen: boolean } = {
+                host: "127.0.0.1",
+                port,
+                ca: pems.ca,
+                servername: "localhost",
+                allowHalfOpen: true
+              }
+              const socket = NodeTls.connect(options)
+              socket.once("secureConnect", () => resume(Effect.succeed(socket)))
+              socket.once("error", (error) => resume(Effect.fail(error)))
+            }),
+            (socket) => rawOver(socket, rawOptions.paused === true)
+          )
+      }
+    })
+}
+
 /** What the server accepts is an effect `Socket` over each TCP connection, and the client connects with one. */
 const effectSocket: Kind = {
   name: "an effect Socket over TCP",
@@ -211,7 +246,7 @@ const Lengths = AsyncChat.make({
     })
 })
 
-for (const kind of [memory, duplexPair, unix, tcp, effectSocket]) {
+for (const kind of [memory, duplexPair, unix, tcp, tls, effectSocket]) {
   describe(`the transport over ${kind.name}`, () => {
     it.live("echoes lines sent in one write and lines split across writes", () =>
       Effect.gen(function*() {
@@ -314,6 +349,7 @@ for (const kind of [memory, duplexPair, unix, tcp, effectSocket]) {
         const other = yield* raw()
         const stuck = yield* raw({ paused: true })
         yield* stuck.write("flood\n")
+        yield* settle(Effect.map(server.count, (n) => n === 2))
         yield* settle(Effect.map(server.count, (n) => n === 1), "5 seconds")
         expect(yield* errorsOf("WriteTimeout")).toBe(before + 1)
         yield* other.write("still here\n")

@@ -427,14 +427,14 @@ export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(Http11, {
     ...options,
     name: "http11",
-    tryIt: (host, port) => [
-      `curl -v http://${host}:${port}/ http://${host}:${port}/`,
-      `wrk -t1 -c50 -d5s http://${host}:${port}/`
-    ],
+    tryIt: (host, port, tls) =>
+      tls === undefined
+        ? [`curl -v http://${host}:${port}/ http://${host}:${port}/`, `wrk -t1 -c50 -d5s http://${host}:${port}/`]
+        : [`curl --cacert ${tls.cert} https://${host}:${port}/`, `wrk -t1 -c50 -d5s https://${host}:${port}/`],
     server: Shared.withLimits(serverOptions, options)
   })
 
-/** `npm start -- http11 [--host H] [--port N]` */
+/** `npm start -- http11 [--host H] [--port N] [--tls-key F --tls-cert F]` */
 export const command = Command.make("http11", Shared.serverFlags(8081, serverOptions), run).pipe(
   Command.withDescription("HTTP/1.1 hello world with keep-alive and pipelining, a benchmark subject for wrk")
 )

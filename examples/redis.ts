@@ -464,14 +464,17 @@ export const run = (options: Shared.ServerFlags) =>
   Shared.serveTcp(Redis(new Store()), {
     ...options,
     name: "redis",
-    tryIt: (host, port) => [
-      `redis-cli -h ${host} -p ${port} set greeting hello`,
-      `redis-benchmark -h ${host} -p ${port} -t ping,set,get,incr -q`
-    ],
+    tryIt: (host, port, tls) =>
+      tls === undefined
+        ? [
+          `redis-cli -h ${host} -p ${port} set greeting hello`,
+          `redis-benchmark -h ${host} -p ${port} -t ping,set,get,incr -q`
+        ]
+        : [`redis-cli --tls --cacert ${tls.cert} -h ${host} -p ${port} set greeting hello`],
     server: Shared.withLimits(serverOptions, options)
   })
 
-/** `npm start -- redis [--host H] [--port N]` */
+/** `npm start -- redis [--host H] [--port N] [--tls-key F --tls-cert F]` */
 export const command = Command.make("redis", Shared.serverFlags(6380, serverOptions), run).pipe(
   Command.withDescription(
     "a mini Redis (RESP2): PING ECHO GET SET DEL EXISTS INCR DECR INCRBY DECRBY MGET FLUSHALL, pipelining"

@@ -3,9 +3,10 @@
  * (`--idle-timeout`, `--max-connections`, ...), and a way to serve a protocol on TCP until Ctrl-C (which shuts
  * the server down gracefully).
  */
-import { Console, Duration, Effect, Option } from "effect"
+import { Console, Data, Duration, Effect, Layer, Option } from "effect"
 import { Chat, ChatServer, Listener, type Protocol } from "effect-asynchat"
 import { Flag } from "effect/cli"
+import * as Fs from "node:fs"
 
 /** `--host`, default 127.0.0.1: where to listen, or where to connect. */
 export const host = Flag.String("host").pipe(
@@ -115,17 +116,56 @@ export interface Limits {
   readonly maxFrameLength: Option.Option<number>
 }
 
-/** A server example's flags: `--host`, `--port` (with its default) and every one of `limits`. */
+const pemFlag = (name: string, what: string) =>
+  Flag.String(name).pipe(
+    Flag.withMetavar("file"),
+    Flag.withDescription(`${what} (PEM); with both --tls-key and --tls-cert the server speaks TLS`),
+    Flag.optional
+  )
+
+/** A server example's flags: `--host`, `--port` (with its default), `--tls-key`/`--tls-cert`, and `limits`. */
 export const serverFlags = (defaultPort: number, defaults: ChatServer.Options = {}) => ({
   host,
   port: port(defaultPort),
+  tlsKey: pemFlag("tls-key", "The server's private key"),
+  tlsCert: pemFlag("tls-cert", "The server's certificate chain"),
   ...limits(defaults)
 })
 
-/** What a server example's `run` is given: where to listen and the operator's limits. */
+/** What a server example's `run` is given: where to listen, its TLS files if any, and the operator's limits. */
 export interface ServerFlags extends Limits {
   readonly host: string
   readonly port: number
+  readonly tlsKey: Option.Option<string>
+  readonly tlsCert: Option.Option<string>
+}
+
+/** The TLS flags could not be used: one without the other, or a file that cannot be read. */
+export class TlsFilesError extends Data.TaggedError("TlsFilesError")<{ readonly message: string }> {}
+
+/** The listener of `flags`: TLS when both PEM files are given, TCP when neither is. */
+const listenerOf = (flags: {
+  readonly host: string
+  readonly port: number
+  readonly tlsKey?: Option.Option<string> | undefined
+  readonly tlsCert?: Option.Option<string> | undefined
+}): Layer.Layer<Listener.Listener, Listener.SocketServerError | TlsFilesError> => {
+  const key = flags.tlsKey ?? Option.none()
+  const cert = flags.tlsCert ?? Option.none()
+  if (Option.isNone(key) && Option.isNone(cert)) return Listener.layerTcp({ host: flags.host, port: flags.port })
+  if (Option.isNone(key) || Option.isNone(cert)) {
+    return Layer.effect(
+      Listener.Listener,
+      Effect.fail(new TlsFilesError({ message: "--tls-key and --tls-cert go together: give both" }))
+    )
+  }
+  return Layer.unwrap(Effect.map(
+    Effect.try({
+      try: () => ({ key: Fs.readFileSync(key.value), cert: Fs.readFileSync(cert.value) }),
+      catch: (cause) => new TlsFilesError({ message: `cannot read the TLS files: ${(cause as Error).message}` })
+    }),
+    (pems) => Listener.layerTls({ host: flags.host, port: flags.port, ...pems })
+  ))
 }
 
 /** An example's server options with what the operator set on the command line in their place. */
@@ -148,8 +188,11 @@ export const serveTcp = <E, R>(
   options: {
     readonly host: string
     readonly port: number
+    readonly tlsKey?: Option.Option<string> | undefined
+    readonly tlsCert?: Option.Option<string> | undefined
     readonly name: string
-    readonly tryIt: (host: string, port: number) => ReadonlyArray<string>
+    /** Commands to try it with: `tls` when it speaks TLS (`tlsCert` the certificate to trust). */
+    readonly tryIt: (host: string, port: number, tls: { readonly cert: string } | undefined) => ReadonlyArray<string>
     readonly server?: ChatServer.Options | undefined
   }
 ) =>
@@ -157,7 +200,14 @@ export const serveTcp = <E, R>(
     const server = yield* ChatServer.make(protocol, options.server)
     const address = server.address
     const boundPort = address._tag === "Inet" ? address.port : options.port
-    yield* Console.log(`${options.name} listening on ${Chat.formatAddress(address)} (Ctrl-C to stop)`)
-    for (const line of options.tryIt(options.host, boundPort)) yield* Console.log(`  try: ${line}`)
+    const tls = Option.map(options.tlsCert ?? Option.none(), (cert) => ({ cert }))
+    yield* Console.log(
+      `${options.name} listening on ${Chat.formatAddress(address)}${
+        Option.isSome(tls) ? " with TLS" : ""
+      } (Ctrl-C to stop)`
+    )
+    for (const line of options.tryIt(options.host, boundPort, Option.getOrUndefined(tls))) {
+      yield* Console.log(`  try: ${line}`)
+    }
     return yield* Effect.never
-  })).pipe(Effect.provide(Listener.layerTcp({ host: options.host, port: options.port })))
+  })).pipe(Effect.provide(listenerOf(options)))

@@ -1,10 +1,10 @@
 /**
  * The server examples over TLS, as an operator runs them (`npm start -- <example> --tls-key F --tls-cert F`),
- * with real clients: curl for http11, redis-cli for redis. Certificates are made at test time.
+ * with real clients: curl and wrk for http11, redis-cli for redis. Certificates are made at test time.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { curl, tool } from "../tools.ts"
+import { curl, tool, wrk } from "../tools.ts"
 import { certificates, openssl } from "../transport-helpers.ts"
 import { runProcess } from "./http-helpers.ts"
 import { cli, listeningPort } from "./peers.ts"
@@ -42,6 +42,23 @@ describe("the examples over TLS", () => {
         expect(result.stdout.toString()).toBe("hello worldhello world")
         expect(result.stderr).toMatch(/SSL connection using TLS/)
         expect(result.stderr).toMatch(/Re-using existing connection|Reusing existing/)
+      }),
+    20_000
+  )
+  ;(wrk.available && openssl.available ? it.live : it.live.skip)(
+    `http11 under wrk over https: many requests, no socket errors, every answer 200${wrk.skipReason}`,
+    () =>
+      Effect.gen(function*() {
+        wrk.require()
+        const { port } = yield* serveWithTls("http11")
+        const result = yield* runProcess("wrk", ["-t1", "-c10", "-d1s", `https://127.0.0.1:${port}/`], {
+          timeout: "15 seconds"
+        })
+        const report = result.stdout.toString()
+        expect(result.code, report + result.stderr).toBe(0)
+        expect(Number(/(\d+) requests in /.exec(report)?.[1])).toBeGreaterThan(100)
+        // wrk prints these lines only when something went wrong
+        expect(report).not.toMatch(/Socket errors|Non-2xx or 3xx responses/)
       }),
     20_000
   )

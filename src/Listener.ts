@@ -292,16 +292,19 @@ const inetOf = (host: string | undefined, port: number | undefined): Address => 
  */
 export const makeTcp = (options: TcpOptions): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
   makeNode(
-    {
-      host: options.host,
-      port: options.port ?? 0,
-      backlog: options.backlog,
-      ipv6Only: options.ipv6Only,
-      reusePort: options.reusePort
-    },
+    listenOptionsOf(options),
     tcpAddresses,
     () => Net.createServer({ ...nodeSocketOptions(options), allowHalfOpen: true, pauseOnConnect: true })
   )
+
+/** Where and how a TCP (or TLS) listener listens, in Node's terms. */
+const listenOptionsOf = (options: TcpOptions) => ({
+  host: options.host,
+  port: options.port ?? 0,
+  backlog: options.backlog,
+  ipv6Only: options.ipv6Only,
+  reusePort: options.reusePort
+})
 
 const tcpAddresses = (conn: Net.Socket) => ({
   localAddress: inetOf(conn.localAddress, conn.localPort),
@@ -398,13 +401,7 @@ export interface TlsOptions extends TcpOptions {
  */
 export const makeTls = (options: TlsOptions): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
   makeNode(
-    {
-      host: options.host,
-      port: options.port ?? 0,
-      backlog: options.backlog,
-      ipv6Only: options.ipv6Only,
-      reusePort: options.reusePort
-    },
+    listenOptionsOf(options),
     tcpAddresses,
     () =>
       Tls.createServer(definedOnly({

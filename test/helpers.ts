@@ -21,6 +21,25 @@ export const until = (predicate: () => boolean): Effect.Effect<void> => {
   return check(10_000)
 }
 
+/**
+ * Everything `stream` emits, in order: its data, its errors, and which of `events` came when (an error is one
+ * too); `text` is what it read, one char per byte.
+ */
+export const recordStream = (stream: NodeStream.Duplex, events: ReadonlyArray<string>) => {
+  const seen: Array<string> = []
+  const chunks: Array<Buffer> = []
+  const errors: Array<NodeJS.ErrnoException> = []
+  stream.on("data", (chunk: Buffer) => {
+    chunks.push(chunk)
+  })
+  for (const event of events) stream.on(event, () => seen.push(event))
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    errors.push(error)
+    seen.push("error")
+  })
+  return { events: seen, chunks, errors, text: () => Buffer.concat(chunks).toString("latin1") }
+}
+
 /** The Node stream of a link that is one (TCP, Unix, any Duplex, the in-memory transport's ends). */
 export const streamOf = (link: Listener.Link): NodeStream.Duplex => {
   if (link._tag !== "Stream") throw new Error(`not a stream link: ${link._tag}`)

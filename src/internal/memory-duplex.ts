@@ -82,7 +82,7 @@ export interface Options {
 type Callback = (error?: Error | null) => void
 
 /** What both directions of a pair share. */
-interface Link {
+interface Pair {
   readonly split: Split
   readonly delayMillis: number
   readonly capacity: number
@@ -138,11 +138,11 @@ class Flow {
   heldOffset = 0
   private heldCallback: Callback | undefined = undefined
   reader!: MemoryDuplex
-  private readonly link: Link
+  private readonly pair: Pair
   private readonly onTimer: (exit: Exit.Exit<void>) => void
 
-  constructor(link: Link) {
-    this.link = link
+  constructor(pair: Pair) {
+    this.pair = pair
     this.onTimer = (exit) => {
       if (!Exit.isSuccess(exit)) return
       this.timer = undefined
@@ -200,7 +200,7 @@ class Flow {
     // a callback below may write again (the writer's 'drain' listener): the loop takes that chunk too
     if (this.accepting) return
     this.accepting = true
-    const capacity = this.link.capacity
+    const capacity = this.pair.capacity
     let added = false
     try {
       while (this.held !== undefined && this.inFlight < capacity) {
@@ -228,9 +228,9 @@ class Flow {
   }
 
   private enqueue(data: Uint8Array): void {
-    const delay = this.link.delayMillis
-    const at = delay > 0 ? this.link.clock.currentTimeMillisUnsafe() + delay : 0
-    const pieces = this.link.split(data)
+    const delay = this.pair.delayMillis
+    const at = delay > 0 ? this.pair.clock.currentTimeMillisUnsafe() + delay : 0
+    const pieces = this.pair.split(data)
     for (let i = 0; i < pieces.length; i++) {
       const piece = pieces[i]
       if (piece.length === 0) continue
@@ -274,8 +274,8 @@ class Flow {
   private deliver(): void {
     if (this.reset) return
     const reader = this.reader
-    const delayed = this.link.delayMillis > 0
-    const now = delayed ? this.link.clock.currentTimeMillisUnsafe() : 0
+    const delayed = this.pair.delayMillis > 0
+    const now = delayed ? this.pair.clock.currentTimeMillisUnsafe() : 0
     let taken = 0
     while (this.wanting && this.head < this.bytes.length) {
       if (delayed && this.due[this.head] > now) break
@@ -294,7 +294,7 @@ class Flow {
     this.compact()
     if (this.head < this.bytes.length) {
       if (delayed && this.timer === undefined && this.due[this.head] > now) {
-        this.timer = Effect.runForkWith(this.link.context)(Effect.sleep(this.due[this.head] - now))
+        this.timer = Effect.runForkWith(this.pair.context)(Effect.sleep(this.due[this.head] - now))
         this.timer.addObserver(this.onTimer)
       }
     } else if (this.ended && !this.endPushed) {
@@ -389,7 +389,7 @@ export const duplexPair = (options: Options): readonly [MemoryDuplex, MemoryDupl
   if (!(delayMillis >= 0) || !Number.isFinite(delayMillis)) {
     throw new RangeError(`delayMillis must be a finite number >= 0, got ${delayMillis}`)
   }
-  const link: Link = {
+  const pair: Pair = {
     split: options.split,
     delayMillis,
     capacity,
@@ -397,8 +397,8 @@ export const duplexPair = (options: Options): readonly [MemoryDuplex, MemoryDupl
     clock: Context.get(options.context, Clock.Clock)
   }
   const readable = options.readableHighWaterMark ?? Math.min(capacity, 1024)
-  const toB = new Flow(link)
-  const toA = new Flow(link)
+  const toB = new Flow(pair)
+  const toA = new Flow(pair)
   const a = new MemoryDuplex(toA, toB, readable, options.writableHighWaterMark)
   const b = new MemoryDuplex(toB, toA, readable, options.writableHighWaterMark)
   toB.reader = b

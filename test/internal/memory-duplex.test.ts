@@ -11,7 +11,7 @@ import {
   type Split,
   splitOf
 } from "../../src/internal/memory-duplex.ts"
-import { nextTurn as settle, until } from "../helpers.ts"
+import { nextTurn as settle, recordStream, until } from "../helpers.ts"
 
 const whole: Split = splitOf("whole")
 const fixed = (size: number): Split => splitOf(size)
@@ -25,20 +25,7 @@ const pair = (options: Partial<Omit<Options, "context">> = {}) =>
   )
 
 /** Everything a stream emits, in order. */
-const record = (stream: Duplex) => {
-  const events: Array<string> = []
-  const chunks: Array<Buffer> = []
-  const errors: Array<NodeJS.ErrnoException> = []
-  stream.on("data", (chunk: Buffer) => {
-    chunks.push(chunk)
-  })
-  for (const event of ["end", "finish", "close", "drain"]) stream.on(event, () => events.push(event))
-  stream.on("error", (error: NodeJS.ErrnoException) => {
-    errors.push(error)
-    events.push("error")
-  })
-  return { events, chunks, errors, text: () => Buffer.concat(chunks).toString("latin1") }
-}
+const record = (stream: Duplex) => recordStream(stream, ["end", "finish", "close", "drain"])
 
 const payload = (size: number, seed: number): Buffer => {
   const random = seeded(seed)

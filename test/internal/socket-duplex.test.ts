@@ -9,23 +9,10 @@ import * as Net from "node:net"
 import type { Duplex } from "node:stream"
 import { duplexPair } from "../../src/internal/memory-duplex.ts"
 import { socketDuplex } from "../../src/internal/socket-duplex.ts"
-import { nextTurn as settle, until } from "../helpers.ts"
+import { nextTurn as settle, recordStream, until } from "../helpers.ts"
 
 /** Everything a stream emits, in order. */
-const record = (stream: Duplex) => {
-  const events: Array<string> = []
-  const chunks: Array<Buffer> = []
-  const errors: Array<NodeJS.ErrnoException> = []
-  stream.on("data", (chunk: Buffer) => {
-    chunks.push(chunk)
-  })
-  for (const event of ["end", "finish", "close"]) stream.on(event, () => events.push(event))
-  stream.on("error", (error: NodeJS.ErrnoException) => {
-    errors.push(error)
-    events.push("error")
-  })
-  return { events, chunks, errors, text: () => Buffer.concat(chunks).toString() }
-}
+const record = (stream: Duplex) => recordStream(stream, ["end", "finish", "close"])
 
 type Pulled = Arr.NonEmptyReadonlyArray<Uint8Array | string>
 

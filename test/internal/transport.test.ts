@@ -55,6 +55,17 @@ const rawOver = (stream: NodeStream.Duplex, paused: boolean) =>
     (peer) => Effect.sync(() => peer.socket.destroy())
   )
 
+/** A raw peer over the socket `connect` opens, once its `ready` event says it is connected. */
+const rawConnected = (connect: () => Net.Socket, ready: "connect" | "secureConnect", paused: boolean) =>
+  Effect.flatMap(
+    Effect.callback<Net.Socket, Error>((resume) => {
+      const socket = connect()
+      socket.once(ready, () => resume(Effect.succeed(socket)))
+      socket.once("error", (error) => resume(Effect.fail(error)))
+    }),
+    (socket) => rawOver(socket, paused)
+  )
+
 const tcpRaw = (port: number) => (options: { readonly paused?: boolean } = {}) =>
   Effect.map(rawConnect(port, { paused: options.paused === true }), (peer) => peer as RawPeer<NodeStream.Duplex>)
 
@@ -123,14 +134,7 @@ const unix: Kind = {
         server,
         connector: ChatClient.unix(path),
         raw: (rawOptions = {}) =>
-          Effect.flatMap(
-            Effect.callback<Net.Socket, Error>((resume) => {
-              const socket = Net.createConnection({ path, allowHalfOpen: true })
-              socket.once("connect", () => resume(Effect.succeed(socket)))
-              socket.once("error", (error) => resume(Effect.fail(error)))
-            }),
-            (socket) => rawOver(socket, rawOptions.paused === true)
-          )
+          rawConnected(() => Net.createConnection({ path, allowHalfOpen: true }), "connect", rawOptions.paused === true)
       }
     })
 }
@@ -157,23 +161,17 @@ const tls: Kind = {
       return {
         server,
         connector: ChatClient.tls({ port, ca: pems.ca, servername: "localhost" }),
-        raw: (rawOptions = {}) =>
-          Effect.flatMap(
-            Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
-              // half-open, as our own sockets: the raw peer may end its side and still read the answer
-              const options: NodeTls.ConnectionOptions & { readonly allowHalfOpen: boolean } = {
-                host: "127.0.0.1",
-                port,
-                ca: pems.ca,
-                servername: "localhost",
-                allowHalfOpen: true
-              }
-              const socket = NodeTls.connect(options)
-              socket.once("secureConnect", () => resume(Effect.succeed(socket)))
-              socket.once("error", (error) => resume(Effect.fail(error)))
-            }),
-            (socket) => rawOver(socket, rawOptions.paused === true)
-          )
+        raw: (rawOptions = {}) => {
+          // half-open, as our own sockets: the raw peer may end its side and still read the answer
+          const options: NodeTls.ConnectionOptions & { readonly allowHalfOpen: boolean } = {
+            host: "127.0.0.1",
+            port,
+            ca: pems.ca,
+            servername: "localhost",
+            allowHalfOpen: true
+          }
+          return rawConnected(() => NodeTls.connect(options), "secureConnect", rawOptions.paused === true)
+        }
       }
     })
 }

@@ -11,6 +11,7 @@
  */
 import { Context, type Effect, type Stream } from "effect"
 import type * as NodeTls from "node:tls"
+import type * as ChatError from "./ChatError.ts"
 
 /**
  * Where a connection's end is: an IP address and port, a Unix socket path, or a named in-memory or pipe end.
@@ -83,6 +84,91 @@ export interface TlsInfo {
 }
 
 /**
+ * The TLS of a server: its key and certificate, and what it asks of clients. A listener's (`Listener.makeTls`)
+ * and a connection's upgrade as the server (`chat.startTls({ side: "server", ... })`).
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import type { Chat } from "effect-asynchat"
+ *
+ * const tls: Chat.TlsServerOptions = { key: Fs.readFileSync("server.key"), cert: Fs.readFileSync("server.crt") }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TlsServerOptions {
+  /** The server's private key, PEM. */
+  readonly key: string | Uint8Array
+  /** The server's certificate chain, PEM. */
+  readonly cert: string | Uint8Array
+  /** Authorities trusted for client certificates (default Node's bundled roots). */
+  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+  /** Asks each client for a certificate, which its connection's `chat.tls.peerCertificate` then shows. */
+  readonly requestCert?: boolean | undefined
+  /**
+   * With `requestCert`, refuses a client whose certificate is missing or not signed by `ca` (default false: the
+   * handler sees `chat.tls.authorized` and decides).
+   */
+  readonly rejectUnauthorized?: boolean | undefined
+  /** The protocols offered by ALPN, in order of preference; the agreed one is `chat.tls.alpnProtocol`. */
+  readonly ALPNProtocols?: ReadonlyArray<string> | undefined
+}
+
+/**
+ * The TLS of a client: what it trusts and what it presents. A connector's (`ChatClient.tls`) and a
+ * connection's upgrade as the client (`chat.startTls({ side: "client", ... })`).
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import type { Chat } from "effect-asynchat"
+ *
+ * const tls: Chat.TlsClientOptions = { ca: Fs.readFileSync("ca.crt"), servername: "mail.internal" }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export interface TlsClientOptions {
+  /** Authorities trusted for the server's certificate (default Node's bundled roots), PEM. */
+  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+  /**
+   * The name the server's certificate must carry, and sent by SNI (a connector's default is its `host`, unless
+   * that is an IP address; an upgrade has none).
+   */
+  readonly servername?: string | undefined
+  /** False accepts any certificate: for tests only (default true). */
+  readonly rejectUnauthorized?: boolean | undefined
+  /** The protocols offered by ALPN, in order of preference; the agreed one is `chat.tls.alpnProtocol`. */
+  readonly ALPNProtocols?: ReadonlyArray<string> | undefined
+  /** A client certificate and its key, PEM, for a server that asks for one. */
+  readonly cert?: string | Uint8Array | undefined
+  readonly key?: string | Uint8Array | undefined
+}
+
+/**
+ * The TLS a plaintext connection upgrades to with `chat.startTls` (STARTTLS): the side it takes in the
+ * handshake, as the server or as the client, with that side's options.
+ *
+ * @example
+ * ```ts
+ * import * as Fs from "node:fs"
+ * import type { Chat } from "effect-asynchat"
+ *
+ * const asServer: Chat.StartTls = { side: "server", key: Fs.readFileSync("server.key"), cert: Fs.readFileSync("server.crt") }
+ * const asClient: Chat.StartTls = { side: "client", ca: Fs.readFileSync("ca.crt"), servername: "mail.internal" }
+ * ```
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StartTls =
+  | ({ readonly side: "server" } & TlsServerOptions)
+  | ({ readonly side: "client" } & TlsClientOptions)
+
+/**
  * What a handler can do with its connection.
  *
  * @example
@@ -133,6 +219,21 @@ export interface ChatShape {
   readonly endOutput: Effect.Effect<void>
   /** Closes the connection now, dropping queued output. */
   readonly close: Effect.Effect<void>
+  /**
+   * Upgrades the connection to TLS in place (STARTTLS), after the frame that asked for it, and succeeds with
+   * what the handshake negotiated (`tls` says it from then on).
+   *
+   * - The input not handed to the handler yet (the frames after the one that asked, the bytes after them) is
+   *   discarded, never read as if it came over TLS (RFC 3207 section 4.2): a peer that pipelines plaintext
+   *   after STARTTLS loses it, and its handshake fails.
+   * - What is queued before the call (the `220 Ready to start TLS`) goes out in plaintext first; what is
+   *   queued after goes over TLS.
+   * - The terminator or machine state, the timeouts and the metrics carry over; the idle timeout bounds the
+   *   handshake.
+   * - A failed handshake, or a connection already over TLS, fails with `ChatError` / `HandshakeFailed`, and
+   *   the connection is closed.
+   */
+  readonly startTls: (options: StartTls) => Effect.Effect<TlsInfo, ChatError.ChatError>
 }
 
 /**
@@ -248,3 +349,22 @@ export const offer = (...data: ReadonlyArray<Uint8Array | string>): Effect.Effec
  * @since 0.1.0
  */
 export const close: Effect.Effect<void, never, Chat> = Chat.use((chat) => chat.close)
+
+/**
+ * Upgrades the current connection to TLS in place (STARTTLS): see `ChatShape.startTls`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import * as Fs from "node:fs"
+ * import { Chat } from "effect-asynchat"
+ *
+ * const tls: Chat.StartTls = { side: "server", key: Fs.readFileSync("server.key"), cert: Fs.readFileSync("server.crt") }
+ * const starttls = Chat.push("220 Ready to start TLS\r\n").pipe(Effect.andThen(Chat.startTls(tls)))
+ * ```
+ *
+ * @category accessors
+ * @since 0.1.0
+ */
+export const startTls = (options: StartTls): Effect.Effect<TlsInfo, ChatError.ChatError, Chat> =>
+  Chat.use((chat) => chat.startTls(options))

@@ -16,14 +16,15 @@ import { Context, Duration, Effect, Exit, Layer, type Schedule, Scope, type Stre
 import * as Net from "node:net"
 import * as NodeStream from "node:stream"
 import * as Tls from "node:tls"
-import type { ChatShape } from "./Chat.ts"
+import type { ChatShape, TlsClientOptions } from "./Chat.ts"
 import { formatAddress } from "./Chat.ts"
 import * as ChatError from "./ChatError.ts"
 import type * as ConnectionOptions from "./ConnectionOptions.ts"
 import type * as Framing from "./Framing.ts"
 import * as Runtime from "./internal/connection.ts"
 import { settingsOf } from "./internal/settings.ts"
-import { definedOnly, nodeSocketOptions, pemOf, pemsOf } from "./internal/transport.ts"
+import { clientOptionsOf } from "./internal/tls.ts"
+import { definedOnly, nodeSocketOptions } from "./internal/transport.ts"
 import { fromStream, type Link, type SocketOptions } from "./Listener.ts"
 import type * as Protocol from "./Protocol.ts"
 import type * as Terminator from "./Terminator.ts"
@@ -133,20 +134,9 @@ export const tcp = (
  * @category models
  * @since 0.1.0
  */
-export interface TlsOptions extends SocketOptions {
+export interface TlsOptions extends SocketOptions, TlsClientOptions {
   readonly host?: string | undefined
   readonly port: number
-  /** Authorities trusted for the server's certificate (default Node's bundled roots), PEM. */
-  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
-  /** The name the server's certificate must carry, and sent by SNI (default `host`, unless it is an IP address). */
-  readonly servername?: string | undefined
-  /** False accepts any certificate: for tests only (default true). */
-  readonly rejectUnauthorized?: boolean | undefined
-  /** The protocols offered by ALPN, in order of preference; the agreed one is `chat.tls.alpnProtocol`. */
-  readonly ALPNProtocols?: ReadonlyArray<string> | undefined
-  /** A client certificate and its key, PEM, for a server that asks for one. */
-  readonly cert?: string | Uint8Array | undefined
-  readonly key?: string | Uint8Array | undefined
 }
 
 /**
@@ -172,12 +162,8 @@ export const tls = (options: TlsOptions): Connector => {
     host,
     port: options.port,
     allowHalfOpen: true,
-    servername: options.servername ?? (Net.isIP(host) === 0 ? host : undefined),
-    ca: options.ca === undefined ? undefined : pemsOf(options.ca),
-    rejectUnauthorized: options.rejectUnauthorized,
-    ALPNProtocols: options.ALPNProtocols === undefined ? undefined : [...options.ALPNProtocols],
-    cert: options.cert === undefined ? undefined : pemOf(options.cert),
-    key: options.key === undefined ? undefined : pemOf(options.key)
+    ...clientOptionsOf(options),
+    servername: options.servername ?? (Net.isIP(host) === 0 ? host : undefined)
   })
   return {
     target,

@@ -170,6 +170,29 @@ export class ConnectFailed extends Schema.TaggedError<ConnectFailed>()("ConnectF
 }
 
 /**
+ * A TLS handshake failed: `chat.startTls` on a connection (the peer spoke no TLS, a certificate was refused), or
+ * asked of a connection already over TLS. The connection is closed.
+ *
+ * @example
+ * ```ts
+ * import { ChatError } from "effect-asynchat"
+ *
+ * new ChatError.HandshakeFailed({ cause: new Error("wrong version number") }).message
+ * // "TLS handshake failed: wrong version number"
+ * ```
+ *
+ * @category reasons
+ * @since 0.1.0
+ */
+export class HandshakeFailed extends Schema.TaggedError<HandshakeFailed>()("HandshakeFailed", {
+  cause: Schema.Defect()
+}) {
+  override get message(): string {
+    return `TLS handshake failed: ${detailOf(this.cause)}`
+  }
+}
+
+/**
  * Why a connection failed.
  *
  * @example
@@ -192,6 +215,7 @@ export type Reason =
   | WriteFailed
   | ProducerFailed
   | ConnectFailed
+  | HandshakeFailed
 
 /**
  * Marks a `ChatError`, so that `isChatError` recognises one made by another copy of this package.
@@ -239,7 +263,8 @@ export class ChatError extends Schema.TaggedError<ChatError>()("ChatError", {
     ReadFailed,
     WriteFailed,
     ProducerFailed,
-    ConnectFailed
+    ConnectFailed,
+    HandshakeFailed
   ])
 }) {
   readonly [TypeId]: typeof TypeId = TypeId

@@ -143,6 +143,7 @@ export class FramingError extends Schema.TaggedError<FramingError>()("FramingErr
  */
 export type Step<S, A, E> =
   | { readonly _tag: "Next"; readonly state: S; readonly messages: ReadonlyArray<A> }
+  | { readonly _tag: "Pause"; readonly state: S; readonly messages: ReadonlyArray<A> }
   | { readonly _tag: "Fail"; readonly error: E }
 
 /**
@@ -161,6 +162,29 @@ export type Step<S, A, E> =
  */
 export const next = <S, A = never>(state: S, ...messages: ReadonlyArray<A>): Step<S, A, never> => ({
   _tag: "Next",
+  state,
+  messages
+})
+
+/**
+ * Go on in `state`, emitting `messages`, and cut nothing more until the connection's handler has taken them:
+ * the bytes after this frame wait uncut. For a message after which those bytes may not be what they seem: a
+ * `STARTTLS` (the handler's `chat.startTls` discards them), an HTTP `Upgrade`. Messages cut before it in the
+ * same read are handed out first. On a plain stream (`decode`) it is `next`: cutting goes on at once.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * type Command = { readonly _tag: "StartTls" } | { readonly _tag: "Line"; readonly text: string }
+ * const step: Framing.Step<"tls", Command, never> = Framing.pause("tls", { _tag: "StartTls" })
+ * ```
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const pause = <S, A = never>(state: S, ...messages: ReadonlyArray<A>): Step<S, A, never> => ({
+  _tag: "Pause",
   state,
   messages
 })
@@ -375,11 +399,17 @@ const cut = <E, R, A, E2 = never>(
       const cutter = make(sink)
       let failure: E2 | FramingError | undefined = undefined
       let ended = false
-      const record = (result: Framer.Failure | undefined): boolean => {
+      const settle = (result: Framer.Failure | undefined): boolean => {
         if (result !== undefined) failure = toError(result)
         else if (sink.error !== undefined) failure = sink.error
         else return true
         return false
+      }
+      // a machine's pause means nothing here: nobody acts between its messages and the bytes after them
+      const record = (result: Framer.Failure | undefined): boolean => {
+        let ok = settle(result)
+        while (ok && cutter.framer.paused) ok = settle(cutter.framer.resume())
+        return ok
       }
       record(cutter.start())
       const flush = (): Pull.Pull<Arr.NonEmptyReadonlyArray<A>, E | E2 | FramingError> => {

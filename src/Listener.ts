@@ -8,14 +8,15 @@
  *
  * @since 0.1.0
  */
-import { Context, type Duration, Effect, Layer, type Scope } from "effect"
+import { Context, Duration, Effect, Layer, type Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import * as SocketServer from "effect/socket/SocketServer"
 import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import * as Tls from "node:tls"
-import type { Address, TlsInfo } from "./Chat.ts"
-import { definedOnly, ignore, nodeSocketOptions, pemOf, pemsOf } from "./internal/transport.ts"
+import type { Address, TlsInfo, TlsServerOptions } from "./Chat.ts"
+import { infoOf, serverOptionsOf } from "./internal/tls.ts"
+import { definedOnly, ignore, nodeSocketOptions } from "./internal/transport.ts"
 
 /**
  * Effect's own open error, whose message is just "Open": this one says why (`Open: listen EADDRINUSE: address
@@ -114,19 +115,8 @@ export const fromStream = (
   stream,
   localAddress: addresses.localAddress,
   remoteAddress: addresses.remoteAddress,
-  tls: stream instanceof Tls.TLSSocket ? tlsInfoOf(stream) : undefined
+  tls: stream instanceof Tls.TLSSocket ? infoOf(stream) : undefined
 })
-
-/** What a TLS socket's handshake negotiated. */
-const tlsInfoOf = (socket: Tls.TLSSocket): TlsInfo => {
-  const certificate = socket.getPeerCertificate()
-  return {
-    alpnProtocol: typeof socket.alpnProtocol === "string" ? socket.alpnProtocol : undefined,
-    // an empty object when the peer presented none
-    peerCertificate: certificate !== null && Object.keys(certificate).length > 0 ? certificate : undefined,
-    authorized: socket.authorized
-  }
-}
 
 /**
  * An effect `Socket` as a `Link`: any transport Effect can speak (a WebSocket, a socket of a platform of
@@ -358,22 +348,12 @@ export const makeUnix = (options: {
  * @category models
  * @since 0.1.0
  */
-export interface TlsOptions extends TcpOptions {
-  /** The server's private key, PEM. */
-  readonly key: string | Uint8Array
-  /** The server's certificate chain, PEM. */
-  readonly cert: string | Uint8Array
-  /** Authorities trusted for client certificates (default Node's bundled roots). */
-  readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
-  /** Asks each client for a certificate, which its connection's `chat.tls.peerCertificate` then shows. */
-  readonly requestCert?: boolean | undefined
+export interface TlsOptions extends TcpOptions, TlsServerOptions {
   /**
-   * With `requestCert`, refuses a client whose certificate is missing or not signed by `ca` (default false: the
-   * handler sees `chat.tls.authorized` and decides).
+   * How long a client may take over its handshake before it is dropped (default 120 seconds, Node's): the
+   * connection, and its idle timeout, begin once the handshake is done.
    */
-  readonly rejectUnauthorized?: boolean | undefined
-  /** The protocols offered by ALPN, in order of preference; the agreed one is `chat.tls.alpnProtocol`. */
-  readonly ALPNProtocols?: ReadonlyArray<string> | undefined
+  readonly handshakeTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -406,13 +386,11 @@ export const makeTls = (options: TlsOptions): Effect.Effect<ListenerShape, Socke
     () =>
       Tls.createServer(definedOnly({
         ...nodeSocketOptions(options),
+        ...serverOptionsOf(options),
         allowHalfOpen: true,
-        key: pemOf(options.key),
-        cert: pemOf(options.cert),
-        ca: options.ca === undefined ? undefined : pemsOf(options.ca),
-        requestCert: options.requestCert,
-        rejectUnauthorized: options.rejectUnauthorized ?? false,
-        ALPNProtocols: options.ALPNProtocols === undefined ? undefined : [...options.ALPNProtocols]
+        handshakeTimeout: options.handshakeTimeout === undefined
+          ? undefined
+          : Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout))
       })),
     "secureConnection"
   )

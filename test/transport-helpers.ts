@@ -3,6 +3,7 @@
  * what it receives, child processes, and the protocols they serve.
  */
 import { Deferred, Duration, Effect, Metric, Schedule, Stream } from "effect"
+import { Buffer } from "node:buffer"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -356,4 +357,40 @@ export const certificates = (): Certificates => {
   }
   process.once("exit", () => Fs.rmSync(dir, { recursive: true, force: true }))
   return made
+}
+
+/**
+ * STARTTLS: `STARTTLS` is answered in plaintext (two lines queued before the upgrade, then `go ahead`), then the
+ * connection is upgraded in place, and says so over TLS; every other line is echoed with what it came over. A
+ * refused upgrade is answered.
+ */
+export const StartTlsEcho = (tls: Chat.StartTls) =>
+  Protocol.forEach(Terminator.lf, (frame) =>
+    Effect.gen(function*() {
+      const chat = yield* Chat.Chat
+      const line = Buffer.from(frame.bytes).toString()
+      if (line !== "STARTTLS") return yield* chat.push(`${line} ${chat.tls === undefined ? "plain" : "tls"}\n`)
+      yield* chat.push("plain 1\n", "plain 2\n")
+      yield* chat.push("go ahead\n")
+      const info = yield* chat.startTls(tls).pipe(
+        Effect.catchReason(
+          "ChatError",
+          "HandshakeFailed",
+          (reason) => Effect.as(chat.push(`refused: ${reason.message}\n`), undefined)
+        )
+      )
+      if (info !== undefined) {
+        yield* chat.push(`secure ${info.alpnProtocol} ${info.peerCertificate?.subject.CN ?? "none"}\n`)
+      }
+    }))
+
+/** STARTTLS as a server, with certificates made at test time (one options object: its context is made once). */
+export const startTlsServer = (
+  options: Partial<Chat.TlsServerOptions> = {}
+): { readonly pems: Certificates; readonly tls: Chat.StartTls } => {
+  const pems = certificates()
+  return {
+    pems,
+    tls: { side: "server", key: pems.serverKey, cert: pems.serverCert, ALPNProtocols: ["x-chat"], ...options }
+  }
 }

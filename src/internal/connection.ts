@@ -24,10 +24,11 @@
  * - the Node stream's listeners are shared by all connections, finding their transport on the stream;
  * - the idle and frame timeouts are one shared watchdog's entries, not a timer per connection.
  */
-import { Clock, Context, Duration, Effect, Exit, type Scheduler, Scope, type Stream } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, type Scheduler, Scope, type Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import type * as NodeStream from "node:stream"
-import { formatAddress } from "../Chat.ts"
+import type * as NodeTls from "node:tls"
+import { formatAddress, type StartTls, type TlsInfo } from "../Chat.ts"
 import type * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
 import type { Link } from "../Listener.ts"
@@ -44,6 +45,7 @@ import { InputPull } from "./pull.ts"
 import { isTimed, type Settings } from "./settings.ts"
 import * as SocketDuplex from "./socket-duplex.ts"
 import * as Supervision from "./supervision.ts"
+import * as Tls from "./tls.ts"
 import * as Transport from "./transport.ts"
 import { Watchdog } from "./watchdog.ts"
 
@@ -89,6 +91,8 @@ class OpenConnection implements Connection, Lifecycle.Served {
   private waiter: ((outcome: Effect.Effect<void, unknown>) => void) | undefined = undefined
   private readonly context: Context.Context<never>
   private readonly registry: Registry | undefined
+  /** `startTls` was asked for: once is all. */
+  private upgraded = false
 
   constructor(options: {
     readonly stream: NodeStream.Duplex
@@ -218,6 +222,58 @@ class OpenConnection implements Connection, Lifecycle.Served {
   set terminator(terminator: Terminator.Terminator) {
     this.reader.terminator = terminator
   }
+
+  /**
+   * STARTTLS. Now: the input not handed out yet is dropped, and the transport stops reading (what arrives from
+   * now on is the handshake's). In order with the output, once what was queued before is written in plaintext:
+   * the stream is taken over by TLS, and its handshake (bounded by the idle timeout) ends the upgrade.
+   */
+  startTls(options: StartTls): Effect.Effect<TlsInfo, ChatError.ChatError> {
+    if (this.chat.tls !== undefined || this.upgraded) {
+      return Effect.fail(Tls.handshakeFailed(new Error("the connection is already over TLS")))
+    }
+    this.upgraded = true
+    const dropped = this.reader.discardUnread()
+    const held = this.inbox.discardHeld()
+    const buffered = this.transport.suspendInput()
+    const done = Deferred.makeUnsafe<TlsInfo, ChatError.ChatError>()
+    this.outbox.step({ run: upgradeOf(this, options, done), dropped: () => Deferred.doneUnsafe(done, transportLost) })
+    const upgrade = Deferred.await(done)
+    return dropped || held || buffered
+      ? Effect.andThen(Effect.logDebug("STARTTLS: discarded the plaintext that came after it"), upgrade)
+      : upgrade
+  }
+}
+
+const transportLost = Exit.fail(transportGone)
+
+/**
+ * An upgrade, run by the outbox's writer: the plaintext written, the stream taken over by TLS, the handshake
+ * done (or failed, or over the idle timeout: the connection then closes with that error); `done` told either way.
+ */
+const upgradeOf = (
+  connection: OpenConnection,
+  options: StartTls,
+  done: Deferred.Deferred<TlsInfo, ChatError.ChatError>
+): Effect.Effect<void, ChatError.ChatError> => {
+  const transport = connection.transport
+  const inbox = connection.inbox
+  let socket: NodeTls.TLSSocket | undefined = undefined
+  const handshake = Effect.flatMap(
+    transport.flushed,
+    () =>
+      transport.upgrade((stream) => (socket = Tls.wrap(stream, options)), (wrapped) => Tls.handshake(wrapped, options))
+  )
+  const bounded = inbox.idleMillis === Infinity ? handshake : Effect.timeoutOrElse(handshake, {
+    duration: Duration.millis(inbox.idleMillis),
+    orElse: () => Effect.fail(inbox.idleError())
+  })
+  return Effect.onExit(bounded, (exit) =>
+    Effect.sync(() => {
+      if (Exit.isSuccess(exit)) connection.chat.tls = exit.value
+      else socket?.destroy()
+      Deferred.doneUnsafe(done, Exit.isSuccess(exit) || !Exit.hasInterrupts(exit) ? exit : transportLost)
+    })).pipe(Effect.asVoid)
 }
 
 /** Traffic counters reported in the current context, on the current fiber's scheduler. */

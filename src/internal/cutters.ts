@@ -91,6 +91,11 @@ export const machine = <S, A, E>(
     for (let i = 0; i < step.messages.length; i++) sink.out.push(step.messages[i])
     return true
   }
+  // after a pause the framer keeps what follows uncut: `onFrame` says stop, with no failure
+  const onFrame = (bytes: Uint8Array, terminated: boolean): boolean => {
+    const step = machine.step(state, new Frame(bytes, terminated))
+    return apply(step) && choose() && step._tag !== "Pause"
+  }
   const bound = machine.maxFrameLength
   const choose = (): boolean => {
     try {
@@ -106,7 +111,7 @@ export const machine = <S, A, E>(
   const framer = new Framer(
     Terminator.none,
     maxFrameLength,
-    (bytes, terminated) => apply(machine.step(state, new Frame(bytes, terminated))) && choose()
+    onFrame
   )
   const ending = machine.end
   return {

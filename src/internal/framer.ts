@@ -137,6 +137,11 @@ export class Framer {
     if (this.rest !== undefined) this.rest = EMPTY
   }
 
+  /** Bytes waiting uncut while paused. */
+  get pendingBytes(): number {
+    return this.rest === undefined ? 0 : this.rest.length
+  }
+
   /** True while paused after a frame: input waits uncut until `resume`. */
   get paused(): boolean {
     return this.rest !== undefined

@@ -6,7 +6,8 @@
  */
 import { Effect } from "effect"
 import type { AsyncChatShape } from "../AsyncChat.ts"
-import type { Address, ChatShape, TlsInfo } from "../Chat.ts"
+import type { Address, ChatShape, StartTls, TlsInfo } from "../Chat.ts"
+import type * as ChatError from "../ChatError.ts"
 import type * as Terminator from "../Terminator.ts"
 import { Offered, type Outbox } from "./outbox.ts"
 
@@ -26,13 +27,16 @@ export interface Owner {
   /** `chat.discardBuffers`: drops queued output and the input of the frame in progress. */
   discardBuffers(): void
   terminator: Terminator.Terminator
+  /** `chat.startTls`: upgrades the connection in place. */
+  startTls(options: StartTls): Effect.Effect<TlsInfo, ChatError.ChatError>
 }
 
 export class Handle implements ChatShape, AsyncChatShape {
   readonly id: number
   readonly localAddress: Address
   readonly remoteAddress: Address
-  readonly tls: TlsInfo | undefined
+  /** Set anew by an upgrade (`startTls`). */
+  tls: TlsInfo | undefined
   private readonly owner: Owner
   private pushing: ChatShape["push"] | undefined = undefined
 
@@ -82,6 +86,11 @@ export class Handle implements ChatShape, AsyncChatShape {
   get terminator(): AsyncChatShape["terminator"] {
     const owner = this.owner
     return Effect.sync(() => owner.terminator)
+  }
+
+  get startTls(): ChatShape["startTls"] {
+    const owner = this.owner
+    return (options) => Effect.suspend(() => owner.startTls(options))
   }
 
   get setTerminator(): AsyncChatShape["setTerminator"] {

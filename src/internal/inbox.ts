@@ -71,9 +71,10 @@ export class Inbox implements Input, Watched {
   private readonly owner: Owner
   private readonly watchdog: Watchdog | undefined
   private readonly dispatcher: Scheduler.SchedulerDispatcher
-  private readonly idleMillis: number
+  /** The idle timeout (Infinity: none), which also bounds an upgrade's handshake, and its error. */
+  readonly idleMillis: number
   private readonly frameMillis: number
-  private readonly idleError: () => ChatError.ChatError
+  readonly idleError: () => ChatError.ChatError
   private readonly frameError: () => ChatError.ChatError
 
   constructor(owner: Owner, options: {
@@ -186,6 +187,13 @@ export class Inbox implements Input, Watched {
     } catch (defect) {
       return Effect.die(defect)
     }
+  }
+
+  /** Drops the reads held for the consumer (an upgrade's plaintext); true when there were some. */
+  discardHeld(): boolean {
+    const dropped = this.held.length > 0
+    this.held = []
+    return dropped
   }
 
   /** True once the input ended or failed: whoever reads it learns so. */

@@ -28,10 +28,23 @@ interface Producer {
   readonly stream: Stream.Stream<Uint8Array, unknown, never>
 }
 
+/**
+ * Something done in order with the output (an upgrade to TLS): after everything queued before it is written,
+ * before anything queued after; `dropped` is told when the output ends first.
+ */
+export interface Step {
+  readonly _tag: "Step"
+  readonly run: Effect.Effect<void, ChatError.ChatError>
+  readonly dropped: () => void
+}
+
 const CLOSE = { _tag: "Close" } as const
 const END = { _tag: "End" } as const
 
-type Item = Uint8Array | Producer | typeof CLOSE | typeof END
+type Item = Uint8Array | Producer | Step | typeof CLOSE | typeof END
+
+/** What `discard` keeps: the steps and the end the output was told of, not what it was to write. */
+const isKept = (item: Item): boolean => !(item instanceof Uint8Array) && item._tag !== "Producer"
 
 /** What `offer` did: queued the data, or dropped it because the queue is full or the output is ending. */
 export const Offered = { Queued: 0, Full: 1, Closed: 2 } as const
@@ -176,6 +189,14 @@ export class Outbox {
     })
   }
 
+  /** Queues `step`, run by the writer once everything queued before it is written. */
+  step(step: Omit<Step, "_tag">): void {
+    if (this.isOver) return step.dropped()
+    this.items.push({ _tag: "Step", run: step.run, dropped: step.dropped })
+    this.markers++
+    this.wake()
+  }
+
   /** Queues the close marker: the output ends after everything queued before it. */
   closeWhenDone(): void {
     this.queueEnd(Phase.Closing, CLOSE)
@@ -194,11 +215,10 @@ export class Outbox {
     this.wake()
   }
 
-  /** Drops everything queued (asynchat's `discard_buffers`, output side); a queued close or end stays queued. */
+  /** Drops everything queued (asynchat's `discard_buffers`, output side); a queued step, close or end stays queued. */
   discard(): void {
-    const keepClose = this.phase === Phase.Closing || this.phase === Phase.Ending
-    this.items = keepClose ? [this.phase === Phase.Ending ? END : CLOSE] : []
-    this.markers = keepClose ? 1 : 0
+    this.items = this.markers === 0 ? [] : this.items.slice(this.head).filter(isKept)
+    this.markers = this.items.length
     this.head = 0
     this.queuedBytes -= this.itemBytes
     this.itemBytes = 0
@@ -364,6 +384,7 @@ export class Outbox {
     if (item._tag === "Close" || item._tag === "End") {
       return Effect.andThen(this.owner.transport.finish, Effect.sync(() => this.finish(Exit.void)))
     }
+    if (item._tag === "Step") return Effect.andThen(item.run, this.drain)
     return Effect.andThen(this.runProducer(item), this.drain)
   }
 
@@ -415,6 +436,12 @@ export class Outbox {
 
   private stop(phase: typeof Phase.Over | typeof Phase.HalfClosed): void {
     this.phase = phase
+    if (this.markers > 0) {
+      for (let i = this.head; i < this.items.length; i++) {
+        const item = this.items[i]
+        if (!(item instanceof Uint8Array) && item._tag === "Step") item.dropped()
+      }
+    }
     this.items = []
     this.markers = 0
     this.head = 0

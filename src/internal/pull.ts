@@ -108,6 +108,21 @@ export class InputPull implements Reader {
     this.cutter.framer.discard()
   }
 
+  /**
+   * An upgrade's discard: the input not handed out yet (frames cut and not taken, the bytes not cut), which came
+   * before the handshake; true when there was some. The terminator, or a machine's state, stays as it is.
+   */
+  discardUnread(): boolean {
+    const framer = this.cutter.framer
+    const dropped = this.readyAt < this.ready.length || this.sink.out.length > 0 || framer.buffered > 0 ||
+      framer.pendingBytes > 0
+    this.ready = []
+    this.readyAt = 0
+    this.sink.out = []
+    framer.discard()
+    return dropped
+  }
+
   get terminator(): Terminator.Terminator {
     return this.cutter.framer.terminator
   }

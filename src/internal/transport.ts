@@ -73,6 +73,12 @@ export const writeClosed = (): ChatError.ChatError => writeFailed(closedUnderUs(
 /** A read from a connection that is closed: no more input will come. */
 const readClosed = (): ChatError.ChatError => readFailed(closedUnderUs())
 
+/** Whether the transport reads: open; suspended by an upgrade until the new stream listens; closed. */
+const Reading = { Open: 0, Suspended: 1, Closed: 2 } as const
+type Reading = typeof Reading[keyof typeof Reading]
+
+const EMPTY = Buffer.alloc(0)
+
 /** Bigger batches go out corked (one writev); smaller ones are joined and written once, which is cheaper. */
 const JOIN_LIMIT = 16 * 1024
 
@@ -115,21 +121,28 @@ function onClose(this: Listened): void {
  * fails with `writeTimeout`'s error once a whole period passes without the peer taking a byte.
  */
 export class NodeStreamTransport implements Transport {
-  private open = true
+  private reading: Reading = Reading.Open
+  /** What the inbox asked for last: a stream taken over by an upgrade flows if the old one did. */
+  private flowing = false
   // made on first use: most connections never wait, and an idle one should hold as little as it can
   private awaitDrain: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
   private finishing: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
   readonly input: Input
   readonly owner: Owner
-  private readonly stream: Listened
+  private stream: Listened
   private readonly writeTimeout: WriteTimeout | undefined
 
   constructor(stream: NodeStream.Duplex, input: Input, owner: Owner, writeTimeout: WriteTimeout | undefined) {
-    this.stream = stream as Listened
     this.input = input
     this.owner = owner
     this.writeTimeout = writeTimeout
-    this.stream[TRANSPORT] = this
+    this.stream = this.listen(stream)
+  }
+
+  /** Listens to `stream`, which stays paused until the first `resume`. */
+  private listen(stream: NodeStream.Duplex): Listened {
+    const listened = stream as Listened
+    listened[TRANSPORT] = this
     stream.pause()
     // the listener's guard is not needed once ours listens: one 'error' listener, not an array of two
     stream.off("error", ignore)
@@ -137,14 +150,72 @@ export class NodeStreamTransport implements Transport {
     stream.on("end", onEnd)
     stream.on("error", onError)
     stream.on("close", onClose)
+    return listened
   }
 
   pause(): void {
+    this.flowing = false
     this.stream.pause()
   }
 
   resume(): void {
-    if (this.open) this.stream.resume()
+    this.flowing = true
+    if (this.reading === Reading.Open) this.stream.resume()
+  }
+
+  /**
+   * Stops reading for an upgrade (STARTTLS): what the stream holds unread is dropped, and what arrives from now on
+   * stays in it, for the TLS socket that takes it over (`upgrade`). True when something was dropped.
+   */
+  suspendInput(): boolean {
+    const stream = this.stream
+    stream.pause()
+    stream.off("data", onData)
+    this.reading = Reading.Suspended
+    let dropped = false
+    while (stream.read() !== null) dropped = true
+    return dropped
+  }
+
+  /** Completes once everything written so far has left the stream's own buffer (a TLS socket takes it over next). */
+  get flushed(): Effect.Effect<void, ChatError.ChatError> {
+    return this.progressing(Effect.callback<void, ChatError.ChatError>((resume) => {
+      const stream = this.stream
+      if (stream.writableLength === 0) return resume(Effect.void)
+      if (stream.destroyed || stream.writableEnded) return resume(Effect.fail(writeClosed()))
+      // written after everything before it: its callback comes when they are all out
+      stream.write(EMPTY, (error) => resume(error ? Effect.fail(writeFailed(error)) : Effect.void))
+    }))
+  }
+
+  /**
+   * The stream taken over by what `wrap` makes of it (a TLS socket), whose `handshake` decides the upgrade: the
+   * transport reads and writes the new stream once it succeeds (flowing if the inbox wants input), and a failure
+   * is the handshake's to report, not a transport that closed under us. The old stream is the new one's to close.
+   */
+  upgrade<S extends NodeStream.Duplex, A, E>(
+    wrap: (stream: NodeStream.Duplex) => S,
+    handshake: (stream: S) => Effect.Effect<A, E>
+  ): Effect.Effect<A, E> {
+    const old = this.stream
+    old.off("end", onEnd)
+    old.off("error", onError)
+    old.off("close", onClose)
+    // its errors are the new stream's to report; one must not become an uncaught exception
+    old.on("error", ignore)
+    const next = wrap(old)
+    next.on("error", ignore)
+    // closed with the connection from now on, whatever the handshake does
+    this.stream = next as NodeStream.Duplex as Listened
+    return Effect.tap(handshake(next), () =>
+      Effect.sync(() => {
+        if (this.reading === Reading.Closed) return
+        this.stream = this.listen(next)
+        this.awaitDrain = undefined
+        this.finishing = undefined
+        this.reading = Reading.Open
+        if (this.flowing) next.resume()
+      }))
   }
 
   write(
@@ -240,7 +311,7 @@ export class NodeStreamTransport implements Transport {
   /** Stops listening, and ends and destroys the stream, letting what the kernel has not taken drain first. */
   close(): void {
     const stream = this.stream
-    this.open = false
+    this.reading = Reading.Closed
     // a reader still waiting (a client's, in another fiber) learns that no more input will come
     this.input.fail(readClosed())
     stream.off("data", onData)
@@ -303,10 +374,3 @@ export const nodeSocketOptions = (options: SocketOptions): Pick<
 /** `options` without its undefined fields: Node's options take an undefined one as a value. */
 export const definedOnly = <A extends object>(options: A): A =>
   Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as A
-
-/** A PEM given as text or bytes, as node:tls takes it. */
-export const pemOf = (pem: string | Uint8Array): string | Buffer => typeof pem === "string" ? pem : Buffer.from(pem)
-
-/** One PEM or several, as node:tls takes them. */
-export const pemsOf = (pems: string | Uint8Array | ReadonlyArray<string | Uint8Array>): Array<string | Buffer> =>
-  (typeof pems === "string" || pems instanceof Uint8Array ? [pems] : [...pems]).map(pemOf)

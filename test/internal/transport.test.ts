@@ -24,6 +24,8 @@ import {
   RawPeer,
   settle,
   socketPath,
+  StartTlsEcho,
+  startTlsServer,
   tcpServer
 } from "../transport-helpers.ts"
 
@@ -339,6 +341,97 @@ for (const kind of [memory, duplexPair, unix, tcp, tls, effectSocket]) {
         yield* other.write("still here\n")
         yield* other.receive("still here\n")
       }))
+
+    if (kind === tls) {
+      it.live("STARTTLS on a connection already over TLS is refused, typed, and the connection goes on", () =>
+        Effect.gen(function*() {
+          const { tls: options } = startTlsServer()
+          const { raw } = yield* kind.serve(StartTlsEcho(options))
+          const peer = yield* raw()
+          yield* peer.write("STARTTLS\nafter\n")
+          const expected = "plain 1\nplain 2\ngo ahead\n" +
+            "refused: TLS handshake failed: the connection is already over TLS\nafter tls\n"
+          yield* peer.receive(expected)
+          expect(peer.text).toBe(expected)
+        }))
+    } else {
+      it.live(
+        "STARTTLS: plaintext queued before it goes out first; plaintext pipelined after it is never read; then TLS",
+        () =>
+          Effect.gen(function*() {
+            const { pems, tls: options } = startTlsServer()
+            const { raw } = yield* kind.serve(StartTlsEcho(options))
+            const peer = yield* raw()
+            // the RSET after STARTTLS, in the same write, must not run: RFC 3207 section 4.2
+            yield* peer.write("hello\nSTARTTLS\nRSET\n")
+            yield* peer.receive("hello plain\nplain 1\nplain 2\ngo ahead\n")
+            expect(peer.text).toBe("hello plain\nplain 1\nplain 2\ngo ahead\n")
+            const secure = yield* Effect.acquireRelease(
+              Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
+                const socket = NodeTls.connect({
+                  socket: peer.socket,
+                  ca: pems.ca,
+                  servername: "localhost",
+                  ALPNProtocols: ["x-chat"]
+                })
+                socket.once("secureConnect", () => resume(Effect.succeed(socket)))
+                socket.once("error", (error) => resume(Effect.fail(error)))
+              }),
+              (socket) => Effect.sync(() => socket.destroy())
+            )
+            const overTls = new RawPeer(secure, false)
+            yield* overTls.write("ping\n")
+            yield* overTls.receive("secure x-chat none\nping tls\n")
+            expect(overTls.text).toBe("secure x-chat none\nping tls\n")
+          })
+      )
+
+      it.live("STARTTLS from our client: both ends upgrade in place, and the handles say what was negotiated", () =>
+        Effect.gen(function*() {
+          const { pems, tls: options } = startTlsServer()
+          const { connector } = yield* kind.serve(StartTlsEcho(options))
+          const client = yield* ChatClient.connect(connector, { terminator: Terminator.lf })
+          const lines = (n: number) =>
+            client.input.pipe(
+              Stream.take(n),
+              Stream.map((frame) => Buffer.from(frame.bytes).toString()),
+              Stream.runCollect
+            )
+          yield* client.chat.push("STARTTLS\n")
+          expect(yield* lines(3)).toEqual(["plain 1", "plain 2", "go ahead"])
+          const info = yield* client.chat.startTls({
+            side: "client",
+            ca: pems.ca,
+            servername: "localhost",
+            ALPNProtocols: ["x-chat"]
+          })
+          expect(info.alpnProtocol).toBe("x-chat")
+          expect(info.peerCertificate?.subject.CN).toBe("localhost")
+          expect(client.chat.tls?.authorized).toBe(true)
+          yield* client.chat.push("ping\n")
+          expect(yield* lines(2)).toEqual(["secure x-chat none", "ping tls"])
+        }))
+
+      it.live("a handshake that fails after STARTTLS closes that connection only, with a typed error", () =>
+        Effect.gen(function*() {
+          const before = yield* errorsOf("HandshakeFailed")
+          const { tls: options } = startTlsServer()
+          const { raw, server } = yield* kind.serve(StartTlsEcho(options))
+          const other = yield* raw()
+          const peer = yield* raw()
+          yield* peer.write("STARTTLS\n")
+          yield* peer.receive("plain 1\nplain 2\ngo ahead\n")
+          // plaintext where the handshake should be
+          yield* peer.write("RSET\r\nQUIT\r\n")
+          yield* peer.until("the server's close", (p) => p.closed || p.ended)
+          expect(peer.text).toBe("plain 1\nplain 2\ngo ahead\n")
+          yield* settle(Effect.map(errorsOf("HandshakeFailed"), (n) => n === before + 1))
+          expect(yield* errorsOf("HandshakeFailed")).toBe(before + 1)
+          expect(yield* server.count).toBe(1)
+          yield* other.write("still here\n")
+          yield* other.receive("still here plain\n")
+        }))
+    }
 
     it.live("writeTimeout lets go of a peer that stopped reading, and only of it", () =>
       Effect.gen(function*() {

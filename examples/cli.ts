@@ -15,6 +15,7 @@ import * as HttpServer from "./http-server.ts"
 import * as Http11 from "./http11.ts"
 import * as Redis from "./redis.ts"
 import * as Shared from "./shared.ts"
+import * as Smtp from "./smtp.ts"
 import * as Stdio from "./stdio.ts"
 
 const examples = [
@@ -26,6 +27,7 @@ const examples = [
   HttpServer.command,
   Http11.command,
   Redis.command,
+  Smtp.command,
   Stdio.command
 ] as const
 

@@ -6,6 +6,7 @@
 import { Console, Data, Duration, Effect, Layer, Option } from "effect"
 import { Chat, ChatServer, Listener, type Protocol } from "effect-asynchat"
 import { Flag } from "effect/cli"
+import type { Buffer } from "node:buffer"
 import * as Fs from "node:fs"
 
 /** `--host`, default 127.0.0.1: where to listen, or where to connect. */
@@ -143,30 +144,37 @@ export interface ServerFlags extends Limits {
 /** The TLS flags could not be used: one without the other, or a file that cannot be read. */
 export class TlsFilesError extends Data.TaggedError("TlsFilesError")<{ readonly message: string }> {}
 
+/** The TLS files of `flags`, read: undefined when neither is given; one without the other is an error. */
+export const readTlsFiles = (flags: {
+  readonly tlsKey?: Option.Option<string> | undefined
+  readonly tlsCert?: Option.Option<string> | undefined
+}): Effect.Effect<{ readonly key: Buffer; readonly cert: Buffer } | undefined, TlsFilesError> => {
+  const key = flags.tlsKey ?? Option.none()
+  const cert = flags.tlsCert ?? Option.none()
+  if (Option.isNone(key) && Option.isNone(cert)) return Effect.succeed(undefined)
+  if (Option.isNone(key) || Option.isNone(cert)) {
+    return Effect.fail(new TlsFilesError({ message: "--tls-key and --tls-cert go together: give both" }))
+  }
+  return Effect.try({
+    try: () => ({ key: Fs.readFileSync(key.value), cert: Fs.readFileSync(cert.value) }),
+    catch: (cause) => new TlsFilesError({ message: `cannot read the TLS files: ${(cause as Error).message}` })
+  })
+}
+
 /** The listener of `flags`: TLS when both PEM files are given, TCP when neither is. */
 const listenerOf = (flags: {
   readonly host: string
   readonly port: number
   readonly tlsKey?: Option.Option<string> | undefined
   readonly tlsCert?: Option.Option<string> | undefined
-}): Layer.Layer<Listener.Listener, Listener.SocketServerError | TlsFilesError> => {
-  const key = flags.tlsKey ?? Option.none()
-  const cert = flags.tlsCert ?? Option.none()
-  if (Option.isNone(key) && Option.isNone(cert)) return Listener.layerTcp({ host: flags.host, port: flags.port })
-  if (Option.isNone(key) || Option.isNone(cert)) {
-    return Layer.effect(
-      Listener.Listener,
-      Effect.fail(new TlsFilesError({ message: "--tls-key and --tls-cert go together: give both" }))
-    )
-  }
-  return Layer.unwrap(Effect.map(
-    Effect.try({
-      try: () => ({ key: Fs.readFileSync(key.value), cert: Fs.readFileSync(cert.value) }),
-      catch: (cause) => new TlsFilesError({ message: `cannot read the TLS files: ${(cause as Error).message}` })
-    }),
-    (pems) => Listener.layerTls({ host: flags.host, port: flags.port, ...pems })
+}): Layer.Layer<Listener.Listener, Listener.SocketServerError | TlsFilesError> =>
+  Layer.unwrap(Effect.map(
+    readTlsFiles(flags),
+    (pems) =>
+      pems === undefined
+        ? Listener.layerTcp({ host: flags.host, port: flags.port })
+        : Listener.layerTls({ host: flags.host, port: flags.port, ...pems })
   ))
-}
 
 /** An example's server options with what the operator set on the command line in their place. */
 export const withLimits = (defaults: ChatServer.Options, limits: Limits): ChatServer.Options => ({

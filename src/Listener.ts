@@ -418,7 +418,11 @@ const makeNode = (
     let onConnection: ((conn: Net.Socket) => void) | undefined = undefined
     // a failed TLS handshake: that peer is gone, nothing else to do; told at Debug while someone accepts
     let onHandshakeFailed: (cause: Error) => void = ignore
-    server.on("tlsClientError", (cause: Error) => onHandshakeFailed(cause))
+    // with a listener of ours, Node leaves the socket open: a client whose handshake failed or timed out is dropped
+    server.on("tlsClientError", (cause: Error, socket: NodeStream.Duplex) => {
+      socket.destroy()
+      onHandshakeFailed(cause)
+    })
     server.on(connectionEvent, (conn: Net.Socket) => {
       // an error before a connection's transport listens must not become an uncaught exception; the transport
       // sees the socket closed

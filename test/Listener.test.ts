@@ -386,6 +386,20 @@ describe("TLS", () => {
       expect(error.message).toMatch(/certificate/)
       expect(yield* askOnce(ChatClient.tls({ port: portOf(server), ca: pems.ca }), "next")).toMatch(/^next: /)
     }))
+  it.live("a client that never finishes its handshake is dropped after handshakeTimeout; the server serves others", () =>
+    Effect.gen(function*() {
+      const pems = certificates()
+      const server = yield* tlsServer({ handshakeTimeout: "200 millis" })
+      // plaintext where a ClientHello should be: not TLS, so no handshake ever completes
+      const silent = yield* rawConnect(portOf(server))
+      const plaintext = yield* rawConnect(portOf(server))
+      yield* plaintext.write("EHLO example\r\n")
+      yield* silent.until("the server's close", (peer) => peer.closed || peer.ended, "3 seconds")
+      yield* plaintext.until("the server's close", (peer) => peer.closed || peer.ended, "3 seconds")
+      expect(silent.bytes).toBe(0)
+      expect(yield* server.count).toBe(0)
+      expect(yield* askOnce(ChatClient.tls({ port: portOf(server), ca: pems.ca }), "hi")).toMatch(/^hi: /)
+    }))
   ;(openssl.available ? it.live : it.live.skip)(
     `openssl s_client talks to it${openssl.skipReason}`,
     () =>

@@ -12,9 +12,10 @@
  * Where it differs from smtpd, on purpose: a message whose first data line is the lone dot ends there (smtpd
  * waits for a second `CRLF.CRLF`); after `552 Too much mail data` the session is back to commands (smtpd stays in
  * DATA, reading the next commands as mail); a command line that is not UTF-8 gets `500 Error: bad syntax`, and
- * a reply is sent as UTF-8 (smtpd closes the connection on either); a command line over 64 KiB, or a data line
- * longer than the size limit, is answered (500, 552) and the connection closed, since it is not buffered; an idle
- * client gets `421` after `--idle-timeout` (smtpd waits forever).
+ * a reply is sent as UTF-8 (smtpd closes the connection on either); an address its email parser raises on (`a@`,
+ * `@x`, `<<a@b>>`) is answered as no address (501, 502), where smtpd closes the connection; a command line over
+ * 64 KiB, or a data line longer than the size limit, is answered (500, 552) and the connection closed, since it is
+ * not buffered; an idle client gets `421` after `--idle-timeout` (smtpd waits forever).
  *
  * Try it: npm start -- smtp --port 8025, then: swaks --server 127.0.0.1:8025 --to you@example.com
  */
@@ -126,14 +127,16 @@ const split = (s: string): Array<string> => {
 }
 
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*/
+/** An obs-local-part as the email parser takes it (with a defect, not an error): dots leading, trailing, doubled. */
+const OBS_LOCAL = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|\.)+/
 const DOT_ATOM_ENDS = /[()<>@,:;\\"[\] \t]/
 
 /** `email._header_value_parser`'s quoting of a local part that is no dot-atom. */
 const quoteLocal = (local: string) => DOT_ATOM_ENDS.test(local) ? `"${local.replace(/(["\\])/g, "\\$1")}"` : local
 
 /**
- * The local part at the start of `value` (a quoted string or a dot-atom, after spaces), unquoted, and what
- * follows it; undefined when there is none.
+ * The local part at the start of `value` (a quoted string, maybe unterminated, or a dot-atom, maybe with
+ * obsolete dots), unquoted, and what follows it; undefined when there is none.
  */
 const localPart = (value: string): readonly [string, string] | undefined => {
   const v = value.replace(LSTRIP, "")
@@ -145,9 +148,10 @@ const localPart = (value: string): readonly [string, string] | undefined => {
       else if (c === "\"") return [out, v.slice(i + 1)]
       else out += c
     }
-    return undefined
+    // the end of the line inside the quoted string: a defect to the email parser, not an error
+    return [out, ""]
   }
-  const atom = ATEXT.exec(v)
+  const atom = OBS_LOCAL.exec(v)
   return atom === null ? undefined : [atom[0], v.slice(atom[0].length)]
 }
 

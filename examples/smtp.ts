@@ -83,7 +83,18 @@ export interface Session {
   readonly rcptOptions: ReadonlyArray<string>
   readonly requireSMTPUTF8: boolean
   /** Reading DATA: the lines so far (copies), their size as smtpd counts it, and whether it passed the limit. */
-  readonly data: { readonly lines: ReadonlyArray<Uint8Array>; readonly size: number } | undefined
+  readonly data: Data | undefined
+}
+
+/**
+ * The message being read: its parts (the data lines, dot-unstuffed, with the newlines between them) and its size
+ * as smtpd counts it. Appended to in place, one line at a time: copying the session per data line would make a
+ * message cost the square of its lines. Only its own session holds it.
+ */
+export class Data {
+  readonly parts: Array<Uint8Array> = []
+  /** The lines and the CRLFs between them; -2 before the first line. */
+  size = -2
 }
 
 const COMMAND_SIZE_LIMIT = 512
@@ -134,12 +145,8 @@ const DOT_ATOM_ENDS = /[()<>@,:;\\"[\] \t]/
 /** `email._header_value_parser`'s quoting of a local part that is no dot-atom. */
 const quoteLocal = (local: string) => DOT_ATOM_ENDS.test(local) ? `"${local.replace(/(["\\])/g, "\\$1")}"` : local
 
-/**
- * The local part at the start of `value` (a quoted string, maybe unterminated, or a dot-atom, maybe with
- * obsolete dots), unquoted, and what follows it; undefined when there is none.
- */
-const localPart = (value: string): readonly [string, string] | undefined => {
-  const v = value.replace(LSTRIP, "")
+/** One word of a local part at the start of `v`: a quoted string (maybe unterminated) or an atom. */
+const word = (v: string): readonly [string, string] | undefined => {
   if (v.startsWith("\"")) {
     let out = ""
     for (let i = 1; i < v.length; i++) {
@@ -153,6 +160,26 @@ const localPart = (value: string): readonly [string, string] | undefined => {
   }
   const atom = OBS_LOCAL.exec(v)
   return atom === null ? undefined : [atom[0], v.slice(atom[0].length)]
+}
+
+/**
+ * The local part at the start of `value`, unquoted, and what follows it; undefined when there is none. As the
+ * email parser reads it: words (quoted strings, atoms with obsolete dots) separated by spaces make one local
+ * part, joined by one space (`a  b@c` is `"a b"@c`).
+ */
+const localPart = (value: string): readonly [string, string] | undefined => {
+  let v = value.replace(LSTRIP, "")
+  const first = word(v)
+  if (first === undefined) return undefined
+  let out = first[0]
+  v = first[1]
+  for (;;) {
+    const spaced = v.replace(LSTRIP, "")
+    const next = word(spaced)
+    if (next === undefined) return [out, v]
+    out += spaced.length < v.length ? ` ${next[0]}` : next[0]
+    v = next[1]
+  }
 }
 
 /** An addr-spec at the start of `value`: the address as smtpd records it, and what follows. */
@@ -310,7 +337,7 @@ const onCommand = (options: Options, s: Session, bytes: Uint8Array): Framing.Ste
       if (!s.greeting) return Framing.next(s, reply("503 Error: send HELO first"))
       if (s.recipients.length === 0) return Framing.next(s, reply("503 Error: need RCPT command"))
       if (arg) return Framing.next(s, reply("501 Syntax: DATA"))
-      return Framing.next({ ...s, data: { lines: [], size: -2 } }, reply("354 End data with <CR><LF>.<CR><LF>"))
+      return Framing.next({ ...s, data: new Data() }, reply("354 End data with <CR><LF>.<CR><LF>"))
     }
     case "EXPN":
       return Framing.next(s, reply("502 EXPN not implemented"))
@@ -375,25 +402,22 @@ const dataLine = (options: Options, s: Session, bytes: Uint8Array): Framing.Step
     if (options.dataSizeLimit && data.size > options.dataSizeLimit) {
       return Framing.next(reset(s), reply("552 Error: Too much mail data"))
     }
-    const parts: Array<Uint8Array> = []
-    for (let i = 0; i < data.lines.length; i++) {
-      if (i > 0) parts.push(NEWLINE)
-      parts.push(data.lines[i])
-    }
     return Framing.next(reset(s), {
       _tag: "Message",
       mailFrom: s.mailFrom!,
       recipients: s.recipients,
-      data: Buffer.concat(parts),
+      data: Buffer.concat(data.parts),
       mailOptions: s.mailOptions,
       rcptOptions: s.rcptOptions
     })
   }
-  const size = data.size + 2 + bytes.length
-  const over = options.dataSizeLimit > 0 && size > options.dataSizeLimit
-  const line = bytes.length > 0 && bytes[0] === DOT ? bytes.subarray(1) : bytes
+  data.size += 2 + bytes.length
+  // past the limit, lines are counted, not kept
+  if (options.dataSizeLimit > 0 && data.size > options.dataSizeLimit) return Framing.next(s)
+  if (data.parts.length > 0) data.parts.push(NEWLINE)
   // a copy: a frame is a view of the read buffer
-  return Framing.next({ ...s, data: { lines: over ? data.lines : [...data.lines, line.slice()], size } })
+  data.parts.push(bytes.length > 0 && bytes[0] === DOT ? bytes.slice(1) : bytes.slice())
+  return Framing.next(s)
 }
 
 /**

@@ -125,7 +125,9 @@ const split = (s: string): Array<string> => {
   return t === "" ? [] : t.split(SPLIT)
 }
 
-const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*/
+// atext as email._header_value_parser takes it: RFC 5322's, and any non-ASCII character (RFC 6532)
+const ATEXT =
+  /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+)*/u
 const DOT_ATOM_ENDS = /[()<>@,:;\\"[\] \t]/
 
 /** `email._header_value_parser`'s quoting of a local part that is no dot-atom. */
@@ -491,7 +493,10 @@ export const debugging = (envelope: Envelope): string => {
   if (envelope.rcptOptions.length > 0) out.push(`rcpt options: ${pyList(envelope.rcptOptions)}\n`)
   let inHeaders = true
   const peer = envelope.peer._tag === "Inet" ? envelope.peer.host : Chat.formatAddress(envelope.peer)
-  for (const line of Buffer.from(envelope.data).toString("utf8").split(/\r\n|\r|\n/)) {
+  const lines = Buffer.from(envelope.data).toString("utf8").split(/\r\n|\r|\n/)
+  // as str.splitlines(): a final line break ends the last line and starts no empty one ("" has no lines)
+  if (lines[lines.length - 1] === "") lines.pop()
+  for (const line of lines) {
     if (inHeaders && line === "") {
       out.push(`X-Peer: ${peer}`)
       inHeaders = false

@@ -125,9 +125,9 @@ const split = (s: string): Array<string> => {
   return t === "" ? [] : t.split(SPLIT)
 }
 
-// atext as email._header_value_parser takes it: RFC 5322's, and any non-ASCII character (RFC 6532)
-const ATEXT =
-  /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+)*/u
+// atext as email._header_value_parser takes it: any character but its specials and space/tab (non-ASCII and
+// control characters too: it notes those as defects, and accepts them)
+const ATEXT = /^[^()<>@,:;.\\"[\] \t]+(?:\.[^()<>@,:;.\\"[\] \t]+)*/
 const DOT_ATOM_ENDS = /[()<>@,:;\\"[\] \t]/
 
 /** `email._header_value_parser`'s quoting of a local part that is no dot-atom. */

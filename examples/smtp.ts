@@ -137,9 +137,11 @@ const split = (s: string): Array<string> => {
   return t === "" ? [] : t.split(SPLIT)
 }
 
-const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*/
+// atext as email._header_value_parser takes it: any character but its specials and space/tab (non-ASCII and
+// control characters too: it notes those as defects, and accepts them)
+const ATEXT = /^[^()<>@,:;.\\"[\] \t]+(?:\.[^()<>@,:;.\\"[\] \t]+)*/
 /** An obs-local-part as the email parser takes it (with a defect, not an error): dots leading, trailing, doubled. */
-const OBS_LOCAL = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]|\.)+/
+const OBS_LOCAL = /^(?:[^()<>@,:;.\\"[\] \t]|\.)+/
 const DOT_ATOM_ENDS = /[()<>@,:;\\"[\] \t]/
 
 /** `email._header_value_parser`'s quoting of a local part that is no dot-atom. */
@@ -519,7 +521,10 @@ export const debugging = (envelope: Envelope): string => {
   if (envelope.rcptOptions.length > 0) out.push(`rcpt options: ${pyList(envelope.rcptOptions)}\n`)
   let inHeaders = true
   const peer = envelope.peer._tag === "Inet" ? envelope.peer.host : Chat.formatAddress(envelope.peer)
-  for (const line of Buffer.from(envelope.data).toString("utf8").split(/\r\n|\r|\n/)) {
+  const lines = Buffer.from(envelope.data).toString("utf8").split(/\r\n|\r|\n/)
+  // as str.splitlines(): a final line break ends the last line and starts no empty one ("" has no lines)
+  if (lines[lines.length - 1] === "") lines.pop()
+  for (const line of lines) {
     if (inHeaders && line === "") {
       out.push(`X-Peer: ${peer}`)
       inHeaders = false

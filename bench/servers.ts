@@ -18,8 +18,8 @@
  * Each section but tls and smtp also measures two floors: Node's own (raw node:net: the same work by hand,
  * bench/peers/raw-*.ts) and the design's (the raw server with a fiber per connection that every read resumes and a
  * Scope owning the socket, bench/peers/effect-fiber.ts): what the design card's shape costs before the framework
- * does anything. tls and smtp measure ours against their peer alone, so the chart, drawn against Node's floor,
- * has no panel for them; the table and docs/benchmarks.md have their rows.
+ * does anything. tls measures Node's floor alone (bench/peers/raw-https.ts, over node:tls); smtp measures ours
+ * against smtpd alone, so the chart, drawn against Node's floor, has no panel for it (the table has its row).
  *
  * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
  * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.

@@ -1,7 +1,7 @@
 /**
  * The tls section of `bench/servers.ts`: examples/http11.ts started with `--tls-key`/`--tls-cert` against a
  * node:https hello world (bench/peers/node-https.ts) under wrk over https, keep-alive, as the http11 section
- * runs it over TCP. The key and certificate (EC prime256v1, self-signed for localhost; wrk checks neither) are
+ * runs it over TCP, with Node's floor beside them (bench/peers/raw-https.ts: the raw answers over node:tls). The key and certificate (EC prime256v1, self-signed for localhost; wrk checks neither) are
  * made with openssl into a temporary directory, removed at the end.
  */
 import { execFileSync } from "node:child_process"
@@ -11,7 +11,7 @@ import { join } from "node:path"
 import { addRow, alternate } from "../harness/measure.ts"
 import { need, needExample } from "../harness/prerequisites.ts"
 import { NODE, ours, runLoad, type Server, withServers } from "../harness/processes.ts"
-import { listCommands, notes } from "../harness/results.ts"
+import { listCommands, NODE_FLOOR, notes } from "../harness/results.ts"
 
 const WRK_SECONDS = 5
 
@@ -56,16 +56,24 @@ export const measure = async () => {
         role: "ours",
         argv: ours("examples/cli.ts", "http11", "--port", "PORT", "--tls-key", key, "--tls-cert", cert)
       },
-      { name: "node:https", role: "peer", argv: [NODE, "bench/peers/node-https.ts", "PORT", key, cert] }
+      { name: "node:https", role: "peer", argv: [NODE, "bench/peers/node-https.ts", "PORT", key, cert] },
+      {
+        name: "raw node:tls (https)",
+        role: "Node's floor",
+        argv: [NODE, "bench/peers/raw-https.ts", "PORT", key, cert]
+      }
     ]
     listCommands("tls", subjects, [{
       argv: wrk(WRK_SECONDS),
       note: "key and certificate: EC prime256v1, self-signed for localhost, made by openssl at bench time"
     }])
     await withServers(subjects, async (servers) => {
-      const [o, n] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
+      const [o, n, r] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
       const fields = { section: "tls", workload: `wrk -t1 -c50 -d${WRK_SECONDS}s, https`, unit: "µs/req" }
       addRow({ ...fields, ours: "ours", peer: "node:https", target: 0.9 }, o, n, 1e6)
+      // Node's floor over TLS: raw-http.ts's answers on a node:tls socket
+      addRow({ ...fields, ours: NODE_FLOOR, peer: "node:https", target: undefined }, r, n, 1e6)
+      addRow({ ...fields, ours: "ours", peer: NODE_FLOOR, target: undefined }, o, r, 1e6)
     })
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -6,24 +6,30 @@
  *
  * 1. redis: examples/redis.ts vs redis-server 7, under redis-benchmark (-P 1 and -P 16).
  * 2. http11: examples/http11.ts vs a node:http hello world under wrk.
- * 3. line echo: bench/servers/echo-lines.ts vs a raw node:net splitter and CPython's asynchat, 20 connections
+ * 3. tls: examples/http11.ts with `--tls-key`/`--tls-cert` vs a node:https hello world under wrk over https
+ *    (a self-signed EC certificate made with openssl at bench time).
+ * 4. line echo: bench/servers/echo-lines.ts vs a raw node:net splitter and CPython's asynchat, 20 connections
  *    with 16 lines of 64 bytes in flight each (bench/load/line-echo-client.ts).
- * 4. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net;
+ * 5. smtp: examples/smtp.ts vs CPython's smtpd (DebuggingServer), both printing to /dev/null, 10 connections
+ *    sending 1,000 messages of 10 KiB one command at a time (bench/load/smtp-client.ts).
+ * 6. memory: server RSS per idle connection, 10,000 held open (bench/load/idle-client.ts), ours vs raw node:net;
  *    both also with V8's young generation bounded (`--max-semi-space-size=4`), as such a deployment would run.
  *
- * Each section also measures two floors: Node's own (raw node:net: the same work by hand, bench/peers/raw-*.ts)
- * and the design's (the raw server with a fiber per connection that every read resumes and a Scope owning the
- * socket, bench/peers/effect-fiber.ts): what the design card's shape costs before the framework does anything.
+ * Each section but tls and smtp also measures two floors: Node's own (raw node:net: the same work by hand,
+ * bench/peers/raw-*.ts) and the design's (the raw server with a fiber per connection that every read resumes and a
+ * Scope owning the socket, bench/peers/effect-fiber.ts): what the design card's shape costs before the framework
+ * does anything. tls measures Node's floor alone (bench/peers/raw-https.ts, over node:tls); smtp measures ours
+ * against smtpd alone, so the chart, drawn against Node's floor, has no panel for it (the table has its row).
  *
  * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
  * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.
- * The whole run takes about 8 minutes. It prints a table and writes docs/benchmarks.md, docs/benchmarks.svg and
+ * The whole run takes about 10 minutes. It prints a table and writes docs/benchmarks.md, docs/benchmarks.svg and
  * the figures behind both, docs/benchmarks.json; `--chart-only` redraws the chart from that file, measuring nothing.
  *
  * The sections are the modules of bench/sections/; what they share (processes, measuring, the report and its chart)
  * is in bench/harness/.
  *
- * Run: `npm run bench`. `BENCH_ONLY=redis,http,echo,memory` runs some sections (docs are then not written),
+ * Run: `npm run bench`. `BENCH_ONLY=redis,http,tls,echo,smtp,memory` runs some sections (docs are then not written),
  * `BENCH_ROUNDS=3` sets the rounds (default 5: on these shared machines one round can be off by 10%),
  * `BENCH_DEBUG=1` prints every measurement, `BENCH_PROFILE=DIR` runs our servers under `node --cpu-prof` writing
  * into DIR (summarise with bench/profile-summary.ts). Exits 0 when it measured, met or not: it is a report, not a
@@ -41,12 +47,16 @@ import * as Http11 from "./sections/http11.ts"
 import * as LineEcho from "./sections/line-echo.ts"
 import * as Memory from "./sections/memory.ts"
 import * as Redis from "./sections/redis.ts"
+import * as Smtp from "./sections/smtp.ts"
+import * as Tls from "./sections/tls.ts"
 
 /** The sections in the order they run, by the names BENCH_ONLY takes. */
 const sections: Record<string, () => Promise<void>> = {
   redis: Redis.measure,
   http: Http11.measure,
+  tls: Tls.measure,
   echo: LineEcho.measure,
+  smtp: Smtp.measure,
   memory: Memory.measure
 }
 

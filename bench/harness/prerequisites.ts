@@ -8,7 +8,7 @@ import { ROOT } from "./processes.ts"
 import { skipped } from "./results.ts"
 
 /** Where the sections' tools come from on Debian and Ubuntu. */
-const INSTALL = "apt-get install redis-server redis-tools wrk"
+const INSTALL = "apt-get install redis-server redis-tools wrk openssl"
 
 export const onPath = (tool: string): boolean =>
   (process.env.PATH ?? "").split(delimiter).some((dir) => {

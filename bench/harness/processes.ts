@@ -62,6 +62,17 @@ export const withFileLimit = (argv: ReadonlyArray<string>): Array<string> => [
   ...argv
 ]
 
+/**
+ * Runs `argv` with its stdout on /dev/null, for a server that prints what it receives: `exec` keeps the PID, and
+ * stderr still reaches the error messages.
+ */
+export const withStdoutDiscarded = (argv: ReadonlyArray<string>): Array<string> => [
+  "bash",
+  "-c",
+  "exec \"$0\" \"$@\" >/dev/null",
+  ...argv
+]
+
 export interface Proc {
   readonly child: ChildProcess
   readonly pid: number

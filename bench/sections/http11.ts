@@ -7,13 +7,20 @@ import { need, needExample } from "../harness/prerequisites.ts"
 import { fiberArgv, NODE, ours, runLoad, type Server, withServers } from "../harness/processes.ts"
 import { FIBER_FLOOR, listCommands, NODE_FLOOR, notes } from "../harness/results.ts"
 
-const WRK_SECONDS = 5
+export const WRK_SECONDS = 5
 
-const wrk = (seconds: number) => ["wrk", "-t1", "-c50", `-d${seconds}s`, "http://127.0.0.1:PORT/"]
+/** wrk's keep-alive load, 50 connections, over `scheme` (`https` for the TLS section). */
+export const wrk = (seconds: number, scheme: "http" | "https" = "http") => [
+  "wrk",
+  "-t1",
+  "-c50",
+  `-d${seconds}s`,
+  `${scheme}://127.0.0.1:PORT/`
+]
 
 /** Requests answered in one wrk run of `seconds` against `server`, all of them 2xx. */
-const run = async (server: Server, seconds: number) => {
-  const out = await runLoad(server, wrk(seconds), 60_000)
+export const wrkRequests = async (server: Server, seconds: number, scheme: "http" | "https" = "http") => {
+  const out = await runLoad(server, wrk(seconds, scheme), 60_000)
   const requests = Number(/(\d+) requests in/.exec(out)?.[1])
   if (!(requests > 0) || /Non-2xx/.test(out)) throw new Error(`wrk against ${server.name}:\n${out}`)
   if (/Socket errors/.test(out)) notes.push(`wrk against ${server.name}: ${/Socket errors.*/.exec(out)?.[0]}`)
@@ -32,7 +39,11 @@ export const measure = async () => {
   ]
   listCommands("http11", subjects, [{ argv: wrk(WRK_SECONDS) }])
   await withServers(subjects, async (servers) => {
-    const [o, n, r, e] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
+    const [o, n, r, e] = await alternate(
+      servers,
+      (server) => wrkRequests(server, WRK_SECONDS),
+      (server) => wrkRequests(server, 2)
+    )
     const fields = { section: "http11", workload: `wrk -t1 -c50 -d${WRK_SECONDS}s`, unit: "µs/req" }
     addRow({ ...fields, ours: "ours", peer: "node:http", target: 0.7 }, o, n, 1e6)
     addRow({ ...fields, ours: NODE_FLOOR, peer: "node:http", target: undefined }, r, n, 1e6)

@@ -10,21 +10,9 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { addRow, alternate } from "../harness/measure.ts"
 import { need, needExample } from "../harness/prerequisites.ts"
-import { NODE, ours, runLoad, type Server, withServers } from "../harness/processes.ts"
-import { listCommands, NODE_FLOOR, notes } from "../harness/results.ts"
-
-const WRK_SECONDS = 5
-
-const wrk = (seconds: number) => ["wrk", "-t1", "-c50", `-d${seconds}s`, "https://127.0.0.1:PORT/"]
-
-/** Requests answered in one wrk run of `seconds` against `server`, all of them 2xx. */
-const run = async (server: Server, seconds: number) => {
-  const out = await runLoad(server, wrk(seconds), 60_000)
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1])
-  if (!(requests > 0) || /Non-2xx/.test(out)) throw new Error(`wrk against ${server.name}:\n${out}`)
-  if (/Socket errors/.test(out)) notes.push(`wrk against ${server.name}: ${/Socket errors.*/.exec(out)?.[0]}`)
-  return requests
-}
+import { NODE, ours, withServers } from "../harness/processes.ts"
+import { listCommands, NODE_FLOOR } from "../harness/results.ts"
+import { wrk, WRK_SECONDS, wrkRequests } from "./http11.ts"
 
 /** A key and a self-signed certificate for localhost and 127.0.0.1, in a new temporary directory. */
 const certificate = () => {
@@ -64,11 +52,15 @@ export const measure = async () => {
       }
     ]
     listCommands("tls", subjects, [{
-      argv: wrk(WRK_SECONDS),
+      argv: wrk(WRK_SECONDS, "https"),
       note: "key and certificate: EC prime256v1, self-signed for localhost, made by openssl at bench time"
     }])
     await withServers(subjects, async (servers) => {
-      const [o, n, r] = await alternate(servers, (server) => run(server, WRK_SECONDS), (server) => run(server, 2))
+      const [o, n, r] = await alternate(
+        servers,
+        (server) => wrkRequests(server, WRK_SECONDS, "https"),
+        (server) => wrkRequests(server, 2, "https")
+      )
       const fields = { section: "tls", workload: `wrk -t1 -c50 -d${WRK_SECONDS}s, https`, unit: "µs/req" }
       addRow({ ...fields, ours: "ours", peer: "node:https", target: 0.9 }, o, n, 1e6)
       // Node's floor over TLS: raw-http.ts's answers on a node:tls socket

@@ -136,7 +136,7 @@ export interface TlsClientOptions {
   readonly ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
   /**
    * The name the server's certificate must carry, and sent by SNI (a connector's default is its `host`, unless
-   * that is an IP address; an upgrade has none).
+   * that is an IP address; an upgrade's is none: no SNI, and the certificate is checked against "localhost").
    */
   readonly servername?: string | undefined
   /** False accepts any certificate: for tests only (default true). */
@@ -225,13 +225,14 @@ export interface ChatShape {
    *
    * - The input not handed to the handler yet (the frames after the one that asked, the bytes after them) is
    *   discarded, never read as if it came over TLS (RFC 3207 section 4.2): a peer that pipelines plaintext
-   *   after STARTTLS loses it, and its handshake fails.
+   *   after STARTTLS loses what had arrived, and what arrives later goes to the handshake, which fails.
    * - What is queued before the call (the `220 Ready to start TLS`) goes out in plaintext first; what is
    *   queued after goes over TLS.
    * - The terminator or machine state, the timeouts and the metrics carry over; the idle timeout bounds the
    *   handshake.
-   * - A failed handshake, or a connection already over TLS, fails with `ChatError` / `HandshakeFailed`, and
-   *   the connection is closed.
+   * - A failed handshake fails with `ChatError` / `HandshakeFailed`, and the connection is closed; so does a
+   *   connection already over TLS, one whose input has ended or whose output is closing, but those stay open.
+   * - Interrupting the wait does not undo the upgrade: once asked for, it goes on in order with the output.
    */
   readonly startTls: (options: StartTls) => Effect.Effect<TlsInfo, ChatError.ChatError>
 }

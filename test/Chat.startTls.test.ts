@@ -7,10 +7,11 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Buffer } from "node:buffer"
+import * as NodeTls from "node:tls"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Framing, Protocol, Terminator } from "../src/index.ts"
 import { captureLogs } from "./helpers.ts"
 import { connectLines, memory, readAll, readLines } from "./memory-helpers.ts"
-import { StartTlsEcho, startTlsServer } from "./transport-helpers.ts"
+import { portOf, rawConnect, RawPeer, settle, StartTlsEcho, startTlsServer, tcpServer } from "./transport-helpers.ts"
 
 const handshakeErrors = Metric.withAttributes(ChatMetrics.errors, { reason: "HandshakeFailed" })
 
@@ -90,8 +91,87 @@ describe("chat.startTls", () => {
       yield* alice.chat.push("STARTTLS\n")
       yield* readLines(alice, 3)
       yield* upgradeClient(alice, pems, { cert: true })
-      expect(yield* readLines(alice, 1)).toEqual(["secure x-chat alice"])
+      expect(yield* readLines(alice, 1)).toEqual(["secure x-chat alice authorized"])
     }).pipe(Effect.provide(memory())))
+
+  it.effect("a server that asks for a certificate lets the handler judge it: authorized when its CA is trusted", () =>
+    Effect.gen(function*() {
+      const pems = startTlsServer().pems
+      const { tls: asking } = startTlsServer({ requestCert: true, ca: pems.ca })
+      yield* ChatServer.make(StartTlsEcho(asking))
+      const alice = yield* connectLines
+      yield* alice.chat.push("STARTTLS\n")
+      yield* readLines(alice, 3)
+      yield* upgradeClient(alice, pems, { cert: true })
+      expect(yield* readLines(alice, 1)).toEqual(["secure x-chat alice authorized"])
+      const anonymous = yield* connectLines
+      yield* anonymous.chat.push("STARTTLS\n")
+      yield* readLines(anonymous, 3)
+      yield* upgradeClient(anonymous, pems)
+      yield* anonymous.chat.push("still\n")
+      expect(yield* readLines(anonymous, 2)).toEqual(["secure x-chat none", "still tls"])
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("the idle period starts again after the handshake: a slow one does not eat the time after it", () =>
+    Effect.gen(function*() {
+      const { pems, tls } = startTlsServer()
+      const server = yield* ChatServer.make(StartTlsEcho(tls), { idleTimeout: "10 seconds" })
+      const client = yield* connectLines
+      yield* client.chat.push("STARTTLS\n")
+      yield* readLines(client, 3)
+      yield* TestClock.adjust("9 seconds")
+      yield* upgradeClient(client, pems)
+      expect(yield* readLines(client, 1)).toEqual(["secure x-chat none"])
+      const rest = yield* Effect.forkChild(readAll(client))
+      yield* TestClock.adjust("2 seconds")
+      expect(rest.pollUnsafe()).toBeUndefined()
+      expect(yield* server.count).toBe(1)
+      yield* TestClock.adjust("9 seconds")
+      expect(yield* Fiber.join(rest)).toBe("")
+    }).pipe(Effect.provide(memory())))
+
+  it.effect("options Node cannot use (a key it cannot read) fail the upgrade with HandshakeFailed, not a defect", () =>
+    Effect.gen(function*() {
+      const defects = Metric.withAttributes(ChatMetrics.errors, { reason: "Defect" })
+      const before = {
+        handshake: (yield* Metric.value(handshakeErrors)).count,
+        defect: (yield* Metric.value(defects)).count
+      }
+      const { tls } = startTlsServer({ key: "not a key" })
+      const server = yield* ChatServer.make(StartTlsEcho(tls))
+      const client = yield* connectLines
+      yield* client.chat.push("STARTTLS\n")
+      expect(yield* readAll(client)).toBe("plain 1\nplain 2\ngo ahead\n")
+      expect(yield* server.count).toBe(0)
+      expect((yield* Metric.value(handshakeErrors)).count).toBe(before.handshake + 1)
+      expect((yield* Metric.value(defects)).count).toBe(before.defect)
+    }).pipe(Effect.provide(memory())))
+})
+
+describe("chat.startTls over TCP", () => {
+  it.live("a TLS record that does not decrypt, after the upgrade, closes the connection as over a TLS listener", () =>
+    Effect.gen(function*() {
+      const { pems, tls } = startTlsServer()
+      const server = yield* tcpServer(StartTlsEcho(tls))
+      const raw = yield* rawConnect(portOf(server))
+      yield* raw.write("STARTTLS\n")
+      yield* raw.receive("plain 1\nplain 2\ngo ahead\n")
+      const secure = yield* Effect.acquireRelease(
+        Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
+          const socket = NodeTls.connect({ socket: raw.socket, ca: pems.ca, servername: "localhost" })
+          socket.once("secureConnect", () => resume(Effect.succeed(socket)))
+          socket.once("error", (error) => resume(Effect.fail(error)))
+        }),
+        (socket) => Effect.sync(() => socket.destroy())
+      )
+      secure.on("error", () => {})
+      const overTls = new RawPeer(secure, false)
+      yield* overTls.receive("secure x-chat none\n")
+      // application data that is not the session's: under the TLS socket, to the TCP connection itself
+      raw.socket.write(Buffer.concat([Buffer.from([0x17, 0x03, 0x03, 0x00, 0x20]), Buffer.alloc(32, 7)]))
+      yield* settle(Effect.map(server.count, (n) => n === 0), "3 seconds")
+      expect(yield* server.count).toBe(0)
+    }))
 })
 
 /**

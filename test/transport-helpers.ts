@@ -380,7 +380,8 @@ export const StartTlsEcho = (tls: Chat.StartTls) =>
         )
       )
       if (info !== undefined) {
-        yield* chat.push(`secure ${info.alpnProtocol} ${info.peerCertificate?.subject.CN ?? "none"}\n`)
+        const who = `${info.peerCertificate?.subject.CN ?? "none"}${info.authorized ? " authorized" : ""}`
+        yield* chat.push(`secure ${info.alpnProtocol} ${who}\n`)
       }
     }))
 

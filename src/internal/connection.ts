@@ -232,6 +232,9 @@ class OpenConnection implements Connection, Lifecycle.Served {
     if (this.chat.tls !== undefined || this.upgraded) {
       return Effect.fail(Tls.handshakeFailed(new Error("the connection is already over TLS")))
     }
+    // no handshake can follow: fail now rather than at the idle timeout
+    if (this.inbox.isOver) return Effect.fail(Tls.handshakeFailed(new Error("the peer's input has ended")))
+    if (this.outbox.isClosing) return Effect.fail(Tls.handshakeFailed(new Error("the output is closing")))
     this.upgraded = true
     const dropped = this.reader.discardUnread()
     const held = this.inbox.discardHeld()
@@ -270,8 +273,13 @@ const upgradeOf = (
   })
   return Effect.onExit(bounded, (exit) =>
     Effect.sync(() => {
-      if (Exit.isSuccess(exit)) connection.chat.tls = exit.value
-      else socket?.destroy()
+      if (Exit.isSuccess(exit)) {
+        connection.chat.tls = exit.value
+        // the handshake's bytes are no input: the idle period starts now, not at the STARTTLS
+        inbox.touch()
+      } else {
+        socket?.destroy()
+      }
       Deferred.doneUnsafe(done, Exit.isSuccess(exit) || !Exit.hasInterrupts(exit) ? exit : transportLost)
     })).pipe(Effect.asVoid)
 }

@@ -189,6 +189,11 @@ export class Inbox implements Input, Watched {
     }
   }
 
+  /** Input of another kind arrived (an upgrade's handshake): the idle period starts again now. */
+  touch(): void {
+    if (this.watchdog !== undefined) this.lastDataAt = this.watchdog.clock.currentTimeMillisUnsafe()
+  }
+
   /** Drops the reads held for the consumer (an upgrade's plaintext); true when there were some. */
   discardHeld(): boolean {
     const dropped = this.held.length > 0

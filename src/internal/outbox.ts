@@ -43,6 +43,8 @@ const END = { _tag: "End" } as const
 
 type Item = Uint8Array | Producer | Step | typeof CLOSE | typeof END
 
+const isStep = (item: Item): item is Step => !(item instanceof Uint8Array) && item._tag === "Step"
+
 /** What `discard` keeps: the steps and the end the output was told of, not what it was to write. */
 const isKept = (item: Item): boolean => !(item instanceof Uint8Array) && item._tag !== "Producer"
 
@@ -436,18 +438,15 @@ export class Outbox {
 
   private stop(phase: typeof Phase.Over | typeof Phase.HalfClosed): void {
     this.phase = phase
-    if (this.markers > 0) {
-      for (let i = this.head; i < this.items.length; i++) {
-        const item = this.items[i]
-        if (!(item instanceof Uint8Array) && item._tag === "Step") item.dropped()
-      }
-    }
+    const dropped = this.markers > 0 ? this.items.slice(this.head).filter(isStep) : []
     this.items = []
     this.markers = 0
     this.head = 0
     this.queuedBytes = 0
     this.itemBytes = 0
     this.releaseSpace()
+    // told once the queue is cleared: what they resume may queue or discard again
+    for (const step of dropped) step.dropped()
   }
 
   private compact(): void {

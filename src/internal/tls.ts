@@ -89,6 +89,37 @@ export const wrap = (stream: NodeStream.Duplex, options: StartTls): Tls.TLSSocke
   )
 }
 
+/** What `tls.Server` does with a server socket's handshake, and a bare socket leaves to its owner. */
+interface ServerSocket {
+  authorized: boolean
+  authorizationError?: string
+  readonly _handle?: { readonly verifyError?: () => (Error & { readonly code?: string }) | null } | null
+  /** Hands the socket's TLS errors after the handshake to its 'error' listeners; until then Node drops them. */
+  readonly _releaseControl?: () => boolean
+}
+
+/**
+ * Judges the client's certificate as `tls.Server` does once a server socket's handshake is done (a bare socket
+ * leaves `authorized` false whatever the client presented), and takes control of the socket, so that its later
+ * TLS errors (a bad record, a renegotiation past Node's limit) reach the transport instead of being dropped.
+ * Returns the refusal, when a required certificate is missing or not trusted.
+ */
+const serverSecured = (socket: Tls.TLSSocket, options: TlsServerOptions): Error | undefined => {
+  const server = socket as unknown as ServerSocket
+  let refused: Error | undefined = undefined
+  if (options.requestCert === true) {
+    const error = server._handle?.verifyError?.() ?? null
+    if (error === null) {
+      server.authorized = true
+    } else {
+      server.authorizationError = error.code ?? error.message
+      if (options.rejectUnauthorized === true) refused = error
+    }
+  }
+  server._releaseControl?.()
+  return refused
+}
+
 /**
  * The handshake of a socket `wrap` made: what it negotiated, or why it failed (an error, or the socket closed
  * first). A server that refuses unauthorized clients refuses here what `tls.Server` would: a bare socket
@@ -104,12 +135,10 @@ export const handshake = (socket: Tls.TLSSocket, options: StartTls): Effect.Effe
     }
     const onSecure = () => {
       cleanup()
-      if (options.side === "server" && options.requestCert === true && options.rejectUnauthorized === true) {
-        const refused = (socket as { _handle?: { verifyError?: () => Error | null } | null })._handle?.verifyError?.()
-        if (refused) {
-          socket.destroy()
-          return resume(Effect.fail(handshakeFailed(refused)))
-        }
+      const refused = options.side === "server" ? serverSecured(socket, options) : undefined
+      if (refused !== undefined) {
+        socket.destroy()
+        return resume(Effect.fail(handshakeFailed(refused)))
       }
       resume(Effect.succeed(infoOf(socket)))
     }

@@ -181,8 +181,8 @@ export class NodeStreamTransport implements Transport {
   get flushed(): Effect.Effect<void, ChatError.ChatError> {
     return this.progressing(Effect.callback<void, ChatError.ChatError>((resume) => {
       const stream = this.stream
-      if (stream.writableLength === 0) return resume(Effect.void)
       if (stream.destroyed || stream.writableEnded) return resume(Effect.fail(writeClosed()))
+      if (stream.writableLength === 0) return resume(Effect.void)
       // written after everything before it: its callback comes when they are all out
       stream.write(EMPTY, (error) => resume(error ? Effect.fail(writeFailed(error)) : Effect.void))
     }))
@@ -196,14 +196,20 @@ export class NodeStreamTransport implements Transport {
   upgrade<S extends NodeStream.Duplex, A, E>(
     wrap: (stream: NodeStream.Duplex) => S,
     handshake: (stream: S) => Effect.Effect<A, E>
-  ): Effect.Effect<A, E> {
+  ): Effect.Effect<A, E | ChatError.ChatError> {
     const old = this.stream
     old.off("end", onEnd)
     old.off("error", onError)
     old.off("close", onClose)
     // its errors are the new stream's to report; one must not become an uncaught exception
     old.on("error", ignore)
-    const next = wrap(old)
+    let next: S
+    try {
+      next = wrap(old)
+    } catch (cause) {
+      // options Node refuses (a key it cannot read): the handshake's failure; the old stream closes with us
+      return Effect.fail(new ChatError.ChatError({ reason: new ChatError.HandshakeFailed({ cause }) }))
+    }
     next.on("error", ignore)
     // closed with the connection from now on, whatever the handshake does
     this.stream = next as NodeStream.Duplex as Listened

@@ -51,7 +51,9 @@ export const measure = async () => {
         argv: [NODE, "bench/peers/raw-https.ts", "PORT", key, cert]
       }
     ]
-    listCommands("tls", subjects, [{
+    // the report names the files, not where this run kept them
+    const named = (argv: ReadonlyArray<string>) => argv.map((arg) => arg === key ? "KEY" : arg === cert ? "CERT" : arg)
+    listCommands("tls", subjects.map((subject) => ({ ...subject, argv: named(subject.argv) })), [{
       argv: wrk(WRK_SECONDS, "https"),
       note: "key and certificate: EC prime256v1, self-signed for localhost, made by openssl at bench time"
     }])

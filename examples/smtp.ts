@@ -6,8 +6,8 @@
  * replies and its limits (512-byte command lines, extended for MAIL's parameters; the message size). The session
  * is a pure `Framing.Machine` (`SmtpSession`): command lines, then data lines, then command lines; STARTTLS is
  * its `Framing.pause`, so the plaintext after it is never read (RFC 3207). Received messages come out as a
- * Stream of envelopes (`mailbox`); the command line prints them as smtpd's DebuggingServer does, or writes them
- * to a Maildir (`--maildir DIR`).
+ * Stream of envelopes (`mailbox`), which the command line prints as smtpd's DebuggingServer does; or, with
+ * `--maildir DIR`, each is written to a Maildir before its `250`, so an acknowledged message is on disk.
  *
  * Where it differs from smtpd, on purpose: a message whose first data line is the lone dot ends there (smtpd
  * waits for a second `CRLF.CRLF`); after `552 Too much mail data` the session is back to commands (smtpd stays in
@@ -599,17 +599,23 @@ export const run = (
       implicitTls: pems !== undefined && flags.tlsOnly
     }
     const tls: Chat.StartTls | undefined = pems === undefined ? undefined : { side: "server", ...pems }
-    const box = yield* mailbox()
-    const store = Option.match(flags.maildir, {
-      onNone: () => (envelope: Envelope) => Effect.sync(() => console.log(debugging(envelope))),
-      onSome: (dir) => (envelope: Envelope) =>
-        toMaildir(dir, envelope).pipe(
-          Effect.flatMap((name) => Effect.logInfo(`delivered ${name}`)),
-          Effect.catch((rejected) => Effect.logError(`not delivered: ${rejected.reply}`))
+    // Printed: the Stream of envelopes, acknowledged once in the mailbox. Filed: acknowledged once the file is in
+    // the Maildir's new/, so a 250 never names a message a crash could lose; a failed write is the client's 451.
+    const deliver = yield* Option.match(flags.maildir, {
+      onNone: () =>
+        Effect.gen(function*() {
+          const box = yield* mailbox()
+          yield* Effect.forkScoped(
+            Stream.runForEach(box.envelopes, (envelope) => Effect.sync(() => console.log(debugging(envelope))))
+          )
+          return box.deliver
+        }),
+      onSome: (dir) =>
+        Effect.succeed((envelope: Envelope) =>
+          Effect.flatMap(toMaildir(dir, envelope), (name) => Effect.logInfo(`delivered ${name}`))
         )
     })
-    yield* Effect.forkScoped(Stream.runForEach(box.envelopes, store))
-    return yield* Shared.serveTcp(Smtp(options, box.deliver, tls), {
+    return yield* Shared.serveTcp(Smtp(options, deliver, tls), {
       ...flags,
       ...(flags.tlsOnly ? {} : { tlsKey: Option.none(), tlsCert: Option.none() }),
       name: "smtp",

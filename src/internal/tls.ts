@@ -4,12 +4,11 @@
  */
 import { Effect } from "effect"
 import { Buffer } from "node:buffer"
-import { EventEmitter } from "node:events"
 import type * as NodeStream from "node:stream"
 import * as Tls from "node:tls"
 import type { StartTls, TlsClientOptions, TlsInfo, TlsServerOptions } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
-import { definedOnly, ignore } from "./transport.ts"
+import { definedOnly } from "./transport.ts"
 
 /** A PEM given as text or bytes, as node:tls takes it. */
 const pemOf = (pem: string | Uint8Array): string | Buffer => typeof pem === "string" ? pem : Buffer.from(pem)
@@ -77,32 +76,17 @@ export const handshakeFailed = (cause: unknown): ChatError.ChatError =>
  * has buffered first. The new socket owns `stream`: destroying it destroys `stream`.
  */
 export const wrap = (stream: NodeStream.Duplex, options: StartTls): Tls.TLSSocket => {
-  const socket = options.side === "client"
-    ? Tls.connect({ ...clientOptionsOf(options), socket: stream })
-    : new Tls.TLSSocket(
-      stream,
-      definedOnly({
-        isServer: true,
-        secureContext: contextOf(options),
-        requestCert: options.requestCert,
-        rejectUnauthorized: options.rejectUnauthorized ?? false,
-        ALPNProtocols: alpnOf(options.ALPNProtocols)
-      })
-    )
-  guardAdapter(socket, stream)
-  return socket
-}
-
-/**
- * Over a stream that is no socket (an in-memory pair, an effect `Socket`), Node puts an adapter of its own
- * between the TLS socket and the stream; a write of it cancelled by the stream's close ('write ECANCELED') is
- * an error on the adapter, which nobody else listens to, and must not become an uncaught exception. The close
- * itself reaches the connection through the TLS socket.
- */
-export const guardAdapter = (socket: Tls.TLSSocket, stream: NodeStream.Duplex): void => {
-  const adapter = (socket as unknown as { readonly _handle?: { readonly _parentWrap?: unknown } | null })._handle
-    ?._parentWrap
-  if (adapter !== stream && adapter instanceof EventEmitter) adapter.on("error", ignore)
+  if (options.side === "client") return Tls.connect({ ...clientOptionsOf(options), socket: stream })
+  return new Tls.TLSSocket(
+    stream,
+    definedOnly({
+      isServer: true,
+      secureContext: contextOf(options),
+      requestCert: options.requestCert,
+      rejectUnauthorized: options.rejectUnauthorized ?? false,
+      ALPNProtocols: alpnOf(options.ALPNProtocols)
+    })
+  )
 }
 
 /** What `tls.Server` does with a server socket's handshake, and a bare socket leaves to its owner. */

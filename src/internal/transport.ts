@@ -336,9 +336,11 @@ export class NodeStreamTransport implements Transport {
  * not forever: one that neither reads nor hangs up cannot keep the stream open long past its scope.
  */
 export const closeSoon = (stream: NodeStream.Duplex): void => {
-  if (stream.destroyed) return
-  // an error now (a peer's reset under our last write) must not become an uncaught exception: nobody else listens
+  // an error now (a peer's reset under our last write) must not become an uncaught exception: nobody else listens.
+  // Even on a stream destroyed already: a destroy with an error emits it a tick later (a TLS socket whose pending
+  // write to a closed in-process stream was cancelled, 'write ECANCELED').
   stream.on("error", ignore)
+  if (stream.destroyed) return
   if (stream.writable) stream.end()
   if (stream.writableFinished && stream.readableEnded) {
     stream.destroy()

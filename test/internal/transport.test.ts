@@ -13,7 +13,6 @@ import * as NodeStream from "node:stream"
 import * as NodeTls from "node:tls"
 import * as AsyncChat from "../../src/AsyncChat.ts"
 import { Chat, ChatClient, ChatServer, Listener, Protocol, Terminator } from "../../src/index.ts"
-import { guardAdapter } from "../../src/internal/tls.ts"
 import * as MemoryTransport from "../../src/MemoryTransport.ts"
 import { streamOf } from "../helpers.ts"
 import {
@@ -375,8 +374,6 @@ for (const kind of [memory, duplexPair, unix, tcp, tls, effectSocket]) {
                   servername: "localhost",
                   ALPNProtocols: ["x-chat"]
                 })
-                // as our own upgrade does: a write of Node's adapter cancelled by the close is no failure here
-                guardAdapter(socket, peer.socket)
                 socket.once("secureConnect", () => resume(Effect.succeed(socket)))
                 socket.once("error", (error) => resume(Effect.fail(error)))
               }),

@@ -27,7 +27,6 @@
 import { Clock, Context, Deferred, Duration, Effect, Exit, type Scheduler, Scope, type Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import type * as NodeStream from "node:stream"
-import type * as NodeTls from "node:tls"
 import { formatAddress, type StartTls, type TlsInfo } from "../Chat.ts"
 import type * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
@@ -230,11 +229,11 @@ class OpenConnection implements Connection, Lifecycle.Served {
    */
   startTls(options: StartTls): Effect.Effect<TlsInfo, ChatError.ChatError> {
     if (this.chat.tls !== undefined || this.upgraded) {
-      return Effect.fail(Tls.handshakeFailed(new Error("the connection is already over TLS")))
+      return Effect.fail(Transport.handshakeFailed(new Error("the connection is already over TLS")))
     }
     // no handshake can follow: fail now rather than at the idle timeout
-    if (this.inbox.isOver) return Effect.fail(Tls.handshakeFailed(new Error("the peer's input has ended")))
-    if (this.outbox.isClosing) return Effect.fail(Tls.handshakeFailed(new Error("the output is closing")))
+    if (this.inbox.isOver) return Effect.fail(Transport.handshakeFailed(new Error("the peer's input has ended")))
+    if (this.outbox.isClosing) return Effect.fail(Transport.handshakeFailed(new Error("the output is closing")))
     this.upgraded = true
     const dropped = this.reader.discardUnread()
     const held = this.inbox.discardHeld()
@@ -252,7 +251,8 @@ const transportLost = Exit.fail(transportGone)
 
 /**
  * An upgrade, run by the outbox's writer: the plaintext written, the stream taken over by TLS, the handshake
- * done (or failed, or over the idle timeout: the connection then closes with that error); `done` told either way.
+ * done (or failed, or over the idle timeout: the connection then closes with that error, its TLS socket
+ * destroyed by the transport); `done` told either way.
  */
 const upgradeOf = (
   connection: OpenConnection,
@@ -261,11 +261,9 @@ const upgradeOf = (
 ): Effect.Effect<void, ChatError.ChatError> => {
   const transport = connection.transport
   const inbox = connection.inbox
-  let socket: NodeTls.TLSSocket | undefined = undefined
   const handshake = Effect.flatMap(
     transport.flushed,
-    () =>
-      transport.upgrade((stream) => (socket = Tls.wrap(stream, options)), (wrapped) => Tls.handshake(wrapped, options))
+    () => transport.upgrade((stream) => Tls.wrap(stream, options), (wrapped) => Tls.handshake(wrapped, options))
   )
   const bounded = inbox.idleMillis === Infinity ? handshake : Effect.timeoutOrElse(handshake, {
     duration: Duration.millis(inbox.idleMillis),
@@ -277,8 +275,6 @@ const upgradeOf = (
         connection.chat.tls = exit.value
         // the handshake's bytes are no input: the idle period starts now, not at the STARTTLS
         inbox.touch()
-      } else {
-        socket?.destroy()
       }
       Deferred.doneUnsafe(done, Exit.isSuccess(exit) || !Exit.hasInterrupts(exit) ? exit : transportLost)
     })).pipe(Effect.asVoid)

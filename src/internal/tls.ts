@@ -8,7 +8,7 @@ import type * as NodeStream from "node:stream"
 import * as Tls from "node:tls"
 import type { StartTls, TlsClientOptions, TlsInfo, TlsServerOptions } from "../Chat.ts"
 import * as ChatError from "../ChatError.ts"
-import { definedOnly } from "./transport.ts"
+import { definedOnly, handshakeFailed } from "./transport.ts"
 
 /** A PEM given as text or bytes, as node:tls takes it. */
 const pemOf = (pem: string | Uint8Array): string | Buffer => typeof pem === "string" ? pem : Buffer.from(pem)
@@ -66,10 +66,6 @@ const contextOf = (options: TlsServerOptions): Tls.SecureContext => {
   }
   return context
 }
-
-/** Why a handshake failed, as the connection's error. */
-export const handshakeFailed = (cause: unknown): ChatError.ChatError =>
-  new ChatError.ChatError({ reason: new ChatError.HandshakeFailed({ cause }) })
 
 /**
  * `stream` taken over by TLS, on the side `options` says; its handshake begins at once, reading what `stream`

@@ -7,7 +7,7 @@
  * `Socket` adapted), read and written directly: a read reaches the connection in the stream's own callback,
  * with no fiber in between, and a write that fits is done without an effect.
  */
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Exit } from "effect"
 import type * as Arr from "effect/Array"
 import type * as Socket from "effect/socket/Socket"
 import { Buffer } from "node:buffer"
@@ -64,6 +64,10 @@ export const openFailed = (error: Socket.SocketError): ChatError.ChatError => re
 /** A write that failed. */
 export const writeFailed = (cause: unknown): ChatError.ChatError =>
   new ChatError.ChatError({ reason: new ChatError.WriteFailed({ cause }) })
+
+/** A TLS handshake that failed. */
+export const handshakeFailed = (cause: unknown): ChatError.ChatError =>
+  new ChatError.ChatError({ reason: new ChatError.HandshakeFailed({ cause }) })
 
 const closedUnderUs = () => new Error("the connection is closed")
 
@@ -191,7 +195,8 @@ export class NodeStreamTransport implements Transport {
   /**
    * The stream taken over by what `wrap` makes of it (a TLS socket), whose `handshake` decides the upgrade: the
    * transport reads and writes the new stream once it succeeds (flowing if the inbox wants input), and a failure
-   * is the handshake's to report, not a transport that closed under us. The old stream is the new one's to close.
+   * is the handshake's to report, not a transport that closed under us; the new stream is destroyed then. The old
+   * stream is the new one's to close.
    */
   upgrade<S extends NodeStream.Duplex, A, E>(
     wrap: (stream: NodeStream.Duplex) => S,
@@ -208,13 +213,15 @@ export class NodeStreamTransport implements Transport {
       next = wrap(old)
     } catch (cause) {
       // options Node refuses (a key it cannot read): the handshake's failure; the old stream closes with us
-      return Effect.fail(new ChatError.ChatError({ reason: new ChatError.HandshakeFailed({ cause }) }))
+      return Effect.fail(handshakeFailed(cause))
     }
     next.on("error", ignore)
     // closed with the connection from now on, whatever the handshake does
     this.stream = next as NodeStream.Duplex as Listened
-    return Effect.tap(handshake(next), () =>
+    return Effect.onExit(handshake(next), (exit) =>
       Effect.sync(() => {
+        // a failed (or interrupted) handshake has nothing left to say: no lingering close for it
+        if (Exit.isFailure(exit)) return void next.destroy()
         if (this.reading === Reading.Closed) return
         this.stream = this.listen(next)
         this.awaitDrain = undefined

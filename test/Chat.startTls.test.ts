@@ -7,11 +7,19 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Metric, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import { Buffer } from "node:buffer"
-import * as NodeTls from "node:tls"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Framing, Protocol, Terminator } from "../src/index.ts"
 import { captureLogs } from "./helpers.ts"
 import { connectLines, memory, readAll, readLines } from "./memory-helpers.ts"
-import { portOf, rawConnect, RawPeer, settle, StartTlsEcho, startTlsServer, tcpServer } from "./transport-helpers.ts"
+import {
+  portOf,
+  rawConnect,
+  RawPeer,
+  settle,
+  StartTlsEcho,
+  startTlsServer,
+  tcpServer,
+  tlsClient
+} from "./transport-helpers.ts"
 
 const handshakeErrors = Metric.withAttributes(ChatMetrics.errors, { reason: "HandshakeFailed" })
 
@@ -156,14 +164,7 @@ describe("chat.startTls over TCP", () => {
       const raw = yield* rawConnect(portOf(server))
       yield* raw.write("STARTTLS\n")
       yield* raw.receive("plain 1\nplain 2\ngo ahead\n")
-      const secure = yield* Effect.acquireRelease(
-        Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
-          const socket = NodeTls.connect({ socket: raw.socket, ca: pems.ca, servername: "localhost" })
-          socket.once("secureConnect", () => resume(Effect.succeed(socket)))
-          socket.once("error", (error) => resume(Effect.fail(error)))
-        }),
-        (socket) => Effect.sync(() => socket.destroy())
-      )
+      const secure = yield* tlsClient({ socket: raw.socket, ca: pems.ca, servername: "localhost" })
       secure.on("error", () => {})
       const overTls = new RawPeer(secure, false)
       yield* overTls.receive("secure x-chat none\n")

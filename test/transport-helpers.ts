@@ -10,6 +10,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as NodeStream from "node:stream"
+import * as NodeTls from "node:tls"
 import type { Frame } from "../src/Framing.ts"
 import { Chat, ChatClient, ChatMetrics, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import * as MemoryTransport from "../src/MemoryTransport.ts"
@@ -395,3 +396,14 @@ export const startTlsServer = (
     tls: { side: "server", key: pems.serverKey, cert: pems.serverCert, ALPNProtocols: ["x-chat"], ...options }
   }
 }
+
+/** A TLS client (`tls.connect(options)`: over a socket of the test's, or to a port), once its handshake is done. */
+export const tlsClient = (options: NodeTls.ConnectionOptions) =>
+  Effect.acquireRelease(
+    Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
+      const socket = NodeTls.connect(options)
+      socket.once("secureConnect", () => resume(Effect.succeed(socket)))
+      socket.once("error", (error) => resume(Effect.fail(error)))
+    }),
+    (socket) => Effect.sync(() => socket.destroy())
+  )

@@ -13,7 +13,6 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import type * as NodeStream from "node:stream"
-import * as Tls from "node:tls"
 import {
   debugging,
   type Envelope,
@@ -29,7 +28,7 @@ import {
 import { type Chat, ChatServer, Framing, Listener } from "../../src/index.ts"
 import { bytes, chunkEvery, latin1 } from "../helpers.ts"
 import { connectLines, memory, readAll, readLines } from "../memory-helpers.ts"
-import { certificates, rawConnect, RawPeer } from "../transport-helpers.ts"
+import { certificates, rawConnect, RawPeer, tlsClient } from "../transport-helpers.ts"
 import { settleCount } from "./peers.ts"
 
 /** smtpd's test channel: `SMTPChannel(server, conn, addr)` with its defaults, named `testhost`. */
@@ -821,18 +820,11 @@ const pems = () => certificates()
 
 /** A TLS client over `socket` (or to `port`), trusting the test authority; resolves once secure. */
 const tlsConnect = (options: { readonly socket: NodeStream.Duplex } | { readonly port: number }) =>
-  Effect.acquireRelease(
-    Effect.callback<Tls.TLSSocket, Error>((resume) => {
-      const socket = Tls.connect({
-        ...("socket" in options ? { socket: options.socket } : { host: "127.0.0.1", port: options.port }),
-        ca: pems().ca,
-        servername: "localhost"
-      })
-      socket.once("secureConnect", () => resume(Effect.succeed(socket)))
-      socket.once("error", (error) => resume(Effect.fail(error)))
-    }),
-    (socket) => Effect.sync(() => socket.destroy())
-  )
+  tlsClient({
+    ...("socket" in options ? { socket: options.socket } : { host: "127.0.0.1", port: options.port }),
+    ca: pems().ca,
+    servername: "localhost"
+  })
 
 const ehloTls = "250-testhost\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 HELP\r\n"
 

@@ -26,7 +26,8 @@ import {
   socketPath,
   StartTlsEcho,
   startTlsServer,
-  tcpServer
+  tcpServer,
+  tlsClient
 } from "../transport-helpers.ts"
 
 /** A server on one kind of link, with how to reach it: our client's connector, and a raw peer. */
@@ -366,19 +367,12 @@ for (const kind of [memory, duplexPair, unix, tcp, tls, effectSocket]) {
             yield* peer.write("hello\nSTARTTLS\nRSET\n")
             yield* peer.receive("hello plain\nplain 1\nplain 2\ngo ahead\n")
             expect(peer.text).toBe("hello plain\nplain 1\nplain 2\ngo ahead\n")
-            const secure = yield* Effect.acquireRelease(
-              Effect.callback<NodeTls.TLSSocket, Error>((resume) => {
-                const socket = NodeTls.connect({
-                  socket: peer.socket,
-                  ca: pems.ca,
-                  servername: "localhost",
-                  ALPNProtocols: ["x-chat"]
-                })
-                socket.once("secureConnect", () => resume(Effect.succeed(socket)))
-                socket.once("error", (error) => resume(Effect.fail(error)))
-              }),
-              (socket) => Effect.sync(() => socket.destroy())
-            )
+            const secure = yield* tlsClient({
+              socket: peer.socket,
+              ca: pems.ca,
+              servername: "localhost",
+              ALPNProtocols: ["x-chat"]
+            })
             const overTls = new RawPeer(secure, false)
             yield* overTls.write("ping\n")
             yield* overTls.receive("secure x-chat none\nping tls\n")

@@ -12,7 +12,7 @@
  * greeting; redis-benchmark -p 6380 -t ping,set,get,incr -q
  */
 import { Clock, Duration, Effect } from "effect"
-import { Chat, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
+import { Chat, ChatError, type ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
 import { Command } from "effect/cli"
 import { Buffer } from "node:buffer"
 import * as Shared from "./shared.ts"
@@ -53,7 +53,9 @@ const MAX_BULK = 1024 * 1024
 const INT64_MIN = -(2n ** 63n)
 const INT64_MAX = 2n ** 63n - 1n
 
-const latin1 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+// the input's bytes are Buffers already: no wrapper to make for them
+const latin1 = (bytes: Uint8Array) =>
+  (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString("latin1")
 
 /**
  * Redis's `string2ll`: a canonical decimal int64 (no sign but `-`, no leading zero, no `-0`, no spaces), or
@@ -70,6 +72,29 @@ export const int64Of = (bytes: Uint8Array): bigint | undefined => {
   const n = BigInt(text)
   return n < INT64_MIN || n > INT64_MAX ? undefined : n
 }
+
+/**
+ * `int64Of(bytes[from, to))` as a number, for the counts and lengths of the request parser: read digit by digit
+ * while it is short enough to be exact (every count and length in practice), else through `int64Of`.
+ */
+const countOf = (bytes: Uint8Array, from: number, to: number): number | undefined => {
+  const n = to - from
+  if (n === 0 || n > 15) return n === 0 ? undefined : toNumber(int64Of(bytes.subarray(from, to)))
+  let i = from
+  const negative = bytes[i] === 0x2d
+  if (negative && ++i === to) return undefined
+  // no leading zero, and no "-0"
+  if (bytes[i] === 0x30 && (to - i > 1 || negative)) return undefined
+  let value = 0
+  for (; i < to; i++) {
+    const digit = bytes[i] - 0x30
+    if (digit < 0 || digit > 9) return undefined
+    value = value * 10 + digit
+  }
+  return negative ? -value : value
+}
+
+const toNumber = (n: bigint | undefined) => (n === undefined ? undefined : Number(n))
 
 /** Space as C's `isspace` sees it: what `sdssplitargs` skips between arguments. */
 const isSpace = (c: number | undefined) => c === 0x20 || (c !== undefined && c >= 0x09 && c <= 0x0d)
@@ -92,15 +117,19 @@ export const splitArgs = (line: Uint8Array): Command | undefined => {
   for (;;) {
     while (isSpace(line[i])) i++
     if (i >= line.length) return out
-    const arg: Array<number> = []
+    // an argument without quotes is a view of the line; one with quotes is made byte by byte
+    const start = i
+    let arg: Array<number> | undefined = undefined
     let quote: number | undefined = undefined
     for (;; i++) {
       const c = line[i]
       if (quote === undefined) {
         // unquoted: only these end an argument (\v and \f do not, though they are skipped between arguments)
         if (c === undefined || c === 0x20 || c === LF || c === CR || c === 0x09) break
-        if (c === 0x22 || c === 0x27) quote = c
-        else arg.push(c)
+        if (c === 0x22 || c === 0x27) {
+          quote = c
+          arg ??= Array.from(line.subarray(start, i))
+        } else arg?.push(c)
       } else if (c === undefined) {
         return undefined
       } else if (c === quote) {
@@ -108,18 +137,18 @@ export const splitArgs = (line: Uint8Array): Command | undefined => {
         i++
         break
       } else if (c === 0x5c && quote === 0x22 && line[i + 1] === 0x78 && isHex(line[i + 2]) && isHex(line[i + 3])) {
-        arg.push(parseInt(String.fromCharCode(line[i + 2], line[i + 3]), 16))
+        arg!.push(parseInt(String.fromCharCode(line[i + 2], line[i + 3]), 16))
         i += 3
       } else if (c === 0x5c && quote === 0x22 && i + 1 < line.length) {
         const escaped = line[++i]
-        arg.push(ESCAPES[String.fromCharCode(escaped)] ?? escaped)
+        arg!.push(ESCAPES[String.fromCharCode(escaped)] ?? escaped)
       } else if (c === 0x5c && quote === 0x27 && line[i + 1] === 0x27) {
-        arg.push(line[++i])
+        arg!.push(line[++i])
       } else {
-        arg.push(c)
+        arg!.push(c)
       }
     }
-    out.push(Uint8Array.from(arg))
+    out.push(arg === undefined ? line.subarray(start, i) : Uint8Array.from(arg))
   }
 }
 
@@ -131,11 +160,16 @@ const inlineLine = (first: number, rest: Uint8Array): Uint8Array => {
   return line[line.length - 1] === CR ? line.subarray(0, line.length - 1) : line
 }
 
+/** A bulk header that does not start with `$`; an empty header line shows the `\r` that ends it. */
+const notABulk = (bytes: Uint8Array, from: number, to: number) =>
+  new ProtocolError(`expected '$', got '${from === to ? "\r" : String.fromCharCode(bytes[from])}'`)
+
 /**
- * RESP requests, cut as Redis 7 cuts them: the first byte tells an inline command from `*n`; a multibulk
- * request is then `n` times a `$len` header and `len` bytes plus two that are skipped unchecked.
+ * RESP requests, cut as Redis 7 cuts them, by a terminator machine: the first byte tells an inline command from
+ * `*n`; a multibulk request is then `n` times a `$len` header and `len` bytes plus two that are skipped
+ * unchecked. A field a frame: the reference `RespRequests` is held to, at every chunking.
  */
-export const RespRequests = Framing.machine<State, Command, ProtocolError>({
+export const RespRequestsMachine = Framing.machine<State, Command, ProtocolError>({
   initial: START,
   terminator: (s) => {
     switch (s._tag) {
@@ -152,6 +186,8 @@ export const RespRequests = Framing.machine<State, Command, ProtocolError>({
     }
   },
   step: (s, frame) => {
+    // a request cut short by the end of input is dropped, as Redis drops it
+    if (!frame.terminated) return Framing.next(START)
     const bytes = frame.bytes
     switch (s._tag) {
       case "Start": {
@@ -164,26 +200,20 @@ export const RespRequests = Framing.machine<State, Command, ProtocolError>({
         return args.length === 0 ? Framing.next(START) : Framing.next(START, args)
       }
       case "Count": {
-        const n = int64Of(bytes)
+        const n = countOf(bytes, 0, bytes.length)
         if (n === undefined || n > MAX_ARGS) return Framing.fail(new ProtocolError("invalid multibulk length"))
         // *0 and negative counts are no request at all
-        return Framing.next({ _tag: "Skip", next: n <= 0 ? START : { _tag: "BulkHeader", args: [], left: Number(n) } })
+        return Framing.next({ _tag: "Skip", next: n <= 0 ? START : { _tag: "BulkHeader", args: [], left: n } })
       }
       case "Skip":
         return Framing.next(s.next)
       case "BulkHeader": {
-        // an empty header line shows the `\r` that ends it
-        if (bytes[0] !== DOLLAR) {
-          return Framing.fail(new ProtocolError(`expected '$', got '${latin1(bytes.subarray(0, 1)) || "\r"}'`))
-        }
-        const length = int64Of(bytes.subarray(1))
+        if (bytes[0] !== DOLLAR) return Framing.fail(notABulk(bytes, 0, bytes.length))
+        const length = countOf(bytes, 1, bytes.length)
         if (length === undefined || length < 0 || length > MAX_BULK) {
           return Framing.fail(new ProtocolError("invalid bulk length"))
         }
-        return Framing.next({
-          _tag: "Skip",
-          next: { _tag: "Bulk", args: s.args, left: s.left, length: Number(length) }
-        })
+        return Framing.next({ _tag: "Skip", next: { _tag: "Bulk", args: s.args, left: s.left, length } })
       }
       case "Bulk": {
         s.args.push(bytes.subarray(0, s.length))
@@ -191,6 +221,89 @@ export const RespRequests = Framing.machine<State, Command, ProtocolError>({
           ? Framing.next(START, s.args)
           : Framing.next({ _tag: "BulkHeader", args: s.args, left: s.left - 1 })
       }
+    }
+  }
+})
+
+/**
+ * The longest line of a request (an inline command, a `*n` or `$len` header) and its bulk strings plus their two
+ * bytes: the machine's frames, bounded by the server's `maxFrameLength`.
+ */
+const MAX_LINE = MAX_BULK + 2
+/** The longest request: its lines and bulk strings together (Redis's query buffer limit is far larger). */
+const MAX_REQUEST = 16 * 1024 * 1024
+
+/** A line of a request over `MAX_LINE`: the machine's `FrameTooLong`, for the same input. */
+const lineTooLong = (length: number, complete: boolean, delimiter: Terminator.Terminator) => {
+  const terminator = Terminator.format(delimiter)
+  const what = complete ? `a frame of ${length} bytes` : `a frame of at least ${length} bytes`
+  return Framing.fail(
+    new ChatError.ChatError({
+      reason: new Framing.FrameTooLong({
+        limit: MAX_LINE,
+        terminator,
+        message: `Frame too long: ${what} exceeds the limit of ${MAX_LINE} bytes (terminator ${terminator})`
+      })
+    })
+  )
+}
+
+/**
+ * RESP requests, decoded a whole request at a time (`Framing.decoder`): the same requests and the same errors
+ * as `RespRequestsMachine` on every input, at every chunking, in one pass over the bytes instead of a frame,
+ * a step and a new state for each field. Lone `\n`s, empty inline lines and `*0` are no request: they are
+ * consumed with the request after them. What the end of input cuts short is dropped.
+ */
+export const RespRequests = Framing.decoder<Command, ProtocolError | ChatError.ChatError>({
+  decode: (input) => {
+    const bytes = input.bytes
+    const len = bytes.length
+    let at = input.offset
+    for (;;) {
+      if (at >= len) return Framing.needMore
+      const first = bytes[at]
+      if (first === LF) {
+        at++
+        continue
+      }
+      if (first !== STAR) {
+        const lf = bytes.indexOf(LF, at + 1)
+        if (lf < 0) return len - at - 1 > MAX_LINE ? lineTooLong(len - at - 1, false, Terminator.lf) : Framing.needMore
+        if (lf - at - 1 > MAX_LINE) return lineTooLong(lf - at - 1, true, Terminator.lf)
+        const args = splitArgs(bytes.subarray(at, bytes[lf - 1] === CR ? lf - 1 : lf))
+        if (args === undefined) return Framing.fail(new ProtocolError("unbalanced quotes in request"))
+        at = lf + 1
+        if (args.length === 0) continue
+        input.offset = at
+        return args
+      }
+      let cr = bytes.indexOf(CR, at + 1)
+      if (cr < 0) return len - at - 1 > MAX_LINE ? lineTooLong(len - at - 1, false, CR_DELIMITER) : Framing.needMore
+      if (cr - at - 1 > MAX_LINE) return lineTooLong(cr - at - 1, true, CR_DELIMITER)
+      const count = countOf(bytes, at + 1, cr)
+      if (count === undefined || count > MAX_ARGS) return Framing.fail(new ProtocolError("invalid multibulk length"))
+      // the byte after `\r`, unchecked
+      if (cr + 1 >= len) return Framing.needMore
+      at = cr + 2
+      if (count <= 0) continue
+      const args: Array<Uint8Array> = []
+      for (let i = 0; i < count; i++) {
+        if (at >= len) return Framing.needMore
+        cr = bytes.indexOf(CR, at)
+        if (cr < 0) return len - at > MAX_LINE ? lineTooLong(len - at, false, CR_DELIMITER) : Framing.needMore
+        if (cr - at > MAX_LINE) return lineTooLong(cr - at, true, CR_DELIMITER)
+        if (bytes[at] !== DOLLAR) return Framing.fail(notABulk(bytes, at, cr))
+        const length = countOf(bytes, at + 1, cr)
+        if (length === undefined || length < 0 || length > MAX_BULK) {
+          return Framing.fail(new ProtocolError("invalid bulk length"))
+        }
+        const start = cr + 2
+        if (start + length + 2 > len) return Framing.needMore
+        args.push(bytes.subarray(start, start + length))
+        at = start + length + 2
+      }
+      input.offset = at
+      return args
     }
   }
 })
@@ -456,8 +569,14 @@ export const Redis = (store: Store) =>
     ))
   )
 
-/** 1 MiB values plus their CRLF; like Redis (timeout 0), no idle timeout: idle clients are normal. */
-export const serverOptions: ChatServer.Options = { maxFrameLength: MAX_BULK + 2, idleTimeout: Duration.infinity }
+/**
+ * Requests of up to 16 MiB, whose lines and values `RespRequests` bounds to 1 MiB each; like Redis (timeout 0),
+ * no idle timeout: idle clients are normal.
+ */
+export const serverOptions: ChatServer.Options = { maxFrameLength: MAX_REQUEST, idleTimeout: Duration.infinity }
+
+/** The options `RespRequestsMachine` is run with: its frames, the lines and values, bounded to 1 MiB each. */
+export const machineOptions: ChatServer.Options = { ...serverOptions, maxFrameLength: MAX_LINE }
 
 /** Runs the server on `host:port`. */
 export const run = (options: Shared.ServerFlags) =>

@@ -338,7 +338,7 @@ export interface Client<A, EI = never> {
 }
 
 /**
- * How a hand-driven connection cuts its input: one terminator, or a machine.
+ * How a hand-driven connection cuts its input: one terminator, a machine, or a decoder.
  *
  * @example
  * ```ts
@@ -353,6 +353,7 @@ export interface Client<A, EI = never> {
 export type FramingOption<A, EI> =
   | { readonly terminator: Terminator.Terminator }
   | { readonly machine: Framing.Machine<any, A, EI> }
+  | { readonly decoder: Framing.Decoder<A, EI> }
 
 /**
  * Opens a connection for hand-driven use.
@@ -381,6 +382,10 @@ export const connect: {
     connector: Connector<R>,
     options: { readonly machine: Framing.Machine<any, A, EI> } & Options
   ): Effect.Effect<Client<A, EI>, ChatError.ChatError, Scope.Scope | R>
+  <R, A, EI>(
+    connector: Connector<R>,
+    options: { readonly decoder: Framing.Decoder<A, EI> } & Options
+  ): Effect.Effect<Client<A, EI>, ChatError.ChatError, Scope.Scope | R>
 } = <R>(connector: Connector<R>, options: FramingOption<unknown, unknown> & Options) =>
   Effect.gen(function*() {
     // The connection's own scope: closed by `close`, `closeWhenDone` or a write failure, or with the caller's.
@@ -392,6 +397,8 @@ export const connect: {
       settings: settingsOf(options),
       mode: "machine" in options
         ? { _tag: "Machine", machine: options.machine }
+        : "decoder" in options
+        ? { _tag: "Decoder", decoder: options.decoder }
         : { _tag: "Fixed", terminator: options.terminator },
       openError: (cause) => connectFailed(connector.target, cause)
     }).pipe(Scope.provide(scope))

@@ -5,6 +5,8 @@
  * - {@link frames}: one terminator for every frame (lines, fixed-size records).
  * - {@link decode}: a pure state {@link Machine} picks the terminator for the next frame from the frames so
  *   far (HTTP headers, then a `Content-Length` body, then none). A switch applies to bytes already buffered.
+ *   Or a {@link Decoder}, the fast form: one call per whole message over the buffered bytes (tokio's
+ *   `Decoder`), for a protocol whose messages are many fields (RESP).
  *
  * Beyond asynchat, every frame is bounded by `maxFrameLength` (default {@link defaultMaxFrameLength}):
  * a longer frame fails the stream with `FramingError` / `FrameTooLong`, after buffering at most the limit plus
@@ -203,7 +205,26 @@ export const pause = <S, A = never>(state: S, ...messages: ReadonlyArray<A>): St
  * @category constructors
  * @since 0.1.0
  */
-export const fail = <E>(error: E): Step<never, never, E> => ({ _tag: "Fail", error })
+export const fail = <E>(error: E): Step<never, never, E> & Failed<E> => new Cutters.FailStep(error)
+
+/**
+ * What {@link fail} makes: a {@link Machine}'s failing step, and a {@link Decoder}'s failing answer.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * const failed: Framing.Failed<string> = Framing.fail("bad request")
+ * failed.error // "bad request"
+ * ```
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface Failed<E> {
+  readonly _tag: "Fail"
+  readonly error: E
+}
 
 /**
  * A pure state machine over frames: asynchat's `found_terminator` that calls `set_terminator`.
@@ -247,6 +268,122 @@ export interface Machine<S, A, E> {
   readonly step: (state: S, frame: Frame) => Step<S, A, E>
   readonly end?: ((state: S) => Step<S, A, E>) | undefined
 }
+
+/**
+ * Where a {@link Decoder} reads: the bytes buffered, the message to decode starting at `offset`. The decoder
+ * moves `offset` past the message it decodes, and leaves it where it was when it needs more bytes. `bytes` is
+ * the connection's buffer, lent for the call: what a message keeps of it (a `subarray`) stays valid, but the
+ * cursor itself is reused.
+ *
+ * @example
+ * ```ts
+ * import type { Framing } from "effect-asynchat"
+ *
+ * // a byte at the cursor, or -1 when there is none yet
+ * const peek = (input: Framing.Cursor) => input.offset < input.bytes.length ? input.bytes[input.offset] : -1
+ * ```
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface Cursor {
+  readonly bytes: Uint8Array
+  offset: number
+}
+
+/**
+ * A {@link Decoder}'s answer when the bytes end before its message does: it is asked again, from the same
+ * offset, once more bytes arrive.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * const decode = (input: Framing.Cursor) => input.bytes.length - input.offset < 4 ? Framing.needMore : "four"
+ * ```
+ *
+ * @category constants
+ * @since 0.2.0
+ */
+export const needMore: unique symbol = Symbol.for("effect-asynchat/Framing/needMore")
+
+/**
+ * The type of {@link needMore}.
+ *
+ * @example
+ * ```ts
+ * import type { Framing } from "effect-asynchat"
+ *
+ * type Answer = string | Framing.NeedMore
+ * ```
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type NeedMore = typeof needMore
+
+/**
+ * A cursor decoder, in the spirit of tokio's `Decoder` and Netty's `ByteToMessageDecoder`: given the bytes
+ * buffered, it decodes one whole message at the cursor (moving the cursor past it), says {@link needMore}, or
+ * fails with {@link fail}. It is the fast form beside the terminator {@link Machine}: one call per message
+ * instead of a step (a frame, a step object, a new state) per field, with the message's parts as views of the
+ * input. It holds no state between messages; a message that spans reads is decoded again from its start
+ * once more bytes arrive.
+ *
+ * Bounds: the bytes of one message, complete or not, are bounded by `maxFrameLength` (a longer one fails with
+ * `FrameTooLong`, whatever the chunking), so a decoder that waits for a delimiter never buffers without bound.
+ * `end`, optional, gets the bytes of a message left incomplete at the end of input; without it they are
+ * dropped. Unlike a machine, a decoder cannot pause (STARTTLS): use a machine for a protocol that upgrades.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * // "<n>:" then n bytes: netstrings without the trailing comma
+ * const Netstrings = Framing.decoder<Uint8Array, string>({
+ *   decode: (input) => {
+ *     const { bytes, offset } = input
+ *     const colon = bytes.indexOf(0x3a, offset)
+ *     if (colon < 0) return Framing.needMore
+ *     const text = new TextDecoder().decode(bytes.subarray(offset, colon))
+ *     if (!/^\d+$/.test(text)) return Framing.fail(`bad length ${text}`)
+ *     const end = colon + 1 + Number(text)
+ *     if (end > bytes.length) return Framing.needMore
+ *     input.offset = end
+ *     return bytes.subarray(colon + 1, end)
+ *   }
+ * })
+ * ```
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface Decoder<A, E> {
+  readonly decode: (input: Cursor) => A | NeedMore | Failed<E>
+  readonly end?: ((rest: Uint8Array) => ReadonlyArray<A> | Failed<E>) | undefined
+}
+
+/**
+ * Declares a {@link Decoder}; an identity that helps type inference.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * // fixed 4-byte records
+ * const Records = Framing.decoder({
+ *   decode: (input) => {
+ *     if (input.bytes.length - input.offset < 4) return Framing.needMore
+ *     input.offset += 4
+ *     return input.bytes.subarray(input.offset - 4, input.offset)
+ *   }
+ * })
+ * ```
+ *
+ * @category constructors
+ * @since 0.2.0
+ */
+export const decoder = <A, E = never>(decoder: Decoder<A, E>): Decoder<A, E> => decoder
 
 /**
  * Declares a {@link Machine}; an identity that helps type inference.
@@ -323,7 +460,8 @@ export const frames: {
 )
 
 /**
- * Cuts a byte stream with a {@link Machine} and emits its messages: the dynamic form of {@link frames}.
+ * Cuts a byte stream with a {@link Machine} (or decodes it with a {@link Decoder}) and emits its messages: the
+ * dynamic form of {@link frames}. With a decoder, `maxFrameLength` bounds each message.
  *
  * @example
  * ```ts
@@ -352,23 +490,26 @@ export const frames: {
  */
 export const decode: {
   <S, A, E2>(
-    machine: Machine<S, A, E2>,
+    machine: Machine<S, A, E2> | Decoder<A, E2>,
     options?: Options
   ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<A, E | E2 | FramingError, R>
   <E, R, S, A, E2>(
     self: Stream.Stream<Uint8Array, E, R>,
-    machine: Machine<S, A, E2>,
+    machine: Machine<S, A, E2> | Decoder<A, E2>,
     options?: Options
   ): Stream.Stream<A, E | E2 | FramingError, R>
 } = dual(
   (args) => Stream.isStream(args[0]),
   <E, R, S, A, E2>(
     self: Stream.Stream<Uint8Array, E, R>,
-    machine: Machine<S, A, E2>,
+    framing: Machine<S, A, E2> | Decoder<A, E2>,
     options?: Options
   ): Stream.Stream<A, E | E2 | FramingError, R> => {
     const max = maxFrameLengthOf(options)
-    return cut<E, R, A, E2>(self, (sink) => Cutters.machine(machine, max, sink))
+    return cut<E, R, A, E2>(
+      self,
+      (sink) => Cutters.isDecoder(framing) ? Cutters.decoder(framing, max, sink) : Cutters.machine(framing, max, sink)
+    )
   }
 )
 

@@ -1,5 +1,6 @@
 /**
- * A protocol is a pipeline: bytes → frames (a terminator) or typed messages (a `Framing.Machine`) → a handler
+ * A protocol is a pipeline: bytes → frames (a terminator) or typed messages (a `Framing.Machine`, or the faster
+ * `Framing.Decoder`) → a handler
  * that answers through the `Chat` handle. The same protocol runs on a TCP or Unix server, a client, any Node
  * Duplex, or the in-memory test transport.
  *
@@ -100,18 +101,20 @@ const eachOf = <A, E, R>(f: Each<A, E, R>): internal.Handler<E, R> =>
     ? (input: Stream.Stream<A, any>) => Effect.flatMap(f, (g) => internal.forEachOf(input, g))
     : (input: Stream.Stream<A, any>) => internal.forEachOf(input, f)
 
+/** How a protocol cuts its input: a terminator, a machine or a decoder. */
+type Framing_ = Terminator.Terminator | Framing.Machine<any, any, any> | Framing.Decoder<any, any>
+
 /** The mode of `framing`, batched or not; a fixed `length(0)` is refused. */
-const modeOf = (
-  framing: Terminator.Terminator | Framing.Machine<any, any, any>,
-  batched: boolean
-): internal.Mode<unknown> => {
+const modeOf = (framing: Framing_, batched: boolean): internal.Mode<unknown> => {
+  if ("decode" in framing) return { _tag: "Decoder", decoder: framing, batched }
   if ("step" in framing) return { _tag: "Machine", machine: framing, batched }
   internal.refuseEndlessZero(framing)
   return { _tag: "Fixed", terminator: framing, batched }
 }
 
 /**
- * A protocol that runs `f` for every frame (with a terminator) or message (with a `Framing.Machine`), in order,
+ * A protocol that runs `f` for every frame (with a terminator) or message (with a `Framing.Machine` or a
+ * `Framing.Decoder`), in order,
  * each once the effect of the one before is done. It ends at the peer's end of input (after a final
  * unterminated frame, if bytes were left over), and fails as the input fails: with `ChatError` (a frame over
  * `maxFrameLength`, a timeout, a read error) or with the machine's own error. The loop drives the connection's
@@ -154,8 +157,12 @@ export const forEach: {
     machine: Framing.Machine<S, A, EI>,
     f: Each<A, E, R>
   ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
+  <A, EI, E, R>(
+    decoder: Framing.Decoder<A, EI>,
+    f: Each<A, E, R>
+  ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
 } = (
-  framing: Terminator.Terminator | Framing.Machine<any, any, any>,
+  framing: Framing_,
   f: Each<any, unknown, unknown>
 ): Protocol<any, any> => internal.make(modeOf(framing, false), eachOf(f))
 
@@ -196,8 +203,12 @@ export const forEachBatch: {
     machine: Framing.Machine<S, A, EI>,
     f: Each<ReadonlyArray<A>, E, R>
   ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
+  <A, EI, E, R>(
+    decoder: Framing.Decoder<A, EI>,
+    f: Each<ReadonlyArray<A>, E, R>
+  ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
 } = (
-  framing: Terminator.Terminator | Framing.Machine<any, any, any>,
+  framing: Framing_,
   f: Each<ReadonlyArray<any>, unknown, unknown>
 ): Protocol<any, any> => internal.make(modeOf(framing, true), eachOf(f))
 
@@ -241,8 +252,12 @@ export const make: {
     machine: Framing.Machine<S, A, EI>,
     handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
   ): Protocol<E, Exclude<R, Chat | Scope.Scope>>
+  <A, EI, E, R>(
+    decoder: Framing.Decoder<A, EI>,
+    handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
+  ): Protocol<E, Exclude<R, Chat | Scope.Scope>>
 } = (
-  framing: Terminator.Terminator | Framing.Machine<any, any, any>,
+  framing: Framing_,
   handler: (input: Stream.Stream<any, any>) => Effect.Effect<unknown, unknown, unknown>
 ): Protocol<any, any> => internal.make(modeOf(framing, false), handler as internal.Handler<unknown, unknown>)
 

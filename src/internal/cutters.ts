@@ -1,10 +1,12 @@
 /**
- * The three ways to drive a `Framer`, shared by the `Framing` stream combinators and the connection runtime:
- * a fixed terminator, a pure `Framing.Machine`, and asynchat's imperative terminator (one frame per push).
+ * The ways to cut a connection's input, shared by the `Framing` stream combinators and the connection runtime:
+ * a `Framer` driven by a fixed terminator, by a pure `Framing.Machine` or by asynchat's imperative terminator
+ * (one frame per push), and a `Framing.Decoder` over a buffer of its own.
  */
+import { Buffer } from "node:buffer"
 import type * as Framing from "../Framing.ts"
 import * as Terminator from "../Terminator.ts"
-import { type Failure, Frame, Framer } from "./framer.ts"
+import { asBuffer, byteCount, type Failure, Frame, Framer, tooLong } from "./framer.ts"
 
 /** Where a cutter puts what it produces: frames or messages to hand downstream, or a machine's own error. */
 export interface Sink<A, E> {
@@ -12,9 +14,26 @@ export interface Sink<A, E> {
   error: E | undefined
 }
 
+/** What the connection sees of a cutter's buffer: a `Framer`, or a decoder's. */
+export interface Cutting {
+  /** The terminator for the next frame (a decoder has none: `none`, and setting it does nothing). */
+  terminator: Terminator.Terminator
+  /** True while paused after a frame: input waits uncut until `resume`. */
+  readonly paused: boolean
+  resume(): Failure | undefined
+  /** Drops the bytes of the frame in progress and of the input not cut yet. */
+  discard(): void
+  /** Bytes of the frame (or message) in progress. */
+  readonly buffered: number
+  /** Bytes waiting uncut while paused. */
+  readonly pendingBytes: number
+  /** Frames (or messages) cut so far. */
+  readonly completed: number
+}
+
 /** A framer with its feeding protocol. Failures of framing itself are returned; a machine's go to the sink. */
 export interface Cutter {
-  readonly framer: Framer
+  readonly framer: Cutting
   /** Runs before any input: a count of 0 fires, a count over the limit fails, at once. */
   start(): Failure | undefined
   push(chunk: Uint8Array): Failure | undefined
@@ -22,6 +41,25 @@ export interface Cutter {
 }
 
 const NO_BYTES = new Uint8Array(0)
+
+/**
+ * What `Framing.fail` makes. A class, so that a decoder's failure is told from its messages by `instanceof`,
+ * whatever they look like.
+ */
+export class FailStep<E> implements Framing.Failed<E> {
+  readonly _tag = "Fail"
+  readonly error: E
+  constructor(error: E) {
+    this.error = error
+  }
+}
+
+const isFailed = <E>(u: unknown): u is Framing.Failed<E> => u instanceof FailStep
+
+/** True for a `Framing.Decoder`, false for a `Framing.Machine`. */
+export const isDecoder = (
+  framing: Framing.Machine<any, any, any> | Framing.Decoder<any, any>
+): framing is Framing.Decoder<any, any> => "decode" in framing
 
 // a class: a connection holds one, and an idle one should hold as little as it can
 class FramerCutter implements Cutter {
@@ -125,3 +163,170 @@ export const machine = <S, A, E>(
     }
   }
 }
+
+const EMPTY = Buffer.alloc(0)
+/** The marker `Framing.needMore` is (a registered symbol: the same in every copy of the package). */
+const NEED_MORE: Framing.NeedMore = Symbol.for("effect-asynchat/Framing/needMore") as Framing.NeedMore
+
+/**
+ * A `Framing.Decoder` over the input: each push is decoded where it lies when nothing is buffered (its messages
+ * are views of the chunk), else appended to the bytes of the message in progress and decoded there. What is
+ * left of a message is kept in a buffer of its own; a buffer whose bytes messages hold views of is never written
+ * again. The message in progress is bounded by `maxLength` (a message longer fails, complete or not), so
+ * nothing here grows past the limit and one read.
+ */
+class DecoderCutter<A, E> implements Cutter, Cutting {
+  readonly framer: Cutting = this
+  completed = 0
+  private acc: Buffer = EMPTY
+  private accLen = 0
+  /** Why the last push failed, when a bound ended it (the decoder's own failures go to the sink). */
+  private failure: Failure | undefined = undefined
+  private readonly cursor: { bytes: Uint8Array; offset: number } = { bytes: EMPTY, offset: 0 }
+  private readonly decoder: Framing.Decoder<A, E>
+  private readonly maxLength: number
+  private readonly sink: Sink<A, E>
+
+  constructor(decoder: Framing.Decoder<A, E>, maxLength: number, sink: Sink<A, E>) {
+    this.decoder = decoder
+    this.maxLength = maxLength
+    this.sink = sink
+  }
+
+  get terminator(): Terminator.Terminator {
+    return Terminator.none
+  }
+
+  set terminator(_: Terminator.Terminator) {}
+
+  get paused(): boolean {
+    return false
+  }
+
+  resume(): Failure | undefined {
+    return undefined
+  }
+
+  get buffered(): number {
+    return this.accLen
+  }
+
+  get pendingBytes(): number {
+    return 0
+  }
+
+  discard(): void {
+    this.acc = EMPTY
+    this.accLen = 0
+  }
+
+  start(): Failure | undefined {
+    return undefined
+  }
+
+  push(chunk: Uint8Array): Failure | undefined {
+    if (chunk.length === 0) return undefined
+    if (this.accLen === 0) {
+      const buf = asBuffer(chunk)
+      const at = this.decodeAll(buf)
+      if (at < 0) return this.failure
+      // the rest of the chunk starts the next message: copied, so that the chunk is not kept for it
+      if (at < buf.length) this.keep(buf, at, buf.length)
+      return undefined
+    }
+    this.append(chunk)
+    const acc = this.accLen === this.acc.length ? this.acc : this.acc.subarray(0, this.accLen)
+    const at = this.decodeAll(acc)
+    if (at < 0) return this.failure
+    if (at === 0) return undefined
+    // messages hold views of `acc`: what is left moves to a buffer of its own
+    const accLen = this.accLen
+    this.acc = EMPTY
+    this.accLen = 0
+    if (at < accLen) this.keep(acc, at, accLen)
+    return undefined
+  }
+
+  end(): Failure | undefined {
+    const rest = this.accLen
+    if (rest === 0) return undefined
+    const bytes = this.acc.subarray(0, rest)
+    this.acc = EMPTY
+    this.accLen = 0
+    const ending = this.decoder.end
+    if (ending === undefined) return undefined
+    const result = ending(bytes)
+    if (isFailed(result)) this.sink.error = result.error
+    else for (let i = 0; i < result.length; i++) this.sink.out.push(result[i])
+    return undefined
+  }
+
+  /**
+   * Decodes the messages of `bytes` into the sink: where the first incomplete one starts, or -1 on a failure
+   * (the decoder's goes to the sink, a bound's to `failure`).
+   */
+  private decodeAll(bytes: Uint8Array): number {
+    const cursor = this.cursor
+    const decode = this.decoder.decode
+    const max = this.maxLength
+    const out = this.sink.out
+    const len = bytes.length
+    cursor.bytes = bytes
+    cursor.offset = 0
+    let at = 0
+    while (at < len) {
+      const result = decode(cursor)
+      if (result === NEED_MORE) {
+        cursor.offset = at
+        break
+      }
+      if (result instanceof FailStep) {
+        this.sink.error = result.error
+        return -1
+      }
+      const next = cursor.offset
+      if (!(next > at && next <= len)) throw new Error(decoderMoved(at, next, len))
+      if (next - at > max) return this.tooLong(`a message of ${byteCount(next - at)}`)
+      out.push(result as A)
+      this.completed++
+      at = next
+    }
+    cursor.bytes = EMPTY
+    // an incomplete message already this long is longer than the limit
+    if (len - at >= max) return this.tooLong(`a message of at least ${byteCount(len - at + 1)}`)
+    return at
+  }
+
+  private tooLong(what: string): number {
+    this.failure = tooLong(this.maxLength, what, undefined)
+    return -1
+  }
+
+  /** Keeps `src[from, to)` as the start of the message in progress, in a buffer of its own. */
+  private keep(src: Uint8Array, from: number, to: number): void {
+    const n = to - from
+    this.acc = Buffer.allocUnsafe(Math.max(n * 2, 64))
+    this.acc.set(src.subarray(from, to), 0)
+    this.accLen = n
+  }
+
+  /** Appends `chunk` to the message in progress, growing the buffer by doubling. */
+  private append(chunk: Uint8Array): void {
+    const needed = this.accLen + chunk.length
+    if (needed > this.acc.length) {
+      const next = Buffer.allocUnsafe(Math.max(needed, this.acc.length * 2))
+      next.set(this.acc.subarray(0, this.accLen), 0)
+      this.acc = next
+    }
+    this.acc.set(chunk, this.accLen)
+    this.accLen = needed
+  }
+}
+
+const decoderMoved = (from: number, to: number, length: number): string =>
+  `A Framing.Decoder returned a message but moved the cursor from ${from} to ${to} (of ${length} bytes): ` +
+  "it must move past the message it decodes, and no further than the bytes it was given"
+
+/** A `Framing.Decoder`, its message in progress bounded by `maxLength`. */
+export const decoder = <A, E>(decoder: Framing.Decoder<A, E>, maxLength: number, sink: Sink<A, E>): Cutter =>
+  new DecoderCutter(decoder, maxLength, sink)

@@ -11,5 +11,9 @@ import type { Failure } from "./framer.ts"
 /** The error reason of `failure`. */
 export const reasonOf = (failure: Failure): FrameTooLong | InvalidTerminator =>
   failure._tag === "FrameTooLong"
-    ? new FrameTooLong({ limit: failure.limit, terminator: failure.terminator, message: failure.message })
+    ? new FrameTooLong(
+      failure.terminator === undefined
+        ? { limit: failure.limit, message: failure.message }
+        : { limit: failure.limit, terminator: failure.terminator, message: failure.message }
+    )
     : new InvalidTerminator({ message: failure.message })

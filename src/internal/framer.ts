@@ -20,8 +20,8 @@ export type Failure =
   | {
     readonly _tag: "FrameTooLong"
     readonly limit: number
-    /** The terminator of the frame, as `Terminator.format` renders it. */
-    readonly terminator: string
+    /** The terminator of the frame, as `Terminator.format` renders it (none for a decoder's message). */
+    readonly terminator: string | undefined
     readonly message: string
   }
   | { readonly _tag: "InvalidTerminator"; readonly message: string }
@@ -90,7 +90,7 @@ const find = (buf: Buffer, delim: Uint8Array, pos: number): number => {
   return -1
 }
 
-const asBuffer = (chunk: Uint8Array): Buffer =>
+export const asBuffer = (chunk: Uint8Array): Buffer =>
   Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
 
 export class Framer {
@@ -214,7 +214,7 @@ export class Framer {
           const j = this.searchBoundary(delim, w, buf, pos, c)
           if (j >= 0) {
             const frameLen = this.accLen - w + j
-            if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`, t)
+            if (frameLen > max) return tooLong(max, `a frame of ${byteCount(frameLen)}`, t)
             pos += j + dl - w
             this.emptyRun = 0
             if (!this.emit(this.take(frameLen), true)) return this.stopped(buf, pos)
@@ -228,7 +228,7 @@ export class Framer {
           return undefined
         }
         const frameLen = this.accLen + k - pos
-        if (frameLen > max) return tooLong(max, `a frame of ${bytes(frameLen)}`, t)
+        if (frameLen > max) return tooLong(max, `a frame of ${byteCount(frameLen)}`, t)
         this.append(buf, pos, k, frameLen)
         pos = k + dl
         this.emptyRun = 0
@@ -243,7 +243,7 @@ export class Framer {
       const first = pos
       let single = 0
       while (k >= 0) {
-        if (k - pos > max) return tooLong(max, `a frame of ${bytes(k - pos)}`, t)
+        if (k - pos > max) return tooLong(max, `a frame of ${byteCount(k - pos)}`, t)
         if (onFrames !== undefined && ++single > SINGLE_FRAMES) {
           pos = this.many(buf, pos, k, delim, byte, (pos - first) / SINGLE_FRAMES, onFrames)
           k = this.found
@@ -303,7 +303,7 @@ export class Framer {
   end(): Failure | undefined {
     if (this.accLen === 0) return undefined
     const max = this.maxFrameLength
-    if (this.accLen > max) return tooLong(max, `a frame of ${bytes(this.accLen)}`, this.terminator)
+    if (this.accLen > max) return tooLong(max, `a frame of ${byteCount(this.accLen)}`, this.terminator)
     return this.emit(this.take(this.accLen), false) ? undefined : this.failure
   }
 
@@ -364,22 +364,25 @@ export class Framer {
   }
 }
 
-const tooLong = (limit: number, what: string, terminator: Terminator.Terminator): Failure => {
-  const formatted = Terminator.format(terminator)
+/** A frame (or, with no terminator, a decoder's message) over `limit`, `what` saying how long. */
+export const tooLong = (limit: number, what: string, terminator: Terminator.Terminator | undefined): Failure => {
+  const formatted = terminator === undefined ? undefined : Terminator.format(terminator)
   return {
     _tag: "FrameTooLong",
     limit,
     terminator: formatted,
-    message: `Frame too long: ${what} exceeds the limit of ${bytes(limit)} (terminator ${formatted})`
+    message: formatted === undefined
+      ? `Message too long: ${what} exceeds the limit of ${byteCount(limit)}`
+      : `Frame too long: ${what} exceeds the limit of ${byteCount(limit)} (terminator ${formatted})`
   }
 }
 
 /** "1 byte", "2 bytes". */
-const bytes = (n: number): string => (n === 1 ? "1 byte" : `${n} bytes`)
+export const byteCount = (n: number): string => (n === 1 ? "1 byte" : `${n} bytes`)
 
 /** With `buffered` bytes and no delimiter among them, the frame is at least this long. */
 const atLeast = (buffered: number, delimiterLength: number): string =>
-  `a frame of at least ${bytes(buffered - delimiterLength + 1)}`
+  `a frame of at least ${byteCount(buffered - delimiterLength + 1)}`
 
 const stalled = (): Failure => ({
   _tag: "InvalidTerminator",

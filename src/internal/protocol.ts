@@ -16,7 +16,7 @@ export const TypeId = "~effect-asynchat/Protocol" as const
 /**
  * How a protocol cuts its input: one terminator for every frame, a terminator the handler changes as frames
  * arrive (`AsyncChat.make`: frames are cut one at a time, so a change applies to the bytes right after the
- * frame), or a `Framing.Machine`. Batched, each element the connection hands out is the array of what one read
+ * frame), a `Framing.Machine`, or a `Framing.Decoder`. Batched, each element the connection hands out is the array of what one read
  * completed.
  */
 export type Mode<EI> =
@@ -25,6 +25,11 @@ export type Mode<EI> =
   | {
     readonly _tag: "Machine"
     readonly machine: Framing.Machine<any, any, EI>
+    readonly batched?: boolean | undefined
+  }
+  | {
+    readonly _tag: "Decoder"
+    readonly decoder: Framing.Decoder<any, EI>
     readonly batched?: boolean | undefined
   }
 

@@ -60,6 +60,8 @@ export class InputPull implements Reader {
     this.owner = owner
     this.cutter = mode._tag === "Machine"
       ? Cutters.machine(mode.machine, maxFrameLength, this.sink)
+      : mode._tag === "Decoder"
+      ? Cutters.decoder(mode.decoder, maxFrameLength, this.sink)
       : mode._tag === "Exact"
       ? Cutters.exact(mode.terminator, maxFrameLength, this.sink as Cutters.Sink<any, never>)
       : Cutters.fixed(mode.terminator, maxFrameLength, this.sink as Cutters.Sink<any, never>)

@@ -29,7 +29,7 @@
  * The sections are the modules of bench/sections/; what they share (processes, measuring, the report and its chart)
  * is in bench/harness/.
  *
- * Run: `npm run bench`. `BENCH_ONLY=redis,http,tls,echo,smtp,memory` runs some sections (docs are then not written),
+ * Run: `npm run bench`. `BENCH_ONLY=redis,http,tls,echo,smtp,memory,framing` runs some sections (docs are then not written),
  * `BENCH_ROUNDS=3` sets the rounds (default 5: on these shared machines one round can be off by 10%),
  * `BENCH_DEBUG=1` prints every measurement, `BENCH_PROFILE=DIR` runs our servers under `node --cpu-prof` writing
  * into DIR (summarise with bench/profile-summary.ts). Exits 0 when it measured, met or not: it is a report, not a
@@ -43,6 +43,7 @@ import { ROUNDS } from "./harness/measure.ts"
 import { PROFILE, ROOT } from "./harness/processes.ts"
 import { machine, markdown, type Report, table, tableRows } from "./harness/report.ts"
 import { notes, rows, targetsMet } from "./harness/results.ts"
+import * as Framing from "./sections/framing.ts"
 import * as Http11 from "./sections/http11.ts"
 import * as LineEcho from "./sections/line-echo.ts"
 import * as Memory from "./sections/memory.ts"
@@ -57,7 +58,8 @@ const sections: Record<string, () => Promise<void>> = {
   tls: Tls.measure,
   echo: LineEcho.measure,
   smtp: Smtp.measure,
-  memory: Memory.measure
+  memory: Memory.measure,
+  framing: Framing.measure
 }
 
 const ONLY = process.env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter((s) => s !== "")

@@ -355,13 +355,16 @@ const answerOf = (message: Message, answers: Array<Buffer>, close: boolean): Uin
   }
 }
 
+/** Answers pushed together; after each group, a shutdown that began meanwhile is asked about. */
+const GROUP = 64
+
 /**
- * Answers a batch of messages in order. `push` queues at once and returns what to wait for when the output is
- * over its high-water mark; the batch goes on only after that wait, so a client that pipelines without
- * reading is held to the watermarks. A shutdown that begins during such a wait (`isDraining`, asked only then:
- * a batch runs in one go otherwise) makes the next answer say `Connection: close` and be the last: the client
- * sends no more on this connection, and resends what it pipelined beyond it (RFC 9112, section 9.6). A
- * shutdown that begins between batches ends the input there, and the connection closes after its answers.
+ * Answers a batch of messages in order, in groups of up to `GROUP` answers a push. A push returns what to wait
+ * for when the output is over its high-water mark, and the batch goes on only after that wait, so a client that
+ * pipelines without reading is held to the watermarks. A shutdown that began meanwhile (`isDraining`, asked
+ * between groups) makes the next answer say `Connection: close` and be the last: the client sends no more on
+ * this connection, and resends what it pipelined beyond it (RFC 9112, section 9.6). A shutdown that begins
+ * between batches ends the input there, and the connection closes after its answers.
  */
 const answerAll = (
   chat: Chat.ChatShape,
@@ -371,20 +374,20 @@ const answerAll = (
   draining: boolean
 ): Effect.Effect<void> => {
   const answers = answersAt(Date.now())
+  const out: Array<Uint8Array> = []
   for (let i = from; i < messages.length; i++) {
     const message = messages[i]
     const close = message._tag === "Request" && (!message.keepAlive || draining)
-    const wait = chat.push(answerOf(message, answers, close))
-    if (close) return Effect.andThen(wait, chat.closeWhenDone)
-    if (i === messages.length - 1) return wait
-    if (wait !== Effect.void) {
+    out.push(answerOf(message, answers, close))
+    if (close) return Effect.andThen(chat.push(...out), chat.closeWhenDone)
+    if (out.length === GROUP && i < messages.length - 1) {
       return Effect.andThen(
-        wait,
+        chat.push(...out),
         Effect.flatMap(server.isDraining, (now) => answerAll(chat, server, messages, i + 1, now))
       )
     }
   }
-  return Effect.void
+  return chat.push(...out)
 }
 
 /** Answers a refused request, then the connection closes (the handler returns). */

@@ -552,16 +552,16 @@ export const execute = (store: Store, args: Command, now: number): Reply => {
 export const Redis = (store: Store) =>
   Protocol.forEachBatch(
     RespRequests,
-    // the connection's handle, taken once
-    Effect.map(Chat.Chat, (chat) => (commands) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const replies: Array<Uint8Array | string> = []
-        for (let i = 0; i < commands.length; i++) {
-          const reply = execute(store, commands[i], now)
-          for (let j = 0; j < reply.length; j++) replies.push(reply[j])
-        }
-        return chat.push(...replies)
-      }))
+    // the connection's handle and the clock, taken once
+    Effect.map(Effect.all([Chat.Chat, Clock.Clock]), ([chat, clock]) => (commands) => {
+      const now = clock.currentTimeMillisUnsafe()
+      const replies: Array<Uint8Array | string> = []
+      for (let i = 0; i < commands.length; i++) {
+        const reply = execute(store, commands[i], now)
+        for (let j = 0; j < reply.length; j++) replies.push(reply[j])
+      }
+      return chat.push(...replies)
+    })
   ).pipe(
     Protocol.mapHandler(Effect.catchIf(
       (e): e is ProtocolError => e instanceof ProtocolError,

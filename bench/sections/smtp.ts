@@ -86,6 +86,7 @@ export const measure = async () => {
       workload: `${connections} conns, ${messages} x ${size / 1024} KiB, lock-step`,
       unit: "µs/msg"
     }
-    addRow({ ...fields, ours: "ours", peer: "smtpd", target: 0.3 }, o, p, 1e6)
+    // no Node floor for SMTP: CPython's smtpd is shown for information
+    addRow({ ...fields, ours: "ours", peer: "smtpd", target: undefined }, o, p, 1e6)
   })
 }

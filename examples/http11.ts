@@ -77,9 +77,10 @@ const reasons: Record<number, string> = {
   505: "HTTP Version Not Supported"
 }
 
-// Parsing: the head is one latin1 string (one char per byte), scanned with indexOf and charCodeAt.
+// Parsing: the head's bytes scanned in place; a string is made only of what is kept (the target) or is rare
+// (a list header's value).
 
-/** RFC 9110 token characters, by char code. */
+/** RFC 9110 token characters, by byte. */
 const TOKEN = new Uint8Array(256)
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") {
   TOKEN[c.charCodeAt(0)] = 1
@@ -87,18 +88,42 @@ for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 
 const SP = 0x20
 const HTAB = 0x09
+const CR = 0x0d
+const LF = 0x0a
 
-/** Whether `s[from, from + lower.length)` is `lower`, ignoring ASCII case (`lower` is letters and `-` only). */
-const equalsLower = (s: string, from: number, lower: string): boolean => {
+const latin1 = (bytes: Uint8Array): string =>
+  (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString("latin1")
+
+/** Where the next CRLF at or after `from` starts, or -1. A loop, not `indexOf`: a head's lines are short. */
+const crlfFrom = (b: Uint8Array, from: number): number => {
+  for (let i = from; i + 1 < b.length; i++) if (b[i] === CR && b[i + 1] === LF) return i
+  return -1
+}
+
+/** Where the next space in `b[from, to)` is, or -1. */
+const spaceFrom = (b: Uint8Array, from: number, to: number): number => {
+  for (let i = from; i < to; i++) if (b[i] === SP) return i
+  return -1
+}
+
+/** Whether `b[from, from + text.length)` is `text`. */
+const startsWith = (b: Uint8Array, from: number, text: string): boolean => {
+  if (from + text.length > b.length) return false
+  for (let i = 0; i < text.length; i++) if (b[from + i] !== text.charCodeAt(i)) return false
+  return true
+}
+
+/** Whether `b[from, from + lower.length)` is `lower`, ignoring ASCII case (`lower` is letters and `-` only). */
+const equalsLower = (b: Uint8Array, from: number, lower: string): boolean => {
   for (let i = 0; i < lower.length; i++) {
-    if ((s.charCodeAt(from + i) | 0x20) !== lower.charCodeAt(i)) return false
+    if ((b[from + i] | 0x20) !== lower.charCodeAt(i)) return false
   }
   return true
 }
 
-/** Whether the comma-separated list `s[from, to)` has `lower` as one of its elements, ignoring case. */
-const listHas = (s: string, from: number, to: number, lower: string): boolean => {
-  for (const element of s.slice(from, to).split(",")) {
+/** Whether the comma-separated list `b[from, to)` has `lower` as one of its elements, ignoring case. */
+const listHas = (b: Uint8Array, from: number, to: number, lower: string): boolean => {
+  for (const element of latin1(b.subarray(from, to)).split(",")) {
     if (element.trim().toLowerCase() === lower) return true
   }
   return false
@@ -117,35 +142,43 @@ const decimal = (s: string): number => {
 }
 
 /** The method as a shared constant when it is one served, so a request allocates no string for it. */
-const methodOf = (s: string, from: number, to: number): string => {
+const methodOf = (b: Uint8Array, from: number, to: number): string => {
   const n = to - from
-  if (n === 3 && s.startsWith("GET", from)) return "GET"
-  if (n === 4 && s.startsWith("HEAD", from)) return "HEAD"
-  if (n === 4 && s.startsWith("POST", from)) return "POST"
-  return s.slice(from, to)
+  if (n === 3 && startsWith(b, from, "GET")) return "GET"
+  if (n === 4 && startsWith(b, from, "HEAD")) return "HEAD"
+  if (n === 4 && startsWith(b, from, "POST")) return "POST"
+  return latin1(b.subarray(from, to))
 }
 
-/** Parses a request head (without its blank line), or says why not. Pure: the machine's `step` calls it. */
-export const parseHead = (head: string): Request | HttpError => {
+/**
+ * Parses a request head (its bytes, without the blank line), or says why not. Pure: the machine's `step` calls
+ * it.
+ * @example
+ * ```ts
+ * parseHead(Buffer.from("GET / HTTP/1.1\r\nHost: example.com")) // { _tag: "Request", method: "GET", ... }
+ * ```
+ */
+export const parseHead = (head: Uint8Array): Request | HttpError => {
+  const length = head.length
   let start = 0
   // RFC 9112 §2.2: empty lines before a request line are ignored (some clients send CRLF after a body).
-  while (head.startsWith("\r\n", start)) start += 2
-  let lineEnd = head.indexOf("\r\n", start)
-  if (lineEnd < 0) lineEnd = head.length
+  while (head[start] === CR && head[start + 1] === LF) start += 2
+  let lineEnd = crlfFrom(head, start)
+  if (lineEnd < 0) lineEnd = length
 
   // method SP request-target SP HTTP-version
-  const sp1 = head.indexOf(" ", start)
-  const sp2 = sp1 < 0 ? -1 : head.indexOf(" ", sp1 + 1)
+  const sp1 = spaceFrom(head, start, length)
+  const sp2 = sp1 < 0 ? -1 : spaceFrom(head, sp1 + 1, length)
   if (sp1 <= start || sp2 <= sp1 + 1 || sp2 >= lineEnd) return bad("malformed request line")
-  for (let i = start; i < sp1; i++) if (TOKEN[head.charCodeAt(i)] === 0) return bad("malformed request line")
+  for (let i = start; i < sp1; i++) if (TOKEN[head[i]] === 0) return bad("malformed request line")
   for (let i = sp1 + 1; i < sp2; i++) {
-    const c = head.charCodeAt(i)
+    const c = head[i]
     if (c <= SP || c >= 0x7f) return bad("malformed request line")
   }
   let version: "1.0" | "1.1"
-  if (lineEnd - sp2 === 9 && head.startsWith("HTTP/1.1", sp2 + 1)) version = "1.1"
-  else if (lineEnd - sp2 === 9 && head.startsWith("HTTP/1.0", sp2 + 1)) version = "1.0"
-  else if (/^HTTP\/\d\.\d$/.test(head.slice(sp2 + 1, lineEnd))) {
+  if (lineEnd - sp2 === 9 && startsWith(head, sp2 + 1, "HTTP/1.1")) version = "1.1"
+  else if (lineEnd - sp2 === 9 && startsWith(head, sp2 + 1, "HTTP/1.0")) version = "1.0"
+  else if (/^HTTP\/\d\.\d$/.test(latin1(head.subarray(sp2 + 1, lineEnd)))) {
     return new HttpError({ status: 505, detail: "only HTTP/1.0 and HTTP/1.1 are served" })
   } else return bad("malformed request line")
 
@@ -157,20 +190,20 @@ export const parseHead = (head: string): Request | HttpError => {
   let expectsContinue = false
   let chunked = false
   let pos = lineEnd + 2
-  while (pos < head.length) {
-    let end = head.indexOf("\r\n", pos)
-    if (end < 0) end = head.length
+  while (pos < length) {
+    let end = crlfFrom(head, pos)
+    if (end < 0) end = length
     let colon = pos
-    while (colon < end && TOKEN[head.charCodeAt(colon)] === 1) colon++
-    if (colon === pos || colon === end || head.charCodeAt(colon) !== 0x3a) return bad("malformed header line")
+    while (colon < end && TOKEN[head[colon]] === 1) colon++
+    if (colon === pos || colon === end || head[colon] !== 0x3a) return bad("malformed header line")
     let from = colon + 1
     let to = end
     for (let i = from; i < to; i++) {
-      const c = head.charCodeAt(i)
+      const c = head[i]
       if ((c < SP && c !== HTAB) || c === 0x7f) return bad("malformed header line")
     }
-    while (from < to && (head.charCodeAt(from) === SP || head.charCodeAt(from) === HTAB)) from++
-    while (to > from && (head.charCodeAt(to - 1) === SP || head.charCodeAt(to - 1) === HTAB)) to--
+    while (from < to && (head[from] === SP || head[from] === HTAB)) from++
+    while (to > from && (head[to - 1] === SP || head[to - 1] === HTAB)) to--
     // Only four names matter; their lengths tell them apart before any comparison.
     switch (colon - pos) {
       case 4:
@@ -188,7 +221,7 @@ export const parseHead = (head: string): Request | HttpError => {
       case 14:
         if (equalsLower(head, pos, "content-length")) {
           // A list of equal values (`5, 5`) is one length (RFC 9110 §8.6); anything else is refused.
-          for (const element of head.slice(from, to).split(",")) {
+          for (const element of latin1(head.subarray(from, to)).split(",")) {
             const n = decimal(element.trim())
             if (n < 0) return bad("Content-Length must be a decimal number")
             if (contentLength >= 0 && n !== contentLength) return bad("conflicting Content-Length headers")
@@ -208,15 +241,15 @@ export const parseHead = (head: string): Request | HttpError => {
   if (contentLength > limits.maxBodyLength) {
     return new HttpError({ status: 413, detail: `the body may be at most ${limits.maxBodyLength} bytes` })
   }
-  const length = contentLength < 0 ? 0 : contentLength
+  const bodyLength = contentLength < 0 ? 0 : contentLength
   return {
     _tag: "Request",
     method: methodOf(head, start, sp1),
-    target: head.slice(sp1 + 1, sp2),
+    target: latin1(head.subarray(sp1 + 1, sp2)),
     version,
     keepAlive: !close && (version === "1.1" || keepAlive),
-    contentLength: length,
-    expectsContinue: expectsContinue && version === "1.1" && length > 0
+    contentLength: bodyLength,
+    expectsContinue: expectsContinue && version === "1.1" && bodyLength > 0
   }
 }
 
@@ -233,9 +266,6 @@ const CONTINUE: Continue = { _tag: "Continue" }
 
 /** Only CR and LF: what a client may leave after its last request before it closes. */
 const blank = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0x0d || b === 0x0a)
-
-const latin1 = (bytes: Uint8Array): string =>
-  (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)).toString("latin1")
 
 /** After a request: the next head, or nothing more if it closes the connection. */
 const after = (request: Request): State => (request.keepAlive ? HEAD : CLOSING)
@@ -265,7 +295,7 @@ export const Http11Requests = Framing.machine<State, Message, HttpError>({
             : Framing.fail(bad("the request head ended before its blank line"))
         }
         if (frame.bytes.length === 0) return Framing.next(state) // a stray CRLF pair between requests
-        const request = parseHead(latin1(frame.bytes))
+        const request = parseHead(frame.bytes)
         if (request instanceof HttpError) return Framing.fail(request)
         if (request.contentLength === 0) return Framing.next<State, Message>(after(request), request)
         const body: State = { _tag: "Body", request, remaining: request.contentLength }

@@ -127,7 +127,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
    * (`Protocol.forEach` keeps the pull alone).
    */
   get input(): Stream.Stream<unknown, unknown> {
-    return Input.fromPull(this.reader.pull)
+    return Input.fromSource(this.reader)
   }
 
   /** Once its finalizer is in place: watches the timeouts and counts the connection as open. */

@@ -34,8 +34,8 @@ export type Mode<EI> =
   }
 
 /**
- * A connection's handler: it gets the connection's own input (a Stream over the connection's pull, which
- * `Input.pullOf` finds), and runs with `Chat` and `Scope` provided.
+ * A connection's handler: it gets the connection's own input (a Stream over the connection's pull, whose
+ * source `Input.sourceOf` finds), and runs with `Chat` and `Scope` provided.
  */
 export type Handler<E, R> = (input: Stream.Stream<any, any>) => Effect.Effect<unknown, E, R | Chat | Scope.Scope>
 
@@ -91,11 +91,10 @@ export const forEachOf = <A, E, X, E2, R2>(
   input: Stream.Stream<A, E>,
   f: (a: A) => Effect.Effect<X, E2, R2>
 ): Effect.Effect<void, E | E2, R2> => {
-  const pull = Input.pullOf(input)
-  if (pull === undefined) return notConnectionInput
-  // a connection's pull hands out one element at a time; `forever` without yields, as Stream.runForEach
-  const each = Effect.flatMap(pull, (elements) => f(elements[0]))
-  return Effect.catchCause(Effect.forever(each, { disableYield: true }), endOfInput)
+  const source = Input.sourceOf(input)
+  if (source === undefined) return notConnectionInput
+  // each pull runs `f` on the next element; `forever` without yields, as Stream.runForEach
+  return Effect.catchCause(Effect.forever(source.each(f), { disableYield: true }), endOfInput)
 }
 
 /**

@@ -40,7 +40,7 @@ export interface Owner {
 
 const fromFailure = (failure: Failure): ChatError.ChatError => new ChatError.ChatError({ reason: reasonOf(failure) })
 
-export class InputPull implements Reader {
+export class InputPull implements Reader, Input.Source<unknown, unknown> {
   private readonly owner: Owner
   // everything the cutter produces during one read goes to `sink.out`, handed downstream as one batch
   private readonly sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
@@ -54,6 +54,8 @@ export class InputPull implements Reader {
   private ready: Array<unknown> = []
   private readyAt = 0
   private completedAtWait = 0
+  /** Set by `each`: what each element is handed to, its effect what a pull then is. */
+  private consumer: ((element: unknown) => Effect.Effect<unknown, unknown, unknown>) | undefined = undefined
   readonly pull: Next = Effect.suspend(() => this.step())
 
   constructor(owner: Owner, mode: Mode<unknown>, maxFrameLength: number) {
@@ -87,6 +89,11 @@ export class InputPull implements Reader {
     }
     this.owner.counters.read(size)
     return this.handOut()
+  }
+
+  each<X, E2, R>(f: (element: unknown) => Effect.Effect<X, E2, R>): Effect.Effect<X, unknown, R> {
+    this.consumer = f
+    return this.pull as Effect.Effect<any, unknown, R>
   }
 
   holdOutput(): void {
@@ -164,7 +171,7 @@ export class InputPull implements Reader {
       const batch = sink.out
       sink.out = []
       this.owner.counters.frames(batch.length)
-      return Effect.succeed([batch])
+      return this.consumer === undefined ? Effect.succeed([batch]) : this.consumer(batch) as Next
     }
     if (this.readyAt === this.ready.length) {
       if (sink.out.length === 0) return this.pull
@@ -173,7 +180,8 @@ export class InputPull implements Reader {
       sink.out = []
       this.owner.counters.frames(this.ready.length)
     }
-    return Effect.succeed([this.ready[this.readyAt++]])
+    const element = this.ready[this.readyAt++]
+    return this.consumer === undefined ? Effect.succeed([element]) : this.consumer(element) as Next
   }
 
   /** Runs one of the cutter's steps, recording a failure, a machine's error, or what it threw. */

@@ -40,7 +40,12 @@ describe("the loops of Protocol.forEach, forEachBatch and AsyncChat.make", () =>
       for (const protocol of protocols) {
         const elements = protocol === protocols[1] ? [[frame("a"), frame("b")]] : [frame("a"), frame("b")]
         const { pull, state } = countingPull(elements)
-        yield* runHandler(protocol, Input.fromPull(pull))
+        // a source as a connection's is: `each` runs `f` on what the next pull hands out
+        const source: Input.Source<unknown, never> = {
+          pull,
+          each: (f) => Effect.flatMap(pull, (one) => f(one[0]))
+        }
+        yield* runHandler(protocol, Input.fromSource(source))
         expect(state.pulls).toBe(elements.length + 1)
       }
       expect(seen).toEqual(["a", "b", "a", "b", "a", "b"])

@@ -385,40 +385,39 @@ const answerOf = (message: Message, answers: Array<Buffer>, close: boolean): Uin
   }
 }
 
-/** Answers pushed together; after each group, a shutdown that began meanwhile is asked about. */
+/** Answers pushed together, between two looks at the output's room and the server's shutdown. */
 const GROUP = 64
 
 /**
- * Answers a batch of messages in order, in groups of up to `GROUP` answers a push. A push returns what to wait
- * for when the output is over its high-water mark, and the batch goes on only after that wait, so a client that
- * pipelines without reading is held to the watermarks. A shutdown that began meanwhile (`isDraining`, asked
- * between groups) makes the next answer say `Connection: close` and be the last: the client sends no more on
- * this connection, and resends what it pipelined beyond it (RFC 9112, section 9.6). A shutdown that begins
- * between batches ends the input there, and the connection closes after its answers.
+ * Answers a batch of messages in order, in groups of up to `GROUP`. Before each group it waits for room in the
+ * output (a push of nothing waits as a push would: until a client that pipelines without reading has taken
+ * enough), then asks whether a shutdown began (`isDraining`), and only then queues the group without waiting
+ * (`offer`, sure to fit after that wait). So every wait comes before an answer that can say so: once a shutdown
+ * began, the next answer says `Connection: close` and is the last; the client sends no more on this connection,
+ * and resends what it pipelined beyond it (RFC 9112, section 9.6). Queued output stays under the high-water
+ * mark plus one group. A shutdown that begins between batches ends the input there, and the connection closes
+ * after its answers.
  */
 const answerAll = (
   chat: Chat.ChatShape,
   server: ChatServer.ChatServerShape,
   messages: ReadonlyArray<Message>,
-  from: number,
-  draining: boolean
-): Effect.Effect<void> => {
-  const answers = answersAt(Date.now())
-  const out: Array<Uint8Array> = []
-  for (let i = from; i < messages.length; i++) {
-    const message = messages[i]
-    const close = message._tag === "Request" && (!message.keepAlive || draining)
-    out.push(answerOf(message, answers, close))
-    if (close) return Effect.andThen(chat.push(...out), chat.closeWhenDone)
-    if (out.length === GROUP && i < messages.length - 1) {
-      return Effect.andThen(
-        chat.push(...out),
-        Effect.flatMap(server.isDraining, (now) => answerAll(chat, server, messages, i + 1, now))
-      )
+  from: number
+): Effect.Effect<void> =>
+  Effect.flatMap(Effect.andThen(chat.push(), server.isDraining), (draining) => {
+    const answers = answersAt(Date.now())
+    const out: Array<Uint8Array> = []
+    const end = Math.min(messages.length, from + GROUP)
+    for (let i = from; i < end; i++) {
+      const message = messages[i]
+      const close = message._tag === "Request" && (!message.keepAlive || draining)
+      out.push(answerOf(message, answers, close))
+      if (close) return Effect.andThen(chat.push(...out), chat.closeWhenDone)
     }
-  }
-  return chat.push(...out)
-}
+    // `offer` refuses only past the output limit, or once the connection is closing (a push drops it too)
+    const queued = Effect.flatMap(chat.offer(...out), (fits) => fits ? Effect.void : chat.push(...out))
+    return end === messages.length ? queued : Effect.andThen(queued, answerAll(chat, server, messages, end))
+  })
 
 /** Answers a refused request, then the connection closes (the handler returns). */
 const refuse = (status: number, detail: string) =>
@@ -437,7 +436,7 @@ export const Http11 = Protocol.forEachBatch(
   Effect.gen(function*() {
     const chat = yield* Chat.Chat
     const server = yield* ChatServer.ChatServer
-    return (batch: ReadonlyArray<Message>) => answerAll(chat, server, batch, 0, false)
+    return (batch: ReadonlyArray<Message>) => answerAll(chat, server, batch, 0)
   })
 ).pipe(
   Protocol.mapHandler(

@@ -77,7 +77,10 @@ const floors = (rows: ReadonlyArray<Row>): Array<string> =>
   rows.flatMap((r) => {
     if (r.target === undefined) return []
     const target = r.target
-    return FLOORS.flatMap((name) => {
+    // a variant's floor is the floor's same variant: "ours, young gen. 4 MB" against "fiber + Scope, young gen. 4 MB"
+    const variant = r.ours.startsWith("ours") ? r.ours.slice("ours".length) : ""
+    return FLOORS.flatMap((floorName) => {
+      const name = floorName + variant
       const floor = rows.find((f) =>
         f.section === r.section && f.workload === r.workload && f.ours === name && f.peer === r.peer
       )

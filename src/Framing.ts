@@ -332,6 +332,9 @@ export type NeedMore = typeof needMore
  *
  * Bounds: the bytes of one message, complete or not, are bounded by `maxFrameLength` (a longer one fails with
  * `FrameTooLong`, whatever the chunking), so a decoder that waits for a delimiter never buffers without bound.
+ * A malformed message is bounded too: a failure found past the limit, where the limit's bytes alone leave the
+ * decoder needing more, is `FrameTooLong`, as a read that ended at the limit would make it (the decoder is asked
+ * again on those bytes, so its verdict on a message must depend on the message's bytes only).
  * `end`, optional, gets the bytes of a message left incomplete at the end of input; without it they are
  * dropped. Unlike a machine, a decoder cannot pause (STARTTLS): use a machine for a protocol that upgrades.
  *

@@ -172,8 +172,9 @@ const NEED_MORE: Framing.NeedMore = Symbol.for("effect-asynchat/Framing/needMore
  * A `Framing.Decoder` over the input: each push is decoded where it lies when nothing is buffered (its messages
  * are views of the chunk), else appended to the bytes of the message in progress and decoded there. What is
  * left of a message is kept in a buffer of its own; a buffer whose bytes messages hold views of is never written
- * again. The message in progress is bounded by `maxLength` (a message longer fails, complete or not), so
- * nothing here grows past the limit and one read.
+ * again. The message in progress is bounded by `maxLength` (a message longer fails, complete or not, and so does
+ * one the decoder fails on past the limit when it needs more than the limit's bytes), so nothing here grows past
+ * the limit and one read.
  */
 class DecoderCutter<A, E> implements Cutter, Cutting {
   readonly framer: Cutting = this
@@ -281,6 +282,11 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
         break
       }
       if (result instanceof FailStep) {
+        // Found past the bound, the failure would depend on the chunking: a read ending at the bound leaves the
+        // decoder needing more, and the message too long. Asked again on the bound's bytes alone, it says which.
+        if (len - at > max && this.needsMoreWithin(bytes, at, at + max)) {
+          return this.tooLong(`a message of at least ${byteCount(max + 1)}`)
+        }
         this.sink.error = result.error
         return -1
       }
@@ -295,6 +301,17 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
     // an incomplete message already this long is longer than the limit
     if (len - at >= max) return this.tooLong(`a message of at least ${byteCount(len - at + 1)}`)
     return at
+  }
+
+  /** True when the decoder needs more than `bytes[at, end)` for the message at `at`. */
+  private needsMoreWithin(bytes: Uint8Array, at: number, end: number): boolean {
+    const cursor = this.cursor
+    const decode = this.decoder.decode
+    cursor.bytes = bytes.subarray(0, end)
+    cursor.offset = at
+    const needsMore = decode(cursor) === NEED_MORE
+    cursor.bytes = EMPTY
+    return needsMore
   }
 
   private tooLong(what: string): number {

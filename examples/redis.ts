@@ -252,19 +252,89 @@ const lineTooLong = (length: number, complete: boolean, delimiter: Terminator.Te
  * RESP requests, decoded a whole request at a time (`Framing.decoder`): the same requests and the same errors
  * as `RespRequestsMachine` on every input, at every chunking, in one pass over the bytes instead of a frame,
  * a step and a new state for each field. Lone `\n`s, empty inline lines and `*0` are no request: they are
- * consumed with the request after them. What the end of input cuts short is dropped.
+ * consumed on their own. What the end of input cuts short is dropped. One decoder per connection: a multibulk
+ * request that spans reads goes on from its last whole argument, so one of many arguments sent in small pieces
+ * costs each byte once, not its start again on every read.
  */
-export const RespRequests = Framing.decoder<Command, ProtocolError | ChatError.ChatError>({
-  decode: (input) => {
+export const RespRequests = Framing.decoder<Command, ProtocolError | ChatError.ChatError>(() => {
+  // The arguments of the request being read, as [start, length] pairs from the request's start (reused), and, for
+  // one that spans reads, how far it got: its count, where its next argument starts, and the bytes it had then.
+  const spans: Array<number> = []
+  let count = 0
+  let next = 0
+  let seen = 0
+
+  /** The bulk strings of a `*count` request starting at `start`, from `at` on, `spans` holding those before. */
+  const bulks = (
+    input: Framing.Cursor,
+    start: number,
+    at: number
+  ): Command | Framing.NeedMore | Framing.Failed<ProtocolError | ChatError.ChatError> => {
     const bytes = input.bytes
     const len = bytes.length
-    let at = input.offset
-    for (;;) {
+    while (spans.length < 2 * count) {
+      if (at >= len) return pause(input, start, at)
+      const cr = bytes.indexOf(CR, at)
+      if (cr < 0) {
+        return len - at > MAX_LINE
+          ? afresh(lineTooLong(len - at, false, CR_DELIMITER))
+          : pause(input, start, at)
+      }
+      if (cr - at > MAX_LINE) return afresh(lineTooLong(cr - at, true, CR_DELIMITER))
+      if (bytes[at] !== DOLLAR) return afresh(Framing.fail(notABulk(bytes, at, cr)))
+      const length = countOf(bytes, at + 1, cr)
+      if (length === undefined || length < 0 || length > MAX_BULK) {
+        return afresh(Framing.fail(new ProtocolError("invalid bulk length")))
+      }
+      const value = cr + 2
+      if (value + length + 2 > len) return pause(input, start, at)
+      spans.push(value - start, length)
+      at = value + length + 2
+    }
+    input.offset = at
+    const args: Array<Uint8Array> = new Array(count)
+    for (let i = 0; i < count; i++) {
+      const from = start + spans[2 * i]
+      args[i] = bytes.subarray(from, from + spans[2 * i + 1])
+    }
+    return afresh(args)
+  }
+
+  /** `answer`, the request done with: the next starts afresh. */
+  const afresh = <A>(answer: A): A => {
+    count = 0
+    spans.length = 0
+    return answer
+  }
+
+  /** No request up to `at` (lone `\n`s, an empty line, `*0`): consumed, and asked again from there. */
+  const consumed = (input: Framing.Cursor, at: number): Framing.NeedMore => {
+    input.offset = at
+    return Framing.needMore
+  }
+
+  /** Needs more for the request at `start`, read up to `at`. */
+  const pause = (input: Framing.Cursor, start: number, at: number): Framing.NeedMore => {
+    next = at - start
+    seen = input.bytes.length - start
+    return Framing.needMore
+  }
+
+  return {
+    decode: (input) => {
+      const bytes = input.bytes
+      const len = bytes.length
+      let at = input.offset
+      if (count > 0) {
+        // the request paused on goes on, unless these are not its bytes (fewer than before: asked afresh)
+        if (len - at >= seen) return bulks(input, at, at + next)
+        afresh(undefined)
+      }
       if (at >= len) return Framing.needMore
       const first = bytes[at]
       if (first === LF) {
-        at++
-        continue
+        while (at < len && bytes[at] === LF) at++
+        return consumed(input, at)
       }
       if (first !== STAR) {
         const lf = bytes.indexOf(LF, at + 1)
@@ -272,38 +342,20 @@ export const RespRequests = Framing.decoder<Command, ProtocolError | ChatError.C
         if (lf - at - 1 > MAX_LINE) return lineTooLong(lf - at - 1, true, Terminator.lf)
         const args = splitArgs(bytes.subarray(at, bytes[lf - 1] === CR ? lf - 1 : lf))
         if (args === undefined) return Framing.fail(new ProtocolError("unbalanced quotes in request"))
-        at = lf + 1
-        if (args.length === 0) continue
-        input.offset = at
+        if (args.length === 0) return consumed(input, lf + 1)
+        input.offset = lf + 1
         return args
       }
-      let cr = bytes.indexOf(CR, at + 1)
+      const cr = bytes.indexOf(CR, at + 1)
       if (cr < 0) return len - at - 1 > MAX_LINE ? lineTooLong(len - at - 1, false, CR_DELIMITER) : Framing.needMore
       if (cr - at - 1 > MAX_LINE) return lineTooLong(cr - at - 1, true, CR_DELIMITER)
-      const count = countOf(bytes, at + 1, cr)
-      if (count === undefined || count > MAX_ARGS) return Framing.fail(new ProtocolError("invalid multibulk length"))
+      const n = countOf(bytes, at + 1, cr)
+      if (n === undefined || n > MAX_ARGS) return Framing.fail(new ProtocolError("invalid multibulk length"))
       // the byte after `\r`, unchecked
       if (cr + 1 >= len) return Framing.needMore
-      at = cr + 2
-      if (count <= 0) continue
-      const args: Array<Uint8Array> = []
-      for (let i = 0; i < count; i++) {
-        if (at >= len) return Framing.needMore
-        cr = bytes.indexOf(CR, at)
-        if (cr < 0) return len - at > MAX_LINE ? lineTooLong(len - at, false, CR_DELIMITER) : Framing.needMore
-        if (cr - at > MAX_LINE) return lineTooLong(cr - at, true, CR_DELIMITER)
-        if (bytes[at] !== DOLLAR) return Framing.fail(notABulk(bytes, at, cr))
-        const length = countOf(bytes, at + 1, cr)
-        if (length === undefined || length < 0 || length > MAX_BULK) {
-          return Framing.fail(new ProtocolError("invalid bulk length"))
-        }
-        const start = cr + 2
-        if (start + length + 2 > len) return Framing.needMore
-        args.push(bytes.subarray(start, start + length))
-        at = start + length + 2
-      }
-      input.offset = at
-      return args
+      if (n <= 0) return consumed(input, cr + 2)
+      count = n
+      return bulks(input, at, cr + 2)
     }
   }
 })

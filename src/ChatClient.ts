@@ -353,7 +353,7 @@ export interface Client<A, EI = never> {
 export type FramingOption<A, EI> =
   | { readonly terminator: Terminator.Terminator }
   | { readonly machine: Framing.Machine<any, A, EI> }
-  | { readonly decoder: Framing.Decoder<A, EI> }
+  | { readonly decoder: Framing.Decoding<A, EI> }
 
 /**
  * Opens a connection for hand-driven use.
@@ -384,7 +384,7 @@ export const connect: {
   ): Effect.Effect<Client<A, EI>, ChatError.ChatError, Scope.Scope | R>
   <R, A, EI>(
     connector: Connector<R>,
-    options: { readonly decoder: Framing.Decoder<A, EI> } & Options
+    options: { readonly decoder: Framing.Decoding<A, EI> } & Options
   ): Effect.Effect<Client<A, EI>, ChatError.ChatError, Scope.Scope | R>
 } = <R>(connector: Connector<R>, options: FramingOption<unknown, unknown> & Options) =>
   Effect.gen(function*() {

@@ -293,7 +293,9 @@ export interface Cursor {
 
 /**
  * A {@link Decoder}'s answer when the bytes end before its message does: it is asked again, from the same
- * offset, once more bytes arrive.
+ * offset, once more bytes arrive. With the cursor moved forward, it says instead that the bytes it moved past
+ * are no message and are consumed (blank lines, keep-alives): it is asked again at once, from there. Consumed
+ * bytes are no part of a message, nor counted against `maxFrameLength`.
  *
  * @example
  * ```ts
@@ -327,8 +329,10 @@ export type NeedMore = typeof needMore
  * buffered, it decodes one whole message at the cursor (moving the cursor past it), says {@link needMore}, or
  * fails with {@link fail}. It is the fast form beside the terminator {@link Machine}: one call per message
  * instead of a step (a frame, a step object, a new state) per field, with the message's parts as views of the
- * input. It holds no state between messages; a message that spans reads is decoded again from its start
- * once more bytes arrive.
+ * input. A message that spans reads is presented again from its start, with more bytes after it. A decoder that
+ * reads such a message in one go is plain; one whose messages may span many reads (many small fields: a RESP
+ * request of thousands of arguments sent in small pieces) should remember how far it got, or it reads the first
+ * bytes again on every read: that is the function form of {@link decoder}, one decoder per connection.
  *
  * Bounds: the bytes of one message, complete or not, are bounded by `maxFrameLength` (a longer one fails with
  * `FrameTooLong`, whatever the chunking), so a decoder that waits for a delimiter never buffers without bound.
@@ -367,7 +371,33 @@ export interface Decoder<A, E> {
 }
 
 /**
- * Declares a {@link Decoder}; an identity that helps type inference.
+ * What a decoder's consumers take: a {@link Decoder}, or a function that makes one for each connection (each
+ * decoded stream), for a decoder that keeps state between calls.
+ *
+ * @example
+ * ```ts
+ * import { Framing } from "effect-asynchat"
+ *
+ * const Bytes: Framing.Decoding<Uint8Array, never> = Framing.decoder({
+ *   decode: (input) => {
+ *     const { bytes, offset } = input
+ *     if (offset >= bytes.length) return Framing.needMore
+ *     input.offset = bytes.length
+ *     return bytes.subarray(offset)
+ *   }
+ * })
+ * ```
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type Decoding<A, E> = Decoder<A, E> | (() => Decoder<A, E>)
+
+/**
+ * Declares a {@link Decoder}; an identity that helps type inference. Given a function, it is called once per
+ * connection (per decoded stream, and again after `discardBuffers`): the decoder it makes may keep state between
+ * calls, its progress through a message that spans reads, so that each byte is read once. Such a decoder is told
+ * of a message from its start again only when it returned it or failed: it should start afresh then.
  *
  * @example
  * ```ts
@@ -381,12 +411,33 @@ export interface Decoder<A, E> {
  *     return input.bytes.subarray(input.offset - 4, input.offset)
  *   }
  * })
+ *
+ * // lines, each a message: one decoder per connection, which remembers how far it looked for the "\n"
+ * const Lines = Framing.decoder(() => {
+ *   let searched = 0 // bytes of the line in progress already searched
+ *   return {
+ *     decode: (input) => {
+ *       const { bytes, offset } = input
+ *       const lf = bytes.indexOf(0x0a, offset + searched)
+ *       if (lf < 0) {
+ *         searched = bytes.length - offset
+ *         return Framing.needMore
+ *       }
+ *       searched = 0
+ *       input.offset = lf + 1
+ *       return bytes.subarray(offset, lf)
+ *     }
+ *   }
+ * })
  * ```
  *
  * @category constructors
  * @since 0.2.0
  */
-export const decoder = <A, E = never>(decoder: Decoder<A, E>): Decoder<A, E> => decoder
+export const decoder: {
+  <A, E = never>(make: () => Decoder<A, E>): () => Decoder<A, E>
+  <A, E = never>(decoder: Decoder<A, E>): Decoder<A, E>
+} = (decoder: Decoding<any, any>): any => decoder
 
 /**
  * Declares a {@link Machine}; an identity that helps type inference.
@@ -493,19 +544,19 @@ export const frames: {
  */
 export const decode: {
   <S, A, E2>(
-    machine: Machine<S, A, E2> | Decoder<A, E2>,
+    machine: Machine<S, A, E2> | Decoding<A, E2>,
     options?: Options
   ): <E, R>(self: Stream.Stream<Uint8Array, E, R>) => Stream.Stream<A, E | E2 | FramingError, R>
   <E, R, S, A, E2>(
     self: Stream.Stream<Uint8Array, E, R>,
-    machine: Machine<S, A, E2> | Decoder<A, E2>,
+    machine: Machine<S, A, E2> | Decoding<A, E2>,
     options?: Options
   ): Stream.Stream<A, E | E2 | FramingError, R>
 } = dual(
   (args) => Stream.isStream(args[0]),
   <E, R, S, A, E2>(
     self: Stream.Stream<Uint8Array, E, R>,
-    framing: Machine<S, A, E2> | Decoder<A, E2>,
+    framing: Machine<S, A, E2> | Decoding<A, E2>,
     options?: Options
   ): Stream.Stream<A, E | E2 | FramingError, R> => {
     const max = maxFrameLengthOf(options)

@@ -102,11 +102,11 @@ const eachOf = <A, E, R>(f: Each<A, E, R>): internal.Handler<E, R> =>
     : (input: Stream.Stream<A, any>) => internal.forEachOf(input, f)
 
 /** How a protocol cuts its input: a terminator, a machine or a decoder. */
-type Framing_ = Terminator.Terminator | Framing.Machine<any, any, any> | Framing.Decoder<any, any>
+type Framing_ = Terminator.Terminator | Framing.Machine<any, any, any> | Framing.Decoding<any, any>
 
 /** The mode of `framing`, batched or not; a fixed `length(0)` is refused. */
 const modeOf = (framing: Framing_, batched: boolean): internal.Mode<unknown> => {
-  if ("decode" in framing) return { _tag: "Decoder", decoder: framing, batched }
+  if (typeof framing === "function" || "decode" in framing) return { _tag: "Decoder", decoder: framing, batched }
   if ("step" in framing) return { _tag: "Machine", machine: framing, batched }
   internal.refuseEndlessZero(framing)
   return { _tag: "Fixed", terminator: framing, batched }
@@ -158,7 +158,7 @@ export const forEach: {
     f: Each<A, E, R>
   ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
   <A, EI, E, R>(
-    decoder: Framing.Decoder<A, EI>,
+    decoder: Framing.Decoding<A, EI>,
     f: Each<A, E, R>
   ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
 } = (
@@ -204,7 +204,7 @@ export const forEachBatch: {
     f: Each<ReadonlyArray<A>, E, R>
   ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
   <A, EI, E, R>(
-    decoder: Framing.Decoder<A, EI>,
+    decoder: Framing.Decoding<A, EI>,
     f: Each<ReadonlyArray<A>, E, R>
   ): Protocol<E | ChatError | EI, Exclude<R, Chat | Scope.Scope>>
 } = (
@@ -253,7 +253,7 @@ export const make: {
     handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
   ): Protocol<E, Exclude<R, Chat | Scope.Scope>>
   <A, EI, E, R>(
-    decoder: Framing.Decoder<A, EI>,
+    decoder: Framing.Decoding<A, EI>,
     handler: (messages: Stream.Stream<A, ChatError | EI>) => Effect.Effect<unknown, E, R>
   ): Protocol<E, Exclude<R, Chat | Scope.Scope>>
 } = (

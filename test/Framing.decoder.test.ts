@@ -51,7 +51,7 @@ const linesWith = (end?: Framing.Decoder<Uint8Array, string>["end"]) =>
 /** What a decode of `chunks` gave: every message emitted (latin-1), then how it failed, if it did. */
 const decodeChunks = <E>(
   chunks: ReadonlyArray<Uint8Array>,
-  decoder: Framing.Decoder<Uint8Array, E>,
+  decoder: Framing.Decoding<Uint8Array, E>,
   options?: Framing.Options
 ) => {
   const messages: Array<string> = []
@@ -87,7 +87,7 @@ const everyChunking = (data: string): Array<Array<Uint8Array>> => {
 /** The outcome of `data` must be `expected` at every chunking; `FrameTooLong`'s wording is compared apart. */
 const expectAtEveryChunking = <E>(
   data: string,
-  decoder: Framing.Decoder<Uint8Array, E>,
+  decoder: Framing.Decoding<Uint8Array, E>,
   expected: { messages: Array<string>; failure?: unknown },
   options?: Framing.Options
 ) => {
@@ -131,15 +131,46 @@ describe("Framing.decoder through Framing.decode", () => {
     expect([read.buffer, next.buffer]).not.toContain(messages[2].buffer)
   })
 
-  it("ignores a cursor moved by a needMore: the message is decoded again from where it starts", () => {
-    const Sloppy = Framing.decoder<Uint8Array, string>({
+  it("consumes what a needMore moved the cursor past, goes on from there, and counts none of it in a message", () => {
+    const SPACE = 0x20
+    // netstrings with runs of spaces between them, consumed on their own
+    const Spaced = Framing.decoder<Uint8Array, string>({
       decode: (input) => {
-        const result = Netstrings.decode(input)
-        if (result === Framing.needMore) input.offset = input.bytes.length
-        return result
+        let at = input.offset
+        while (at < input.bytes.length && input.bytes[at] === SPACE) at++
+        if (at === input.offset) return Netstrings.decode(input)
+        input.offset = at
+        return Framing.needMore
       }
     })
-    expectAtEveryChunking("3:abc4:defg", Sloppy, { messages: ["abc", "defg"] })
+    expectAtEveryChunking("   3:abc     4:defg  ", Spaced, { messages: ["abc", "defg"] })
+    // "3:abc" is 5 bytes: the spaces before it are not part of it
+    expectAtEveryChunking("          3:abc    ", Spaced, { messages: ["abc"] }, { maxFrameLength: 5 })
+    expectAtEveryChunking(" 4:abcd", Spaced, { messages: [], failure: { tooLong: 5 } }, { maxFrameLength: 5 })
+  })
+
+  it("makes one decoder per stream from the function form, so that each keeps its own state", () => {
+    let made = 0
+    // a line decoder that remembers how far it searched a line in progress
+    const Lines = Framing.decoder<Uint8Array, string>(() => {
+      made++
+      let searched = 0
+      return {
+        decode: (input) => {
+          const { bytes, offset } = input
+          const lf = bytes.indexOf(LF, offset + searched)
+          if (lf < 0) {
+            searched = bytes.length - offset
+            return Framing.needMore
+          }
+          searched = 0
+          input.offset = lf + 1
+          return bytes.subarray(offset, lf)
+        }
+      }
+    })
+    expectAtEveryChunking("one\ntwo\n\nthree\n", Lines, { messages: ["one", "two", "", "three"] })
+    expect(made).toBe(everyChunking("one\ntwo\n\nthree\n").length)
   })
 
   it("hands `end` exactly the incomplete rest at end of input, and drops it without `end`", () => {
@@ -257,15 +288,26 @@ const decoding = (decode: Framing.Decoder<Uint8Array, never>["decode"], chunks: 
   decodeChunks(chunks.map(bytes), Framing.decoder({ decode }))
 
 describe("Framing.decoder misbehaving", () => {
-  it("a message without moving the cursor, or moving it back or past the bytes, is a defect, not a loop", () => {
+  it("a message without moving the cursor, or a cursor moved back or past the bytes, is a defect, not a loop", () => {
     const stuck = decoding((input) => input.bytes.subarray(input.offset, input.offset), ["abc"])
     expect(stuck).toEqual({
       messages: [],
       failure: {
-        defect: "A Framing.Decoder returned a message but moved the cursor from 0 to 0 (of 3 bytes): it must move " +
-          "past the message it decodes, and no further than the bytes it was given"
+        defect: "A Framing.Decoder returned a message but moved the cursor from 0 to 0 (of 3 bytes): it may move " +
+          "forward, past a message it returns, and no further than the bytes it was given"
       }
     })
+    // a needMore may move the cursor forward (consuming), not back nor past the bytes
+    for (const offset of [-1, 4]) {
+      const moved = decoding((input) => {
+        input.offset = offset
+        return Framing.needMore
+      }, ["abc"])
+      expect(moved.failure).toEqual({
+        defect: `A Framing.Decoder said needMore but moved the cursor from 0 to ${offset} (of 3 bytes): it may ` +
+          "move forward, past a message it returns, and no further than the bytes it was given"
+      })
+    }
     // the second message moves the cursor back to 0
     let calls = 0
     const back = decoding((input) => {

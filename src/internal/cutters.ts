@@ -56,10 +56,10 @@ export class FailStep<E> implements Framing.Failed<E> {
 
 const isFailed = <E>(u: unknown): u is Framing.Failed<E> => u instanceof FailStep
 
-/** True for a `Framing.Decoder`, false for a `Framing.Machine`. */
+/** True for a `Framing.Decoder` (or a function making one), false for a `Framing.Machine`. */
 export const isDecoder = (
-  framing: Framing.Machine<any, any, any> | Framing.Decoder<any, any>
-): framing is Framing.Decoder<any, any> => "decode" in framing
+  framing: Framing.Machine<any, any, any> | Framing.Decoding<any, any>
+): framing is Framing.Decoding<any, any> => typeof framing === "function" || "decode" in framing
 
 // a class: a connection holds one, and an idle one should hold as little as it can
 class FramerCutter implements Cutter {
@@ -184,12 +184,15 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
   /** Why the last push failed, when a bound ended it (the decoder's own failures go to the sink). */
   private failure: Failure | undefined = undefined
   private readonly cursor: { bytes: Uint8Array; offset: number } = { bytes: EMPTY, offset: 0 }
-  private readonly decoder: Framing.Decoder<A, E>
+  private readonly decoding: Framing.Decoding<A, E>
+  /** This connection's decoder: made by the function form, which may keep state between calls. */
+  private decoder: Framing.Decoder<A, E>
   private readonly maxLength: number
   private readonly sink: Sink<A, E>
 
-  constructor(decoder: Framing.Decoder<A, E>, maxLength: number, sink: Sink<A, E>) {
-    this.decoder = decoder
+  constructor(decoding: Framing.Decoding<A, E>, maxLength: number, sink: Sink<A, E>) {
+    this.decoding = decoding
+    this.decoder = typeof decoding === "function" ? decoding() : decoding
     this.maxLength = maxLength
     this.sink = sink
   }
@@ -219,6 +222,8 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
   discard(): void {
     this.acc = EMPTY
     this.accLen = 0
+    // a decoder that keeps state knew of the bytes discarded: the next message is a fresh decoder's
+    if (typeof this.decoding === "function") this.decoder = this.decoding()
   }
 
   start(): Failure | undefined {
@@ -278,8 +283,12 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
     while (at < len) {
       const result = decode(cursor)
       if (result === NEED_MORE) {
-        cursor.offset = at
-        break
+        // what the cursor moved past is consumed, no message: the decoder goes on from there (Netty's loop)
+        const next = cursor.offset
+        if (!(next >= at && next <= len)) throw new Error(decoderMoved("said needMore", at, next, len))
+        if (next === at) break
+        at = next
+        continue
       }
       if (result instanceof FailStep) {
         // Found past the bound, the failure would depend on the chunking: a read ending at the bound leaves the
@@ -291,7 +300,7 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
         return -1
       }
       const next = cursor.offset
-      if (!(next > at && next <= len)) throw new Error(decoderMoved(at, next, len))
+      if (!(next > at && next <= len)) throw new Error(decoderMoved("returned a message", at, next, len))
       if (next - at > max) return this.tooLong(`a message of ${byteCount(next - at)}`)
       out.push(result as A)
       this.completed++
@@ -340,10 +349,10 @@ class DecoderCutter<A, E> implements Cutter, Cutting {
   }
 }
 
-const decoderMoved = (from: number, to: number, length: number): string =>
-  `A Framing.Decoder returned a message but moved the cursor from ${from} to ${to} (of ${length} bytes): ` +
-  "it must move past the message it decodes, and no further than the bytes it was given"
+const decoderMoved = (what: string, from: number, to: number, length: number): string =>
+  `A Framing.Decoder ${what} but moved the cursor from ${from} to ${to} (of ${length} bytes): ` +
+  "it may move forward, past a message it returns, and no further than the bytes it was given"
 
-/** A `Framing.Decoder`, its message in progress bounded by `maxLength`. */
-export const decoder = <A, E>(decoder: Framing.Decoder<A, E>, maxLength: number, sink: Sink<A, E>): Cutter =>
-  new DecoderCutter(decoder, maxLength, sink)
+/** A `Framing.Decoder` (one per connection when given as a function), its message in progress bounded by `maxLength`. */
+export const decoder = <A, E>(decoding: Framing.Decoding<A, E>, maxLength: number, sink: Sink<A, E>): Cutter =>
+  new DecoderCutter(decoding, maxLength, sink)

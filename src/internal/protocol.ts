@@ -29,7 +29,7 @@ export type Mode<EI> =
   }
   | {
     readonly _tag: "Decoder"
-    readonly decoder: Framing.Decoder<any, EI>
+    readonly decoder: Framing.Decoding<any, EI>
     readonly batched?: boolean | undefined
   }
 

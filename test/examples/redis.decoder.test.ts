@@ -56,7 +56,7 @@ const failureOf = (form: Form, cause: Cause.Cause<unknown>) => {
 const outcomeOf = (
   chunks: ReadonlyArray<Uint8Array>,
   form: Form,
-  framing: Framing.Decoder<Command, unknown> | Framing.Machine<any, Command, unknown>,
+  framing: Framing.Decoding<Command, unknown> | Framing.Machine<any, Command, unknown>,
   options: Framing.Options
 ) => {
   const commands: Array<Array<string>> = []
@@ -172,18 +172,37 @@ const input = fc.tuple(fc.array(part, { minLength: 1, maxLength: 10 }), fc.optio
   }
 )
 
-/** Where each command of `data` ends, when the decoder reads it in one piece: each request's bytes. */
-const endsOf = (data: Uint8Array) => {
+/**
+ * The decoder on `data` as one read and a byte at a time, without a bound: where each command ends in `data`,
+ * each request's own bytes (read a byte at a time, the lone "\n"s, empty lines and `*0`s before it were consumed
+ * before it began), and the bytes of the request left incomplete at the end, if it ended without a failure.
+ */
+const shapeOf = (data: Uint8Array) => {
   const ends: Array<number> = []
-  const Recorded = Framing.decoder<Command, unknown>({
-    decode: (cursor) => {
-      const result = RespRequests.decode(cursor)
-      if (Array.isArray(result)) ends.push(cursor.offset)
-      return result
-    }
+  const lengths: Array<number> = []
+  let rest = 0
+  const recorded = (onMessage: (from: number, to: number) => void) =>
+    Framing.decoder<Command, unknown>(() => {
+      const decoder = RespRequests()
+      return {
+        decode: (cursor) => {
+          const from = cursor.offset
+          const result = decoder.decode(cursor)
+          if (Array.isArray(result)) onMessage(from, cursor.offset)
+          return result
+        },
+        end: (bytes) => {
+          rest = bytes.length
+          return []
+        }
+      }
+    })
+  outcomeOf([data], "decoder", recorded((_, to) => ends.push(to)), { maxFrameLength: Infinity })
+  rest = 0
+  outcomeOf(chunkEvery(data, 1), "decoder", recorded((from, to) => lengths.push(to - from)), {
+    maxFrameLength: Infinity
   })
-  outcomeOf([data], "decoder", Recorded, serverOptions)
-  return ends
+  return { ends, lengths, rest }
 }
 
 /** `n` bytes of an inline line, of a count or length, of a value with "\r\n" inside. */
@@ -218,29 +237,28 @@ describe("redis example: RespRequests against RespRequestsMachine", () => {
     fc.assert(
       fc.property(input, fc.integer({ min: 1, max: 64 }), (data, max) => {
         const reference = machined([data])
-        const ends = endsOf(data)
+        const { ends, lengths, rest } = shapeOf(data)
         const bounded = (chunks: ReadonlyArray<Uint8Array>) => decoded(chunks, { maxFrameLength: max })
         const whole = bounded([data])
         // the same at every chunking
         for (const size of SIZES) expect({ size, ...bounded(chunkEvery(data, size)) }).toEqual({ size, ...whole })
-        // a request longer than `max` (with the blank lines and *0 before it) fails, after those before it
-        let start = 0
-        const over = ends.findIndex((end) => {
-          const long = end - start > max
-          start = end
-          return long
-        })
+        // a request longer than `max` (its own bytes: what comes before it is consumed) fails, after those before it
+        const over = lengths.findIndex((length) => length > max)
         const last = ends.at(-1) ?? 0
         if (over >= 0) {
           expect(whole).toEqual({ commands: reference.commands.slice(0, over), failure: { requestTooLong: max } })
+        } else if (reference.failure === undefined) {
+          // the machine cut them all: so does the decoder, unless the request the input cut short is too long
+          expect(whole).toEqual(
+            rest < max ? reference : { commands: reference.commands, failure: { requestTooLong: max } }
+          )
         } else if (data.length - last < max) {
           expect(whole).toEqual(reference)
         } else {
           // what is left after the last command is at least `max`: too long, unless the machine's failure comes
           // within its first `max` bytes
           expect(whole.commands).toEqual(reference.commands)
-          if (reference.failure === undefined) expect(whole.failure).toEqual({ requestTooLong: max })
-          else expect([{ requestTooLong: max }, reference.failure]).toContainEqual(whole.failure)
+          expect([{ requestTooLong: max }, reference.failure]).toContainEqual(whole.failure)
         }
       }),
       { seed: 0x5eed + 1, numRuns: 200 }
@@ -309,6 +327,36 @@ describe("redis example: RespRequests against RespRequestsMachine", () => {
 
 /** Each command answered with its arguments' lengths. */
 const answer = (command: Command) => Chat.push(`+${command.map((arg) => arg.length).join(",")}\r\n`)
+
+/** Bytes that count the searches made in them: what a decoder reads, whatever the time it takes. */
+class Searched extends Uint8Array {
+  static searches = 0
+  override indexOf(value: number, from?: number): number {
+    Searched.searches++
+    return super.indexOf(value, from)
+  }
+}
+
+describe("redis example: RespRequests reads each byte once", () => {
+  it("goes on with a request that spans reads from its last whole argument, not from its start", () => {
+    const args = 2000
+    const request = bytes(`*${args}\r\n` + "$1\r\nx\r\n".repeat(args))
+    for (const size of [16, 64, 1024]) {
+      // the cutter's way: the bytes of the request so far, from its start, on every read
+      const decoder = RespRequests()
+      Searched.searches = 0
+      let result: unknown = Framing.needMore
+      let reads = 0
+      for (let end = size; result === Framing.needMore; end += size, reads++) {
+        const cursor = { bytes: Searched.from(request.subarray(0, Math.min(end, request.length))), offset: 0 }
+        result = decoder.decode(cursor)
+      }
+      expect((result as Command).length).toBe(args)
+      // a search per argument, and one more per read for the argument it stops in (from its start: args x reads / 2)
+      expect({ size, within: Searched.searches <= args + 2 * reads + 1 }).toEqual({ size, within: true })
+    }
+  })
+})
 
 describe("redis example: both parsers on a connection", () => {
   // a failure answered by its kind and message, then the close

@@ -248,6 +248,12 @@ const lineTooLong = (length: number, complete: boolean, delimiter: Terminator.Te
   )
 }
 
+/** No request up to `at` (lone `\n`s, an empty line, `*0`): consumed, and the decoder asked again from there. */
+const consumed = (input: Framing.Cursor, at: number): Framing.NeedMore => {
+  input.offset = at
+  return Framing.needMore
+}
+
 /**
  * RESP requests, decoded a whole request at a time (`Framing.decoder`): the same requests and the same errors
  * as `RespRequestsMachine` on every input, at every chunking, in one pass over the bytes instead of a frame,
@@ -292,10 +298,10 @@ export const RespRequests = Framing.decoder<Command, ProtocolError | ChatError.C
       at = value + length + 2
     }
     input.offset = at
-    const args: Array<Uint8Array> = new Array(count)
+    const args: Array<Uint8Array> = []
     for (let i = 0; i < count; i++) {
       const from = start + spans[2 * i]
-      args[i] = bytes.subarray(from, from + spans[2 * i + 1])
+      args.push(bytes.subarray(from, from + spans[2 * i + 1]))
     }
     return afresh(args)
   }
@@ -305,12 +311,6 @@ export const RespRequests = Framing.decoder<Command, ProtocolError | ChatError.C
     count = 0
     spans.length = 0
     return answer
-  }
-
-  /** No request up to `at` (lone `\n`s, an empty line, `*0`): consumed, and asked again from there. */
-  const consumed = (input: Framing.Cursor, at: number): Framing.NeedMore => {
-    input.offset = at
-    return Framing.needMore
   }
 
   /** Needs more for the request at `start`, read up to `at`. */

@@ -193,6 +193,52 @@ export class HandshakeFailed extends Schema.TaggedError<HandshakeFailed>()("Hand
 }
 
 /**
+ * A connection to a listener with `proxyProtocol` did not begin with a valid PROXY header: none, a malformed one,
+ * one over its length bound, or one not complete within the listener's timeout. The connection is closed.
+ *
+ * @example
+ * ```ts
+ * import { ChatError } from "effect-asynchat"
+ *
+ * new ChatError.ProxyHeaderInvalid({ detail: "PROXY v1 header longer than 107 bytes" }).message
+ * // "Invalid PROXY header: PROXY v1 header longer than 107 bytes"
+ * ```
+ *
+ * @category reasons
+ * @since 0.1.0
+ */
+export class ProxyHeaderInvalid extends Schema.TaggedError<ProxyHeaderInvalid>()("ProxyHeaderInvalid", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `Invalid PROXY header: ${this.detail}`
+  }
+}
+
+/**
+ * A connection to a listener with `proxyProtocol` came from `peer`, which is not one of its trusted proxies: it is
+ * refused before a byte of it is read (a receiver must never take a PROXY header from an untrusted source).
+ *
+ * @example
+ * ```ts
+ * import { ChatError } from "effect-asynchat"
+ *
+ * new ChatError.ProxyUntrusted({ peer: "203.0.113.7:51000" }).message
+ * // "Connection from 203.0.113.7:51000, which is not a trusted proxy"
+ * ```
+ *
+ * @category reasons
+ * @since 0.1.0
+ */
+export class ProxyUntrusted extends Schema.TaggedError<ProxyUntrusted>()("ProxyUntrusted", {
+  peer: Schema.String
+}) {
+  override get message(): string {
+    return `Connection from ${this.peer}, which is not a trusted proxy`
+  }
+}
+
+/**
  * Why a connection failed.
  *
  * @example
@@ -216,6 +262,8 @@ export type Reason =
   | ProducerFailed
   | ConnectFailed
   | HandshakeFailed
+  | ProxyHeaderInvalid
+  | ProxyUntrusted
 
 /**
  * Marks a `ChatError`, so that `isChatError` recognises one made by another copy of this package.
@@ -264,7 +312,9 @@ export class ChatError extends Schema.TaggedError<ChatError>()("ChatError", {
     WriteFailed,
     ProducerFailed,
     ConnectFailed,
-    HandshakeFailed
+    HandshakeFailed,
+    ProxyHeaderInvalid,
+    ProxyUntrusted
   ])
 }) {
   readonly [TypeId]: typeof TypeId = TypeId

@@ -15,8 +15,11 @@ import * as Net from "node:net"
 import type * as NodeStream from "node:stream"
 import * as Tls from "node:tls"
 import type { Address, TlsInfo, TlsServerOptions } from "./Chat.ts"
+import type { ChatError } from "./ChatError.ts"
+import { type Addresses, type Reader, readerOf, readHeader } from "./internal/proxy-header.ts"
 import { infoOf, serverOptionsOf } from "./internal/tls.ts"
 import { definedOnly, ignore, nodeSocketOptions } from "./internal/transport.ts"
+import type * as ProxyProtocol from "./ProxyProtocol.ts"
 
 /**
  * Effect's own open error, whose message is just "Open": this one says why (`Open: listen EADDRINUSE: address
@@ -66,6 +69,12 @@ export interface StreamLink {
   readonly remoteAddress: Address
   /** What its TLS negotiated, when the stream is a TLS socket whose handshake is done. */
   readonly tls?: TlsInfo | undefined
+  /**
+   * Why it must not be served, when its listener found it unfit (an invalid PROXY header): the connection that
+   * takes it over fails with this at once, logged with its id and peer and counted as any failure, and the stream
+   * is destroyed.
+   */
+  readonly failure?: ChatError | undefined
 }
 
 /**
@@ -110,12 +119,15 @@ export interface SocketLink {
 export const fromStream = (
   stream: NodeStream.Duplex,
   addresses: { readonly localAddress: Address; readonly remoteAddress: Address }
-): Link => ({
+): Link => streamLinkOf(stream, addresses, undefined)
+
+const streamLinkOf = (stream: NodeStream.Duplex, addresses: Addresses, failure: ChatError | undefined): StreamLink => ({
   _tag: "Stream",
   stream,
   localAddress: addresses.localAddress,
   remoteAddress: addresses.remoteAddress,
-  tls: stream instanceof Tls.TLSSocket ? infoOf(stream) : undefined
+  tls: stream instanceof Tls.TLSSocket ? infoOf(stream) : undefined,
+  failure
 })
 
 /**
@@ -255,6 +267,15 @@ export interface TcpOptions extends SocketOptions {
    * the kernel spreads new connections over them. Every one of them must ask for it.
    */
   readonly reusePort?: boolean | undefined
+  /**
+   * Every connection comes through a proxy that begins it with a PROXY header (v1 or v2), read before anything
+   * else (before the TLS handshake on a TLS listener): the connection's `remoteAddress` is then the client's and
+   * its `localAddress` the one the client connected to, as the header says (the socket's own for a `LOCAL` or
+   * `UNKNOWN` header). A connection from a source not `trusted`, or whose header is missing, malformed, over-long
+   * or not complete within `timeout`, fails with a `ChatError` (`ProxyUntrusted`, `ProxyHeaderInvalid`) that
+   * closes it alone. See `ProxyProtocol`.
+   */
+  readonly proxyProtocol?: ProxyProtocol.Options | undefined
 }
 
 const inetOf = (host: string | undefined, port: number | undefined): Address => ({
@@ -284,7 +305,9 @@ export const makeTcp = (options: TcpOptions): Effect.Effect<ListenerShape, Socke
   makeNode(
     listenOptionsOf(options),
     tcpAddresses,
-    () => Net.createServer({ ...nodeSocketOptions(options), allowHalfOpen: true, pauseOnConnect: true })
+    () => Net.createServer({ ...nodeSocketOptions(options), allowHalfOpen: true, pauseOnConnect: true }),
+    "connection",
+    options.proxyProtocol
   )
 
 /** Where and how a TCP (or TLS) listener listens, in Node's terms. */
@@ -296,7 +319,7 @@ const listenOptionsOf = (options: TcpOptions) => ({
   reusePort: options.reusePort
 })
 
-const tcpAddresses = (conn: Net.Socket) => ({
+const tcpAddresses = (conn: Net.Socket): Addresses => ({
   localAddress: inetOf(conn.localAddress, conn.localPort),
   remoteAddress: inetOf(conn.remoteAddress, conn.remotePort)
 })
@@ -392,7 +415,8 @@ export const makeTls = (options: TlsOptions): Effect.Effect<ListenerShape, Socke
           ? undefined
           : Duration.toMillis(Duration.fromInputUnsafe(options.handshakeTimeout))
       })),
-    "secureConnection"
+    "secureConnection",
+    options.proxyProtocol
   )
 
 /**
@@ -405,17 +429,27 @@ export const makeTls = (options: TlsOptions): Effect.Effect<ListenerShape, Socke
  */
 const makeNode = (
   options: Net.ListenOptions & { readonly reusePort?: boolean | undefined },
-  addresses: (conn: Net.Socket) => Pick<StreamLink, "localAddress" | "remoteAddress">,
+  addresses: (conn: Net.Socket) => Addresses,
   // Half-open: a peer's FIN ends our input only; we still answer, then close. Paused until a connection reads
   // (a TLS socket cannot be: its handshake reads; it is handed over once that is done, its data held meanwhile).
   makeServer: () => Net.Server,
-  connectionEvent: "connection" | "secureConnection" = "connection"
+  connectionEvent: "connection" | "secureConnection" = "connection",
+  proxyProtocol?: ProxyProtocol.Options | undefined
 ): Effect.Effect<ListenerShape, SocketServerError, Scope.Scope> =>
   Effect.gen(function*() {
+    const proxy = proxyProtocol === undefined ? undefined : yield* Effect.try({
+      try: () => readerOf(proxyProtocol),
+      catch: (cause) => new SocketServer.SocketServerError({ reason: new ListenFailed({ cause }) })
+    })
     const server = makeServer()
     // Accepted before `accept` is running: handed over when it starts, destroyed if it never does.
-    const waiting = new Set<Net.Socket>()
-    let onConnection: ((conn: Net.Socket) => void) | undefined = undefined
+    const waiting = new Set<StreamLink>()
+    let onConnection: ((link: StreamLink) => void) | undefined = undefined
+    const handOver = (link: StreamLink) => {
+      if (onConnection !== undefined) return onConnection(link)
+      waiting.add(link)
+      link.stream.once("close", () => waiting.delete(link))
+    }
     // a failed TLS handshake: that peer is gone, nothing else to do; told at Debug while someone accepts
     let onHandshakeFailed: (cause: Error) => void = ignore
     // with a listener of ours, Node leaves the socket open: a client whose handshake failed or timed out is dropped
@@ -423,14 +457,16 @@ const makeNode = (
       socket.destroy()
       onHandshakeFailed(cause)
     })
-    server.on(connectionEvent, (conn: Net.Socket) => {
-      // an error before a connection's transport listens must not become an uncaught exception; the transport
-      // sees the socket closed
+    // an error before a connection's transport listens must not become an uncaught exception; the transport
+    // sees the socket closed
+    const accepted = (conn: Net.Socket, own: Addresses = addresses(conn), failure?: ChatError) => {
       conn.on("error", ignore)
-      if (onConnection !== undefined) return onConnection(conn)
-      waiting.add(conn)
-      conn.once("close", () => waiting.delete(conn))
-    })
+      handOver(streamLinkOf(conn, own, failure))
+    }
+    // Sockets whose PROXY header is still coming: destroyed with the listener.
+    const reading = new Set<Net.Socket>()
+    if (proxy === undefined) server.on(connectionEvent, (conn: Net.Socket) => accepted(conn))
+    else onProxied(server, connectionEvent, proxy, reading, accepted)
     yield* Effect.acquireRelease(
       Effect.callback<void, SocketServerError>((resume) => {
         const onError = (cause: Error) =>
@@ -449,8 +485,10 @@ const makeNode = (
       }),
       () =>
         Effect.callback<void>((resume) => {
-          for (const conn of waiting) conn.destroy()
+          for (const link of waiting) link.stream.destroy()
           waiting.clear()
+          for (const conn of reading) conn.destroy()
+          reading.clear()
           if (!server.listening) return resume(Effect.void)
           server.close(() => resume(Effect.void))
         })
@@ -461,17 +499,16 @@ const makeNode = (
       : { _tag: "Inet", host: bound.address, port: bound.port }
     return Listener.of({
       address,
-      accept: (handle) => {
-        const link = (conn: Net.Socket) => handle(fromStream(conn, addresses(conn)))
-        return Effect.withFiber((fiber) => {
+      accept: (handle) =>
+        Effect.withFiber((fiber) => {
           // an accept that fails (out of file descriptors) refuses that connection only: the server goes on
           const onError = (cause: Error) =>
             Effect.runForkWith(fiber.context)(Effect.logWarning(`accept failed: ${cause.message}`))
           server.on("error", onError)
           onHandshakeFailed = (cause) =>
             Effect.runForkWith(fiber.context)(Effect.logDebug(`TLS handshake failed: ${cause.message}`))
-          onConnection = link
-          for (const conn of waiting) link(conn)
+          onConnection = handle
+          for (const link of waiting) handle(link)
           waiting.clear()
           return Effect.callback<never>(() =>
             Effect.sync(() => {
@@ -480,13 +517,56 @@ const makeNode = (
               server.off("error", onError)
             })
           )
-        })
-      },
+        }),
       stopAccepting: Effect.sync(() => {
         if (server.listening) server.close()
       })
     })
   })
+
+/**
+ * A listener's connections read for their PROXY header first. A plain one is handed over once it is read; on a
+ * TLS listener, `tls.Server`'s own 'connection' listener (which starts the handshake) runs only then, and the
+ * secure socket is handed over with the header's addresses, found by the socket's four-tuple (the TLS socket
+ * reports its TCP socket's). A connection whose header fails is handed over with that failure, for its
+ * connection to fail with: logged with an id and counted as any connection's failure.
+ */
+const onProxied = (
+  server: Net.Server,
+  connectionEvent: "connection" | "secureConnection",
+  proxy: Reader,
+  reading: Set<Net.Socket>,
+  accepted: (conn: Net.Socket, own?: Addresses, failure?: ChatError) => void
+): void => {
+  const handshakes = connectionEvent === "secureConnection" ? server.listeners("connection") : []
+  server.removeAllListeners("connection")
+  const relayed = new Map<string, Addresses>()
+  server.on("connection", (raw: Net.Socket) => {
+    raw.on("error", ignore)
+    const own = tcpAddresses(raw)
+    reading.add(raw)
+    readHeader(raw, proxy, own, (outcome) => {
+      reading.delete(raw)
+      if (outcome._tag === "Failed") return accepted(raw, own, outcome.error)
+      if (handshakes.length === 0) return accepted(raw, outcome.addresses)
+      const tuple = fourTupleOf(raw)
+      relayed.set(tuple, outcome.addresses)
+      raw.once("close", () => relayed.delete(tuple))
+      for (const handshake of handshakes) handshake.call(server, raw)
+    })
+  })
+  if (connectionEvent === "secureConnection") {
+    server.on("secureConnection", (conn: Net.Socket) => {
+      const tuple = fourTupleOf(conn)
+      const header = relayed.get(tuple)
+      relayed.delete(tuple)
+      accepted(conn, header)
+    })
+  }
+}
+
+const fourTupleOf = (conn: Net.Socket): string =>
+  `${conn.remoteAddress} ${conn.remotePort} ${conn.localAddress} ${conn.localPort}`
 
 /**
  * A TCP listener as a Layer.

@@ -68,6 +68,13 @@ export * as Framing from "./Framing.ts"
 export * as Listener from "./Listener.ts"
 
 /**
+ * The PROXY protocol (v1 and v2): a listener's `proxyProtocol` options and the header's decoder.
+ *
+ * @since 0.1.0
+ */
+export * as ProxyProtocol from "./ProxyProtocol.ts"
+
+/**
  * Producers for `Chat.pushStream`.
  *
  * @since 0.1.0

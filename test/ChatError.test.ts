@@ -19,6 +19,12 @@ describe("ChatError", () => {
     expect(new ChatError.ConnectFailed({ target: "127.0.0.1:1", cause: new Error("ECONNREFUSED") }).message).toBe(
       "Connect to 127.0.0.1:1 failed: ECONNREFUSED"
     )
+    expect(new ChatError.ProxyHeaderInvalid({ detail: "none complete within 5s" }).message).toBe(
+      "Invalid PROXY header: none complete within 5s"
+    )
+    expect(new ChatError.ProxyUntrusted({ peer: "203.0.113.7:51000" }).message).toBe(
+      "Connection from 203.0.113.7:51000, which is not a trusted proxy"
+    )
   })
 
   it("a ChatError's message is its reason's", () => {

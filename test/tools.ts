@@ -33,6 +33,9 @@ export const nc = tool("nc", ["-h"])
 /** CPython with asynchat (3.11 ships it; 3.12 removed it). */
 export const python = tool("python3", ["-W", "ignore", "-c", "import asynchat"])
 
+/** HAProxy, to put in front of a listener with `proxyProtocol` (`-v` prints its version). */
+export const haproxy = tool("haproxy", ["-v"])
+
 /** redis-benchmark, from Debian's redis-tools: load for the redis example. */
 export const redisBenchmark = tool("redis-benchmark")
 

@@ -328,6 +328,10 @@ export const open = (options: {
   // uninterruptible but for the wait for a socket to open: what is attached is always released
   Effect.uninterruptibleMask((restore) => {
     const link = options.link
+    if (link._tag === "Stream" && link.failure !== undefined) {
+      link.stream.destroy()
+      return Effect.fail(link.failure)
+    }
     return link._tag === "Stream"
       ? build(options, link.stream)
       : Effect.flatMap(restore(streamOf(link, options.openError)), (stream) => build(options, stream))

@@ -14,7 +14,7 @@ import * as NodeTls from "node:tls"
 import { Chat, ChatMetrics, ChatServer, Listener, Protocol, ProxyProtocol, Terminator } from "../src/index.ts"
 import { captureLogs } from "./helpers.ts"
 import { haproxy } from "./tools.ts"
-import { certificates, freePort, portOf, rawConnect, spawnChild } from "./transport-helpers.ts"
+import { certificates, exitOf, freePort, portOf, rawConnect, settle, spawnChild } from "./transport-helpers.ts"
 
 // --- hand-made headers ---
 
@@ -471,10 +471,14 @@ describe("behind HAProxy", () => {
             "backend ours_v1",
             `  server s1 127.0.0.1:${ours} send-proxy`,
             "backend ours_v2",
-            `  server s2 127.0.0.1:${ours} send-proxy-v2`,
+            // its health checks connect too, with a header of their own (v2: LOCAL)
+            `  server s2 127.0.0.1:${ours} send-proxy-v2 check inter 100ms`,
             ""
           ].join("\n")
         )
+        const invalidBefore = (yield* errorsOf("ProxyHeaderInvalid")) + (yield* errorsOf("ProxyUntrusted"))
+        const totalBefore = (yield* Metric.value(ChatMetrics.connectionsTotal)).count
+        const resetBefore = yield* errorsOf("ReadFailed")
         const child = yield* spawnChild("haproxy", ["-f", config, "-db"])
         child.stdout!.resume()
         for (const [frontend, version] of [[v1Port, "v1"], [v2Port, "v2"]] as const) {
@@ -492,8 +496,21 @@ describe("behind HAProxy", () => {
           expect(peer.text).toBe(expected)
         }
         const connections = yield* server.connections
-        expect(connections.length).toBe(2)
+        expect(connections.map((chat) => Chat.formatAddress(chat.localAddress)).toSorted()).toEqual(
+          [`127.0.0.1:${v1Port}`, `127.0.0.1:${v2Port}`].toSorted()
+        )
+        // A few health checks later (a LOCAL header, then a close, often a reset): each was served, or reset
+        // before it was (a routine ReadFailed), none a bad header.
+        const checks = Effect.gen(function*() {
+          const total = (yield* Metric.value(ChatMetrics.connectionsTotal)).count - totalBefore - 2
+          return total + (yield* errorsOf("ReadFailed")) - resetBefore
+        })
+        yield* settle(Effect.map(checks, (n) => n >= 5), "5 seconds")
+        expect(yield* checks).toBeGreaterThanOrEqual(5)
+        // a check reset before its accept has no address, and is no untrusted source for that
+        expect((yield* errorsOf("ProxyHeaderInvalid")) + (yield* errorsOf("ProxyUntrusted")) - invalidBefore).toBe(0)
         child.kill("SIGTERM")
+        expect((yield* exitOf(child, "5 seconds")).signal ?? "exited").not.toBe("SIGKILL")
       }).pipe(Effect.scoped),
     20_000
   )

@@ -66,7 +66,13 @@ export const readHeader = (
   done: (outcome: Outcome) => void
 ): void => {
   const source = socket.remoteAddress
-  if (source === undefined || !reader.trusted.check(source, Net.isIPv4(source) ? "ipv4" : "ipv6")) {
+  // No address: the peer was gone before the accept (a health check that sends its header and resets at once).
+  if (source === undefined) {
+    socket.pause()
+    done({ _tag: "Failed", error: readFailed(new Error("the peer was gone before its connection was accepted")) })
+    return
+  }
+  if (!reader.trusted.check(source, Net.isIPv4(source) ? "ipv4" : "ipv6")) {
     socket.pause()
     done({
       _tag: "Failed",

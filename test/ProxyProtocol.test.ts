@@ -4,7 +4,7 @@
  * real HAProxy in front of a server with `send-proxy` and `send-proxy-v2`.
  */
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Effect, Metric, Schedule } from "effect"
+import { Effect, Exit, Metric, Schedule, Scope } from "effect"
 import { Buffer } from "node:buffer"
 import * as Fs from "node:fs"
 import * as Net from "node:net"
@@ -365,6 +365,18 @@ describe("Listener.makeTcp with proxyProtocol", () => {
       expect(line.level).toBe("Warn")
     }))
 
+  it.live("a connection whose header is still coming when the listener closes is closed with it", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const server = yield* proxiedServer({ trusted: ["127.0.0.1"], timeout: "1 minute" }).pipe(Scope.provide(scope))
+      const peer = yield* rawConnect(portOf(server))
+      yield* peer.write("PROXY TCP4 1.2.3.4 ")
+      yield* Effect.sleep("50 millis")
+      yield* Scope.close(scope, Exit.void)
+      yield* peer.until("the listener's close", (p) => p.closed || p.ended || p.error !== undefined, "2 seconds")
+      expect(peer.bytes).toBe(0)
+    }))
+
   it.live("a trusted entry that is no address or CIDR block fails the listener's open, saying which", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
@@ -439,6 +451,52 @@ describe("Listener.makeTls with proxyProtocol", () => {
 
 // --- a real HAProxy ---
 
+/**
+ * HAProxy in TCP mode with `backends` (a frontend on a free port for each, relaying to our `port` with `server`'s
+ * options), run in the foreground (`-db`) until the scope closes; returns the frontends' ports.
+ */
+const startHaproxy = (backends: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const ports: Array<number> = []
+    for (const _ of backends) ports.push(yield* freePort)
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "asynchat-haproxy-"))
+    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+    const config = Path.join(dir, "haproxy.cfg")
+    Fs.writeFileSync(
+      config,
+      [
+        "global",
+        "  maxconn 100",
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 2s",
+        "  timeout client 10s",
+        "  timeout server 10s",
+        ...backends.flatMap((server, i) => [
+          `frontend f${i}`,
+          `  bind 127.0.0.1:${ports[i]}`,
+          `  default_backend b${i}`,
+          `backend b${i}`,
+          `  server s${i} ${server}`
+        ]),
+        ""
+      ].join("\n")
+    )
+    const child = yield* spawnChild("haproxy", ["-f", config, "-db"])
+    child.stdout!.resume()
+    // haproxy binds its frontends once it has read its configuration
+    for (const port of ports) {
+      yield* Effect.scoped(rawConnect(port)).pipe(
+        Effect.retry({
+          schedule: Schedule.spaced("50 millis"),
+          times: 100,
+          while: (error) => error.code === "ECONNREFUSED"
+        })
+      )
+    }
+    return { child, ports }
+  })
+
 describe("behind HAProxy", () => {
   ;(haproxy.available ? it.live : it.live.skip)(
     `send-proxy and send-proxy-v2: the handler sees the client's own address and port${haproxy.skipReason}`,
@@ -447,58 +505,30 @@ describe("behind HAProxy", () => {
         haproxy.require()
         const server = yield* proxiedServer({ trusted: ["127.0.0.1"] })
         const ours = portOf(server)
-        const v1Port = yield* freePort
-        const v2Port = yield* freePort
-        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "asynchat-haproxy-"))
-        yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
-        const config = Path.join(dir, "haproxy.cfg")
-        Fs.writeFileSync(
-          config,
-          [
-            "global",
-            "  maxconn 100",
-            "defaults",
-            "  mode tcp",
-            "  timeout connect 2s",
-            "  timeout client 10s",
-            "  timeout server 10s",
-            `frontend v1`,
-            `  bind 127.0.0.1:${v1Port}`,
-            "  default_backend ours_v1",
-            `frontend v2`,
-            `  bind 127.0.0.1:${v2Port}`,
-            "  default_backend ours_v2",
-            "backend ours_v1",
-            `  server s1 127.0.0.1:${ours} send-proxy`,
-            "backend ours_v2",
-            // its health checks connect too, with a header of their own (v2: LOCAL)
-            `  server s2 127.0.0.1:${ours} send-proxy-v2 check inter 100ms`,
-            ""
-          ].join("\n")
-        )
         const invalidBefore = (yield* errorsOf("ProxyHeaderInvalid")) + (yield* errorsOf("ProxyUntrusted"))
         const totalBefore = (yield* Metric.value(ChatMetrics.connectionsTotal)).count
         const resetBefore = yield* errorsOf("ReadFailed")
-        const child = yield* spawnChild("haproxy", ["-f", config, "-db"])
-        child.stdout!.resume()
+        const { child, ports: [v1Port, v2Port] } = yield* startHaproxy([
+          `127.0.0.1:${ours} send-proxy`,
+          // its health checks connect too, with a header of their own (v2: LOCAL)
+          `127.0.0.1:${ours} send-proxy-v2 check inter 100ms`
+        ])
+        const clients: Array<string> = []
         for (const [frontend, version] of [[v1Port, "v1"], [v2Port, "v2"]] as const) {
-          // haproxy binds its frontends once it has read its configuration
-          const peer = yield* rawConnect(frontend).pipe(
-            Effect.retry({
-              schedule: Schedule.spaced("50 millis"),
-              times: 100,
-              while: (error) => error.code === "ECONNREFUSED"
-            })
-          )
+          const peer = yield* rawConnect(frontend)
+          clients.push(`127.0.0.1:${peer.socket.localPort} on 127.0.0.1:${frontend}`)
           yield* peer.write(`hello ${version}\n`)
           const expected = `127.0.0.1:${peer.socket.localPort} 127.0.0.1:${frontend} hello ${version}\n`
           yield* peer.receive(expected)
           expect(peer.text).toBe(expected)
         }
         const connections = yield* server.connections
-        expect(connections.map((chat) => Chat.formatAddress(chat.localAddress)).toSorted()).toEqual(
-          [`127.0.0.1:${v1Port}`, `127.0.0.1:${v2Port}`].toSorted()
-        )
+        // the server's own view of them (beside a health check's, or the probe's, that may be open)
+        expect(
+          connections.map((chat) =>
+            `${Chat.formatAddress(chat.remoteAddress)} on ${Chat.formatAddress(chat.localAddress)}`
+          )
+        ).toEqual(expect.arrayContaining(clients))
         // A few health checks later (a LOCAL header, then a close, often a reset): each was served, or reset
         // before it was (a routine ReadFailed), none a bad header.
         const checks = Effect.gen(function*() {
@@ -511,6 +541,37 @@ describe("behind HAProxy", () => {
         expect((yield* errorsOf("ProxyHeaderInvalid")) + (yield* errorsOf("ProxyUntrusted")) - invalidBefore).toBe(0)
         child.kill("SIGTERM")
         expect((yield* exitOf(child, "5 seconds")).signal ?? "exited").not.toBe("SIGKILL")
+      }).pipe(Effect.scoped),
+    20_000
+  )
+  ;(haproxy.available ? it.live : it.live.skip)(
+    `TLS passed through with send-proxy-v2: the header, then the client's own handshake${haproxy.skipReason}`,
+    () =>
+      Effect.gen(function*() {
+        haproxy.require()
+        const { pems, server } = yield* tlsProxied()
+        const { ports: [frontend] } = yield* startHaproxy([`127.0.0.1:${portOf(server)} send-proxy-v2`])
+        const answer = yield* Effect.callback<string, Error>((resume) => {
+          const secure = NodeTls.connect(
+            { host: "127.0.0.1", port: frontend, ca: pems.ca, servername: "localhost" },
+            () => {
+              const localPort = secure.localPort
+              secure.write("hello\n")
+              let got = ""
+              secure.on("data", (data: Buffer) => {
+                got += data.toString()
+                if (got.endsWith("\n")) {
+                  secure.destroy()
+                  resume(Effect.succeed(`${got} from ${localPort}`))
+                }
+              })
+            }
+          )
+          secure.on("error", (error) => resume(Effect.fail(error)))
+          return Effect.sync(() => secure.destroy())
+        })
+        const localPort = /from (\d+)$/.exec(answer)![1]
+        expect(answer).toBe(`127.0.0.1:${localPort} 127.0.0.1:${frontend} hello tls\n from ${localPort}`)
       }).pipe(Effect.scoped),
     20_000
   )

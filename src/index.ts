@@ -89,6 +89,13 @@ export * as Producer from "./Producer.ts"
 export * as Protocol from "./Protocol.ts"
 
 /**
+ * Telemetry export: OTLP/HTTP traces, metrics and logs, and a Prometheus `/metrics` endpoint.
+ *
+ * @since 0.1.0
+ */
+export * as Telemetry from "./Telemetry.ts"
+
+/**
  * What ends a frame: a delimiter, a byte count, or none.
  *
  * @since 0.1.0

@@ -112,5 +112,6 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- chatroom [--host H] [--port N]` */
 export const command = Command.make("chatroom", Shared.serverFlags(7002, serverOptions), run).pipe(
+  Shared.withTelemetry,
   Command.withDescription("A chat room: every line to all the others, /nick, /who, /quit")
 )

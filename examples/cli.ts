@@ -32,6 +32,7 @@ const examples = [
 ] as const
 
 const root = Command.make("effect-asynchat", Shared.serverFlags(8080, Hello.serverOptions), Hello.run).pipe(
+  Shared.withTelemetry,
   Command.withDescription(
     "Runnable effect-asynchat examples. With no example, starts 'hello' on 127.0.0.1:8080."
   ),

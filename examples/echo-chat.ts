@@ -264,5 +264,6 @@ export const command = Command.make("echo-chat", {
     Flag.optional
   )
 }, run).pipe(
+  Shared.withTelemetry,
   Command.withDescription("asynchat's ECHO protocol (seed 003): ECHO <len>, then len bytes echoed back")
 )

@@ -23,5 +23,6 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- echo [--host H] [--port N]` */
 export const command = Command.make("echo", Shared.serverFlags(7000), run).pipe(
+  Shared.withTelemetry,
   Command.withDescription("asyncore's echo server: every chunk back as received")
 )

@@ -74,5 +74,6 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- hello [--host H] [--port N]` */
 export const command = Command.make("hello", Shared.serverFlags(8080, serverOptions), run).pipe(
+  Shared.withTelemetry,
   Command.withDescription("asynchat's Hello server: GET /kongxx answers 'Hello kongxx!'")
 )

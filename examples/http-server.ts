@@ -264,5 +264,6 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- http-server [--host H] [--port N]` */
 export const command = Command.make("http-server", Shared.serverFlags(8000, serverOptions), run).pipe(
+  Shared.withTelemetry,
   Command.withDescription("asynchat's HTTP request handler: GET, HEAD, and POST with a Content-Length body")
 )

@@ -468,5 +468,6 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- http11 [--host H] [--port N] [--tls-key F --tls-cert F]` */
 export const command = Command.make("http11", Shared.serverFlags(8081, serverOptions), run).pipe(
+  Shared.withTelemetry,
   Command.withDescription("HTTP/1.1 hello world with keep-alive and pipelining, a benchmark subject for wrk")
 )

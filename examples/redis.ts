@@ -647,6 +647,7 @@ export const run = (options: Shared.ServerFlags) =>
 
 /** `npm start -- redis [--host H] [--port N] [--tls-key F --tls-cert F]` */
 export const command = Command.make("redis", Shared.serverFlags(6380, serverOptions), run).pipe(
+  Shared.withTelemetry,
   Command.withDescription(
     "a mini Redis (RESP2): PING ECHO GET SET DEL EXISTS INCR DECR INCRBY DECRBY MGET FLUSHALL, pipelining"
   )

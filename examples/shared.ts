@@ -1,11 +1,12 @@
 /**
  * What the examples share: the `--host` / `--port` flags, the operator's limits every server takes
- * (`--idle-timeout`, `--max-connections`, ...), and a way to serve a protocol on TCP until Ctrl-C (which shuts
- * the server down gracefully).
+ * (`--idle-timeout`, `--max-connections`, ...), the telemetry flags (`--otlp`, `--metrics-port`), and a way to
+ * serve a protocol on TCP until Ctrl-C (which shuts the server down gracefully).
  */
 import { Console, Data, Duration, Effect, Layer, Option } from "effect"
-import { Chat, ChatServer, Listener, type Protocol } from "effect-asynchat"
-import { Flag } from "effect/cli"
+import { Chat, ChatServer, Listener, type Protocol, Telemetry } from "effect-asynchat"
+import { Command, Flag } from "effect/cli"
+import { OtlpExporter } from "effect/observability"
 import type { Buffer } from "node:buffer"
 import * as Fs from "node:fs"
 
@@ -124,17 +125,88 @@ const pemFlag = (name: string, what: string) =>
     Flag.optional
   )
 
-/** A server example's flags: `--host`, `--port` (with its default), `--tls-key`/`--tls-cert`, and `limits`. */
+/** `--otlp url` and `--metrics-port n`: where a server example's telemetry goes, if anywhere. */
+export const telemetry = {
+  otlp: Flag.String("otlp").pipe(
+    Flag.withMetavar("url"),
+    Flag.withDescription(
+      "Send traces (a span per connection), metrics and logs over OTLP/HTTP (JSON) to this collector, " +
+        "e.g. http://127.0.0.1:4318 (default none: no tracer, no span)"
+    ),
+    Flag.optional
+  ),
+  metricsPort: Flag.Int("metrics-port").pipe(
+    Flag.withMetavar("n"),
+    Flag.withDescription(
+      "Serve the metrics in the Prometheus text format on http://127.0.0.1:<n>/metrics (default none; 0 picks a free port)"
+    ),
+    Flag.filter((n) => n >= 0 && n <= 65535, (n) => `--metrics-port must be a port number (0 to 65535), got ${n}`),
+    Flag.optional
+  )
+}
+
+/** The values of the `telemetry` flags: `None` for no export. */
+export interface TelemetryFlags {
+  readonly otlp: Option.Option<string>
+  readonly metricsPort: Option.Option<number>
+}
+
+/**
+ * The telemetry layers `flags` ask for, for the service `serviceName`: OTLP export with `--otlp`, a Prometheus
+ * endpoint (on 127.0.0.1, which it prints) with `--metrics-port`, nothing without them.
+ */
+export const telemetryLayer = (
+  serviceName: string,
+  flags: TelemetryFlags
+): Layer.Layer<OtlpExporter.Flusher, Telemetry.MetricsEndpointError> => {
+  // without --otlp, an empty Flusher in its place (one Set): no tracer, logger or exporter is installed
+  const otlp = Option.match(flags.otlp, {
+    onNone: () => OtlpExporter.layerFlusher,
+    onSome: (url) => Telemetry.layerOtlp({ url, serviceName })
+  })
+  const prometheus = Option.match(flags.metricsPort, {
+    onNone: () => Layer.empty,
+    onSome: (port) =>
+      Layer.effectDiscard(Effect.gen(function*() {
+        const endpoint = yield* Telemetry.MetricsEndpoint
+        yield* Console.log(`metrics on ${endpoint.url}`)
+      })).pipe(Layer.provide(Telemetry.layerPrometheus({ port })))
+  })
+  return Layer.merge(otlp, prometheus)
+}
+
+/**
+ * A server example's command with its telemetry: the layers of its `--otlp` and `--metrics-port` around its
+ * handler (closed after it, so the last spans are sent once the server has shut down), named
+ * `effect-asynchat-<command>` (the root command, which runs hello, `effect-asynchat`).
+ */
+export const withTelemetry = <const Name extends string, Input extends TelemetryFlags, ContextInput, E, R>(
+  self: Command.Command<Name, Input, ContextInput, E, R>
+) =>
+  Command.provide(
+    self,
+    (flags: Input) =>
+      telemetryLayer(self.name.startsWith("effect-asynchat") ? self.name : `effect-asynchat-${self.name}`, flags)
+  )
+
+/**
+ * A server example's flags: `--host`, `--port` (with its default), `--tls-key`/`--tls-cert`, `limits` and
+ * `telemetry` (which `withTelemetry` puts to use).
+ */
 export const serverFlags = (defaultPort: number, defaults: ChatServer.Options = {}) => ({
   host,
   port: port(defaultPort),
   tlsKey: pemFlag("tls-key", "The server's private key"),
   tlsCert: pemFlag("tls-cert", "The server's certificate chain"),
-  ...limits(defaults)
+  ...limits(defaults),
+  ...telemetry
 })
 
-/** What a server example's `run` is given: where to listen, its TLS files if any, and the operator's limits. */
-export interface ServerFlags extends Limits {
+/**
+ * What a server example's `run` is given: where to listen, its TLS files if any, the operator's limits, and the
+ * telemetry flags.
+ */
+export interface ServerFlags extends Limits, TelemetryFlags {
   readonly host: string
   readonly port: number
   readonly tlsKey: Option.Option<string>

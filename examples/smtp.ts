@@ -631,6 +631,7 @@ export const run = (
 
 /** `npm start -- smtp [--port N] [--tls-key F --tls-cert F [--tls-only]] [--maildir DIR] [--size N]` */
 export const command = Command.make("smtp", flags, run).pipe(
+  Shared.withTelemetry,
   Command.withDescription(
     "CPython's smtpd (DebuggingServer) over asynchat's heir: ESMTP, pipelining, STARTTLS, --maildir"
   )

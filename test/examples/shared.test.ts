@@ -1,7 +1,7 @@
 /**
- * The operator's limits every server example takes (`examples/shared.ts`): each flag is in every server's
- * `--help` with that example's default, a bad value is refused with the flag's name, and each one, set on the
- * command line, changes what the running server does.
+ * The operator's limits and telemetry flags every server example takes (`examples/shared.ts`): each flag is in
+ * every server's `--help` with that example's default, a bad value is refused with the flag's name, and each
+ * one, set on the command line, changes what the running server does.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect } from "effect"
@@ -13,7 +13,12 @@ import * as HttpServer from "../../examples/http-server.ts"
 import * as Http11 from "../../examples/http11.ts"
 import * as Redis from "../../examples/redis.ts"
 import type { ChatServer } from "../../src/index.ts"
+import { attributes, json, parsePrometheus, receiver, valueOf } from "../telemetry-helpers.ts"
+import { curl } from "../tools.ts"
+import { runCurl } from "./http-helpers.ts"
 import { cli, connect, listeningPort } from "./peers.ts"
+
+const curlTest = curl.available ? it.live : it.live.skip
 
 /** The help text's spelling of a default: `Duration.format`, "off" for none. */
 const shown = (input: Duration.Input | undefined, fallback: string) => {
@@ -30,6 +35,14 @@ const servers: ReadonlyArray<readonly [string, ChatServer.Options]> = [
   ["http-server", HttpServer.serverOptions],
   ["http11", Http11.serverOptions],
   ["redis", Redis.serverOptions]
+]
+
+/** The telemetry flags' help, the same in every server example. */
+const telemetryHelp = [
+  "--otlp url Send traces (a span per connection), metrics and logs over OTLP/HTTP (JSON) to this collector, " +
+  "e.g. http://127.0.0.1:4318 (default none: no tracer, no span)",
+  "--metrics-port n Serve the metrics in the Prometheus text format on http://127.0.0.1:<n>/metrics " +
+  "(default none; 0 picks a free port)"
 ]
 
 describe("the server examples' limits", () => {
@@ -61,10 +74,82 @@ describe("the server examples' limits", () => {
               options.maxFrameLength ?? 65536
             })`
           ]
-          for (const line of expected) expect(help, `${name} --help`).toContain(line)
+          for (const line of [...expected, ...telemetryHelp]) expect(help, `${name} --help`).toContain(line)
           // two at a time: five Node processes starting at once on a loaded two-core machine took over 10 s
         })), { concurrency: 2, discard: true }),
     60_000
+  )
+
+  it.live(
+    "smtp's --help and the root command's (which runs hello) show the telemetry flags too",
+    () =>
+      Effect.forEach([["smtp", "--help"], ["--help"]], (args) =>
+        Effect.scoped(Effect.gen(function*() {
+          const child = yield* cli(...args)
+          expect(yield* child.exit("14 seconds"), args.join(" ")).toMatchObject({ code: 0 })
+          const help = child.stdout.text.replace(/\s+/g, " ")
+          for (const line of telemetryHelp) expect(help, args.join(" ")).toContain(line)
+        })), { concurrency: 2, discard: true }),
+    30_000
+  )
+
+  curlTest(
+    `--metrics-port and --otlp: curl scrapes the counters; the collector gets the spans, named for the example${curl.skipReason}`,
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        curl.require()
+        const otlp = yield* receiver
+        const child = yield* cli("echo", "--port", "0", "--metrics-port", "0", "--otlp", otlp.url)
+        const port = yield* listeningPort(child)
+        yield* child.stdout.until(
+          "the metrics line",
+          (r) => /metrics on http:\/\/127\.0\.0\.1:\d+\/metrics/.test(r.text)
+        )
+        const url = /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(child.stdout.text)![1]
+        const peers: Array<number> = []
+        for (const name of ["one", "two", "three"]) {
+          const peer = yield* connect(port, name)
+          peers.push(peer.socket.localPort!)
+          yield* peer.write(name)
+          yield* peer.received.contains(name)
+          if (name !== "three") {
+            yield* peer.end()
+            yield* peer.received.endOf()
+          }
+        }
+        // the two closed are no longer open by the time the scrape is answered: poll a few times for it
+        let page = parsePrometheus((yield* runCurl(url)).stdout.toString("utf8"))
+        for (let i = 0; i < 50 && valueOf(page, "effect_asynchat_connections_open") !== 1; i++) {
+          yield* Effect.sleep("20 millis")
+          page = parsePrometheus((yield* runCurl(url)).stdout.toString("utf8"))
+        }
+        expect(page.get("effect_asynchat_connections_open")?.type).toBe("gauge")
+        expect(page.get("effect_asynchat_connections_total")?.type).toBe("counter")
+        expect(valueOf(page, "effect_asynchat_connections_open")).toBe(1)
+        expect(valueOf(page, "effect_asynchat_connections_total")).toBe(3)
+        expect(valueOf(page, "effect_asynchat_bytes_in")).toBe("onetwothree".length)
+        expect(valueOf(page, "effect_asynchat_bytes_out")).toBe("onetwothree".length)
+        // Ctrl-C: the server shuts down, then the exporters send what they hold, then it exits
+        child.process.kill("SIGINT")
+        expect(yield* child.exit("10 seconds")).toMatchObject({ code: 0 })
+        const traces = json(otlp.posts, "/v1/traces")
+        expect(attributes(traces[0].resourceSpans[0].resource.attributes)["service.name"]).toBe("effect-asynchat-echo")
+        const spans = traces.flatMap((t) =>
+          t.resourceSpans.flatMap((r: any) => r.scopeSpans.flatMap((s: any) => s.spans))
+        ) as Array<any>
+        const connections = spans.filter((s) => s.name === "effect-asynchat.connection")
+          .map((s) => attributes(s.attributes))
+          .toSorted((a, b) => Number(a["connection.id"]) - Number(b["connection.id"]))
+        expect(connections).toEqual(peers.map((peer, i) => ({
+          "connection.id": i + 1,
+          "net.peer": `127.0.0.1:${peer}`,
+          "connection.role": "server"
+        })))
+        const metrics = json(otlp.posts, "/v1/metrics").at(-1).resourceMetrics[0].scopeMetrics[0].metrics as Array<any>
+        const total = metrics.find((m) => m.name === "effect_asynchat_connections_total")
+        expect(total.sum.dataPoints[0].asDouble).toBe(3)
+      })),
+    30_000
   )
 
   it.live("a value that is not a duration or a positive count is refused, naming the flag", () =>

@@ -184,6 +184,26 @@ describe("Telemetry.layerOtlp", () => {
       }
     }).pipe(Effect.scoped))
 
+  it.live("a collector that cannot be reached leaves the server serving, and the shutdown waits only shutdownTimeout", () =>
+    Effect.gen(function*() {
+      // a port that was free a moment ago: nothing listens there
+      const closed = yield* Effect.scoped(Effect.map(receiver, (r) => r.url))
+      const start = Date.now()
+      yield* ownMetrics(
+        serve(Echo, {}, (port) =>
+          Effect.gen(function*() {
+            const peer = yield* connect(port)
+            yield* peer.write("still here\n")
+            yield* peer.received.contains("still here\n")
+          }).pipe(Effect.scoped)).pipe(
+            Effect.provide(
+              Telemetry.layerOtlp({ url: closed, serviceName: "nowhere", shutdownTimeout: "300 millis" })
+            )
+          )
+      )
+      expect(Date.now() - start).toBeLessThan(3000)
+    }))
+
   it.live("serialization: \"protobuf\" posts application/x-protobuf", () =>
     Effect.gen(function*() {
       const otlp = yield* receiver

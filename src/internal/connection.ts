@@ -11,7 +11,8 @@
  * thousands; test/memory.test.ts measures it against a raw `node:net` server and fails past its budget. What
  * keeps it small, and where:
  * - classes, not objects of closures: `OpenConnection`, `Handle`, `Outbox`, `Inbox`, `InputPull`,
- *   `NodeStreamTransport`, the cutters (a closure per method costs more than a field);
+ *   `NodeStreamTransport`, the cutters, which take their framer's frames by method (a closure per method costs
+ *   more than a field);
  * - states are small integers (`Inbox`'s, `Outbox`'s phase and writer, `InputPull`'s phase), not booleans;
  * - what most connections never use is made on first use: the handle's functions, the outbox's writer and
  *   wake, the transport's waits for room and for its finish;

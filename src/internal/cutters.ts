@@ -6,7 +6,7 @@
 import { Buffer } from "node:buffer"
 import type * as Framing from "../Framing.ts"
 import * as Terminator from "../Terminator.ts"
-import { asBuffer, byteCount, type Failure, Frame, Framer, tooLong } from "./framer.ts"
+import { asBuffer, byteCount, type Failure, Frame, Framer, type Receiver, tooLong } from "./framer.ts"
 
 /** Where a cutter puts what it produces: frames or messages to hand downstream, or a machine's own error. */
 export interface Sink<A, E> {
@@ -61,11 +61,16 @@ export const isDecoder = (
   framing: Framing.Machine<any, any, any> | Framing.Decoding<any, any>
 ): framing is Framing.Decoding<any, any> => typeof framing === "function" || "decode" in framing
 
-// a class: a connection holds one, and an idle one should hold as little as it can
-class FramerCutter implements Cutter {
+// The cutters are classes, each the receiver of its framer's frames (its methods, not closures): a connection
+// holds one, and an idle one should hold as little as it can.
+
+/** asynchat's imperative form: one frame per push, each into the sink (see `exact`). */
+class ExactCutter implements Cutter, Receiver {
   readonly framer: Framer
-  constructor(framer: Framer) {
-    this.framer = framer
+  protected readonly sink: Sink<Framing.Frame, never>
+  constructor(terminator: Terminator.Terminator, maxFrameLength: number, sink: Sink<Framing.Frame, never>) {
+    this.sink = sink
+    this.framer = new Framer(terminator, maxFrameLength, this)
   }
   start(): Failure | undefined {
     return this.framer.push(NO_BYTES)
@@ -76,32 +81,36 @@ class FramerCutter implements Cutter {
   end(): Failure | undefined {
     return this.framer.end()
   }
+  /** Pauses after each frame. */
+  onFrame(bytes: Uint8Array, terminated: boolean): boolean {
+    this.sink.out.push(new Frame(bytes, terminated))
+    return false
+  }
 }
 
-const cutterOf = (framer: Framer): Cutter => new FramerCutter(framer)
-
-/** A frame sink that keeps cutting (`fixed`) or pauses after each frame (`exact`). */
-const framesInto =
-  (sink: Sink<Framing.Frame, never>, keepCutting: boolean) => (bytes: Uint8Array, terminated: boolean) => {
-    sink.out.push(new Frame(bytes, terminated))
-    return keepCutting
+/** Every frame cut with one terminator, into the sink (see `fixed`). */
+class FixedCutter extends ExactCutter {
+  /** Keeps cutting. */
+  override onFrame(bytes: Uint8Array, terminated: boolean): boolean {
+    this.sink.out.push(new Frame(bytes, terminated))
+    return true
   }
+  onFrames(frames: Array<Framing.Frame>): void {
+    // Linear either way: a whole-array copy when `frames` is the larger part, else push it element by element.
+    const sink = this.sink
+    const out = sink.out
+    if (out.length === 0) sink.out = frames
+    else if (frames.length > out.length) sink.out = out.concat(frames)
+    else for (let i = 0; i < frames.length; i++) out.push(frames[i])
+  }
+}
 
 /** Every frame cut with one terminator, as many per push as the chunk holds; a chunk of many comes as one array. */
 export const fixed = (
   terminator: Terminator.Terminator,
   maxFrameLength: number,
   sink: Sink<Framing.Frame, never>
-): Cutter =>
-  cutterOf(
-    new Framer(terminator, maxFrameLength, framesInto(sink, true), (frames) => {
-      // Linear either way: a whole-array copy when `frames` is the larger part, else push it element by element.
-      const out = sink.out
-      if (out.length === 0) sink.out = frames
-      else if (frames.length > out.length) sink.out = out.concat(frames)
-      else for (let i = 0; i < frames.length; i++) out.push(frames[i])
-    })
-  )
+): Cutter => new FixedCutter(terminator, maxFrameLength, sink)
 
 /**
  * asynchat's imperative form: one frame per push, so that a terminator set while that frame is handled applies
@@ -111,34 +120,63 @@ export const exact = (
   terminator: Terminator.Terminator,
   maxFrameLength: number,
   sink: Sink<Framing.Frame, never>
-): Cutter => cutterOf(new Framer(terminator, maxFrameLength, framesInto(sink, false)))
+): Cutter => new ExactCutter(terminator, maxFrameLength, sink)
 
 /** A pure state machine: it picks the terminator after every frame and emits its messages to the sink. */
-export const machine = <S, A, E>(
-  machine: Framing.Machine<S, A, E>,
-  maxFrameLength: number,
-  sink: Sink<A, E>
-): Cutter => {
-  let state = machine.initial
-  const apply = (step: Framing.Step<S, A, E>): boolean => {
+class MachineCutter<S, A, E> implements Cutter, Receiver {
+  readonly framer: Framer
+  private state: S
+  private readonly machine: Framing.Machine<S, A, E>
+  /** The limit of a frame the machine does not bound itself. */
+  private readonly maxFrameLength: number
+  private readonly sink: Sink<A, E>
+
+  constructor(machine: Framing.Machine<S, A, E>, maxFrameLength: number, sink: Sink<A, E>) {
+    this.machine = machine
+    this.maxFrameLength = maxFrameLength
+    this.sink = sink
+    this.state = machine.initial
+    this.framer = new Framer(Terminator.none, maxFrameLength, this)
+  }
+
+  start(): Failure | undefined {
+    return this.choose() ? this.framer.push(NO_BYTES) : this.framer.failure
+  }
+
+  push(chunk: Uint8Array): Failure | undefined {
+    return this.framer.push(chunk)
+  }
+
+  end(): Failure | undefined {
+    const failure = this.framer.end()
+    const ending = this.machine.end
+    if (failure === undefined && this.sink.error === undefined && ending !== undefined) this.apply(ending(this.state))
+    return failure
+  }
+
+  // after a pause the framer keeps what follows uncut: `onFrame` says stop, with no failure
+  onFrame(bytes: Uint8Array, terminated: boolean): boolean {
+    const step = this.machine.step(this.state, new Frame(bytes, terminated))
+    return this.apply(step) && this.choose() && step._tag !== "Pause"
+  }
+
+  private apply(step: Framing.Step<S, A, E>): boolean {
     if (step._tag === "Fail") {
-      sink.error = step.error
+      this.sink.error = step.error
       return false
     }
-    state = step.state
-    for (let i = 0; i < step.messages.length; i++) sink.out.push(step.messages[i])
+    this.state = step.state
+    const out = this.sink.out
+    for (let i = 0; i < step.messages.length; i++) out.push(step.messages[i])
     return true
   }
-  // after a pause the framer keeps what follows uncut: `onFrame` says stop, with no failure
-  const onFrame = (bytes: Uint8Array, terminated: boolean): boolean => {
-    const step = machine.step(state, new Frame(bytes, terminated))
-    return apply(step) && choose() && step._tag !== "Pause"
-  }
-  const bound = machine.maxFrameLength
-  const choose = (): boolean => {
+
+  private choose(): boolean {
+    const framer = this.framer
     try {
-      framer.terminator = machine.terminator(state)
-      if (bound !== undefined) framer.maxFrameLength = bound(state) ?? maxFrameLength
+      framer.terminator = this.machine.terminator(this.state)
+      const bound = this.machine.maxFrameLength
+      if (bound !== undefined) framer.maxFrameLength = bound(this.state) ?? this.maxFrameLength
       return true
     } catch (error) {
       if (!(error instanceof Terminator.InvalidTerminator)) throw error
@@ -146,23 +184,14 @@ export const machine = <S, A, E>(
       return false
     }
   }
-  const framer = new Framer(
-    Terminator.none,
-    maxFrameLength,
-    onFrame
-  )
-  const ending = machine.end
-  return {
-    framer,
-    start: () => (choose() ? framer.push(NO_BYTES) : framer.failure),
-    push: (chunk) => framer.push(chunk),
-    end: () => {
-      const failure = framer.end()
-      if (failure === undefined && sink.error === undefined && ending !== undefined) apply(ending(state))
-      return failure
-    }
-  }
 }
+
+/** A pure state machine: it picks the terminator after every frame and emits its messages to the sink. */
+export const machine = <S, A, E>(
+  machine: Framing.Machine<S, A, E>,
+  maxFrameLength: number,
+  sink: Sink<A, E>
+): Cutter => new MachineCutter(machine, maxFrameLength, sink)
 
 const EMPTY = Buffer.alloc(0)
 /** The marker `Framing.needMore` is (a registered symbol: the same in every copy of the package). */

@@ -27,17 +27,22 @@ export type Failure =
   | { readonly _tag: "InvalidTerminator"; readonly message: string }
 
 /**
- * Receives each frame. `terminated` is false for bytes passed on under `none` and for the unterminated
- * remainder at end of input. Return `false` to stop cutting (the receiver keeps its own reason).
+ * What a framer hands its frames to: an object with methods rather than closures, as a connection holds one
+ * (a cutter) for as long as it is open.
  */
-export type OnFrame = (bytes: Uint8Array, terminated: boolean) => boolean
-
-/**
- * Optional: receives as one array, in order, the frames of a chunk that holds many (all but its first few,
- * which go to `onFrame`). Only for an owner whose `onFrame` never stops cutting nor changes the terminator:
- * the frames in the array are cut without asking it.
- */
-export type OnFrames = (frames: Array<Framing.Frame>) => void
+export interface Receiver {
+  /**
+   * Receives each frame. `terminated` is false for bytes passed on under `none` and for the unterminated
+   * remainder at end of input. Return `false` to stop cutting (the receiver keeps its own reason).
+   */
+  onFrame(bytes: Uint8Array, terminated: boolean): boolean
+  /**
+   * Optional: receives as one array, in order, the frames of a chunk that holds many (all but its first few,
+   * which go to `onFrame`). Only for a receiver whose `onFrame` never stops cutting nor changes the terminator:
+   * the frames in the array are cut without asking it.
+   */
+  readonly onFrames?: ((frames: Array<Framing.Frame>) => void) | undefined
+}
 
 const EMPTY = Buffer.alloc(0)
 
@@ -115,14 +120,15 @@ export class Framer {
 
   /** The longest frame: set anew with each terminator by a machine that bounds each frame on its own. */
   maxFrameLength: number
-  private readonly onFrame: OnFrame
-  private readonly onFrames: OnFrames | undefined
+  private readonly receiver: Receiver
+  /** Whether the receiver takes a chunk's many frames as one array (`onFrames`). */
+  private readonly batches: boolean
 
-  constructor(terminator: Terminator.Terminator, maxFrameLength: number, onFrame: OnFrame, onFrames?: OnFrames) {
+  constructor(terminator: Terminator.Terminator, maxFrameLength: number, receiver: Receiver) {
     this.terminator = terminator
     this.maxFrameLength = maxFrameLength
-    this.onFrame = onFrame
-    this.onFrames = onFrames
+    this.receiver = receiver
+    this.batches = receiver.onFrames !== undefined
   }
 
   /** Bytes of the current frame received so far. */
@@ -238,21 +244,21 @@ export class Framer {
       // Fast path: nothing buffered, every frame in this chunk is a view.
       let k = byte >= 0 ? buf.indexOf(byte, pos) : find(buf, delim, pos)
       if (k >= 0) this.emptyRun = 0
-      const onFrame = this.onFrame
-      const onFrames = this.onFrames
+      const receiver = this.receiver
+      const batches = this.batches
       const first = pos
       let single = 0
       while (k >= 0) {
         if (k - pos > max) return tooLong(max, `a frame of ${byteCount(k - pos)}`, t)
-        if (onFrames !== undefined && ++single > SINGLE_FRAMES) {
-          pos = this.many(buf, pos, k, delim, byte, (pos - first) / SINGLE_FRAMES, onFrames)
+        if (batches && ++single > SINGLE_FRAMES) {
+          pos = this.many(buf, pos, k, delim, byte, (pos - first) / SINGLE_FRAMES)
           k = this.found
           continue
         }
         const frame = buf.subarray(pos, k)
         pos = k + dl
         this.completed++
-        if (!onFrame(frame, true)) return this.stopped(buf, pos)
+        if (!receiver.onFrame(frame, true)) return this.stopped(buf, pos)
         // the machine chose another terminator, or another limit, for the next frame
         if (this.terminator !== t || this.maxFrameLength !== max) break
         k = byte >= 0 ? buf.indexOf(byte, pos) : find(buf, delim, pos)
@@ -265,8 +271,8 @@ export class Framer {
   }
 
   /**
-   * Gives `onFrames` the frames of `buf` from `[pos, k)` on, up to the last delimiter or an over-long frame;
-   * returns where the next frame starts, and leaves the delimiter after it (or -1) in `found`.
+   * Gives the receiver's `onFrames` the frames of `buf` from `[pos, k)` on, up to the last delimiter or an
+   * over-long frame; returns where the next frame starts, and leaves the delimiter after it (or -1) in `found`.
    *
    * One array per chunk, sized up front from `perFrame` (bytes per frame so far; under-estimated, so that it
    * seldom needs trimming): no callback per frame and no growth by push. Some 10% of a whole pipeline on
@@ -279,8 +285,7 @@ export class Framer {
     k: number,
     delim: Uint8Array,
     byte: number,
-    perFrame: number,
-    onFrames: OnFrames
+    perFrame: number
   ): number {
     const max = this.maxFrameLength
     const dl = delim.length
@@ -294,7 +299,7 @@ export class Framer {
     } while (k >= 0 && k - pos <= max)
     if (n < frames.length) frames.length = n
     this.completed += n
-    onFrames(frames)
+    this.receiver.onFrames!(frames)
     this.found = k
     return pos
   }
@@ -315,7 +320,7 @@ export class Framer {
 
   private emit(frame: Uint8Array, terminated: boolean): boolean {
     this.completed++
-    return this.onFrame(frame, terminated)
+    return this.receiver.onFrame(frame, terminated)
   }
 
   /** Finds `delim` in the last `w` buffered bytes followed by `buf[pos, pos + c)`; -1 when absent. */

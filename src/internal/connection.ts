@@ -14,8 +14,9 @@
  *   `NodeStreamTransport`, the cutters, which take their framer's frames by method (a closure per method costs
  *   more than a field);
  * - states are small integers (`Inbox`'s, `Outbox`'s phase and writer, `InputPull`'s phase), not booleans;
- * - what most connections never use is made on first use: the handle's functions, the outbox's writer and
- *   wake, the transport's waits for room and for its finish;
+ * - what most connections never use is made on first use: the handle's functions, the outbox's writer, wake,
+ *   outcome (`done`) and list of pushes waiting for room, the inbox's array of held reads, the transport's
+ *   waits for room and for its finish; no frames ready is one shared empty array;
  * - continuations a waiting connection keeps (`flushOf`, `afterHandler`, `releaseOf`, `startOf`, `endOf`)
  *   are made by module functions that capture only what they use;
  * - the `Chat` service goes into the handler fiber's own context (`fiber.setContext`), not through

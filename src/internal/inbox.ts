@@ -56,7 +56,8 @@ const secondReader = () =>
 
 export class Inbox implements Input, Watched {
   private state: State = State.Paused
-  private held: Array<Uint8Array> = []
+  /** The reads held for the consumer while it is busy, in order; none (no array) most of the time. */
+  private held: Array<Uint8Array> | undefined = undefined
   /** What follows the held reads: the end of input or a failure; nothing is delivered after it. */
   private last: typeof END | ChatError.ChatError | undefined = undefined
   /** The waiting consumer's callback, while `Waiting`. */
@@ -116,7 +117,8 @@ export class Inbox implements Input, Watched {
       }
       return
     }
-    this.held.push(chunk)
+    if (this.held === undefined) this.held = [chunk]
+    else this.held.push(chunk)
     if (this.state === State.Held) return
     this.state = State.Held
     this.owner.transport.pause()
@@ -154,9 +156,9 @@ export class Inbox implements Input, Watched {
       // one input, one reader: a second would take reads from the first, which would wait forever
       if (this.state === State.Waiting) return resume(Effect.die(secondReader()))
       const paused = this.state !== State.Flowing
-      if (this.held.length > 0) {
-        const held = this.held
-        this.held = []
+      const held = this.held
+      if (held !== undefined) {
+        this.held = undefined
         this.state = State.Flowing
         resume(this.made(held))
         if (this.last === undefined && paused) this.owner.transport.resume()
@@ -196,8 +198,8 @@ export class Inbox implements Input, Watched {
 
   /** Drops the reads held for the consumer (an upgrade's plaintext); true when there were some. */
   discardHeld(): boolean {
-    const dropped = this.held.length > 0
-    this.held = []
+    const dropped = this.held !== undefined
+    this.held = undefined
     return dropped
   }
 

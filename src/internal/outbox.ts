@@ -86,11 +86,6 @@ export interface Owner {
 }
 
 export class Outbox {
-  /**
-   * The output's outcome: success once the close marker is reached (everything before it written), failure
-   * when a write or a producer failed.
-   */
-  readonly done: Deferred.Deferred<void, ChatError.ChatError> = Deferred.makeUnsafe()
   private items: Array<Item> = []
   /** Producers and close markers in `items`: while there are none, the queue is all buffers. */
   private markers = 0
@@ -104,7 +99,9 @@ export class Outbox {
   // made on first use: an idle connection should hold as little as it can
   private runWake: (() => void) | undefined = undefined
   private draining: Effect.Effect<void, ChatError.ChatError> | undefined = undefined
-  private readonly spaceWaiters: Array<() => void> = []
+  private spaceWaiters: Array<() => void> | undefined = undefined
+  private doneDeferred: Deferred.Deferred<void, ChatError.ChatError> | undefined = undefined
+  private doneExit: Exit.Exit<void, ChatError.ChatError> | undefined = undefined
   private readonly owner: Owner
   private readonly limits: Limits
   private readonly context: Context.Context<never>
@@ -124,6 +121,17 @@ export class Outbox {
     this.limits = limits
     this.context = context
     this.dispatcher = dispatcher
+  }
+
+  /**
+   * The output's outcome: success once the close marker is reached (everything before it written), failure
+   * when a write or a producer failed. Made when first asked for (a handler's end waits for it).
+   */
+  get done(): Deferred.Deferred<void, ChatError.ChatError> {
+    if (this.doneDeferred !== undefined) return this.doneDeferred
+    const done = this.doneDeferred = Deferred.makeUnsafe<void, ChatError.ChatError>()
+    if (this.doneExit !== undefined) Deferred.doneUnsafe(done, this.doneExit)
+    return done
   }
 
   /** True once the output is over: nothing more is written, nobody waits on the queue. */
@@ -414,7 +422,8 @@ export class Outbox {
     if (this.isOver) return
     const halfClose = this.phase === Phase.Ending && Exit.isSuccess(exit)
     this.stop(halfClose ? Phase.HalfClosed : Phase.Over)
-    Deferred.doneUnsafe(this.done, exit)
+    this.doneExit = exit
+    if (this.doneDeferred !== undefined) Deferred.doneUnsafe(this.doneDeferred, exit)
     if (!halfClose) this.owner.outputDone(exit)
   }
 
@@ -422,17 +431,19 @@ export class Outbox {
     return Effect.callback<void>((resume) => {
       if (this.isOver || this.queuedBytes <= this.limits.lowWaterMark) return resume(Effect.void)
       const waiter = () => resume(Effect.void)
-      this.spaceWaiters.push(waiter)
+      const waiters = this.spaceWaiters ??= []
+      waiters.push(waiter)
       return Effect.sync(() => {
-        const i = this.spaceWaiters.indexOf(waiter)
-        if (i >= 0) this.spaceWaiters.splice(i, 1)
+        const i = waiters.indexOf(waiter)
+        if (i >= 0) waiters.splice(i, 1)
       })
     })
   }
 
   private releaseSpace(): void {
-    if (this.spaceWaiters.length === 0) return
-    const waiters = this.spaceWaiters.splice(0)
+    const waiters = this.spaceWaiters
+    if (waiters === undefined || waiters.length === 0) return
+    this.spaceWaiters = undefined
     for (const w of waiters) w()
   }
 

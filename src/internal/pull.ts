@@ -38,6 +38,9 @@ export interface Owner {
   releaseOutput(): void
 }
 
+/** No frames ready: shared, never written (`ready` is only ever replaced). */
+const NONE: ReadonlyArray<never> = []
+
 const fromFailure = (failure: Failure): ChatError.ChatError => new ChatError.ChatError({ reason: reasonOf(failure) })
 
 export class InputPull implements Reader, Input.Source<unknown, unknown> {
@@ -51,7 +54,7 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
   private failure: unknown = undefined
   // Frames are handed out one per pull, not in batches: a consumer that stops early (`Stream.runHead`,
   // `Stream.take`) leaves the rest here for its next read instead of dropping them with the batch.
-  private ready: Array<unknown> = []
+  private ready: ReadonlyArray<unknown> = NONE
   private readyAt = 0
   private completedAtWait = 0
   /** Set by `each`: what each element is handed to, its effect what a pull then is. */
@@ -125,7 +128,7 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
     const framer = this.cutter.framer
     const dropped = this.readyAt < this.ready.length || this.sink.out.length > 0 || framer.buffered > 0 ||
       framer.pendingBytes > 0
-    this.ready = []
+    this.ready = NONE
     this.readyAt = 0
     this.sink.out = []
     framer.discard()

@@ -372,12 +372,17 @@ const build = (
       registry: options.registry
     })
     // the finalizer first, then what it undoes: nothing is left behind, whatever happens after
-    const started = Effect.andThen(Scope.addFinalizer(scope, releaseOf(connection)), startOf(connection, stream))
+    const started = Effect.andThen(Scope.addFinalizerExit(scope, releaseOf(connection)), startOf(connection, stream))
     return ownWatchdog === undefined ? started : Effect.tap(started, ownWatchdog)
   })
 
-// Made here, capturing only the connection: an open connection holds them.
-const releaseOf = (connection: OpenConnection) => Effect.sync(() => connection.release())
+// Made here, capturing only the connection: an open connection holds them. The finalizer releases the connection
+// as the scope calls it, in the scope's order, rather than returning an effect that does (`Scope.addFinalizer`
+// would keep that effect, and a closure returning it).
+const releaseOf = (connection: OpenConnection) => (): Effect.Effect<void> => {
+  connection.release()
+  return Effect.void
+}
 const startOf = (connection: OpenConnection, stream: NodeStream.Duplex) =>
   Effect.sync(() => {
     connection.start(stream)

@@ -271,6 +271,25 @@ describe("ChatClient over the in-memory transport", () => {
       expect(yield* server.count).toBe(0)
     }).pipe(Effect.provide(memory())))
 
+  it.effect("run: a handler still running when the connection ends is interrupted before run returns", () =>
+    Effect.gen(function*() {
+      yield* ChatServer.make(Echo)
+      const connector = yield* MemoryTransport.connector
+      let interrupted = false
+      // the output's end decides the connection's outcome while the handler goes on
+      const Lingers = Protocol.make(
+        Terminator.lf,
+        () =>
+          Effect.andThen(Chat.closeWhenDone, Effect.never).pipe(Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              interrupted = true
+            })
+          ))
+      )
+      yield* ChatClient.run(connector, Lingers)
+      expect(interrupted).toBe(true)
+    }).pipe(Effect.provide(memory())))
+
   it.effect("run: a client runs a Protocol like a server and returns its outcome", () =>
     Effect.gen(function*() {
       yield* ChatServer.make(Echo)

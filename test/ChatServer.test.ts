@@ -239,6 +239,20 @@ describe("ChatServer supervision", () => {
       yield* closedByServer(server, client)
     }).pipe(Effect.provide(memory())))
 
+  it.effect("a handler still running when its connection closes is interrupted, its finalizers run", () =>
+    Effect.gen(function*() {
+      const interrupted = yield* Deferred.make<void>()
+      // the output's end decides the connection's outcome while the handler goes on
+      const Lingers = Protocol.make(Terminator.lf, () =>
+        Effect.andThen(Chat.closeWhenDone, Effect.never).pipe(
+          Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+        ))
+      const server = yield* ChatServer.make(Lingers)
+      const client = yield* connectLines
+      yield* closedByServer(server, client)
+      expect(yield* Deferred.isDone(interrupted)).toBe(true)
+    }).pipe(Effect.provide(memory())))
+
   it.effect("logs a failure with the connection's id, peer and server, and counts it by reason", () =>
     Effect.gen(function*() {
       const logs = captureLogs()

@@ -17,8 +17,10 @@
  * - what most connections never use is made on first use: the handle's functions, the outbox's writer, wake,
  *   outcome (`done`) and list of pushes waiting for room, the inbox's array of held reads, the transport's
  *   waits for room and for its finish; no frames ready is one shared empty array;
- * - continuations a waiting connection keeps (`flushOf`, `afterHandler`, `releaseOf`, `startOf`, `endOf`)
- *   are made by module functions that capture only what they use;
+ * - continuations a waiting connection keeps (the handler fiber's, made together by `handlerOf`; `releaseOf`,
+ *   `startOf`, `endOf`) are made by module functions that capture only what they use;
+ * - the handler's fiber is not a child of the connection's (a parent keeps a Set of its children): the
+ *   connection's finalizer interrupts it;
  * - the `Chat` service goes into the handler fiber's own context (`fiber.setContext`), not through
  *   `Effect.provideService`, whose frame would stay on every waiting fiber's stack;
  * - a span only when a tracer is installed (`Supervision.spanned`); log annotations made once per connection
@@ -26,7 +28,7 @@
  * - the Node stream's listeners are shared by all connections, finding their transport on the stream;
  * - the idle and frame timeouts are one shared watchdog's entries, not a timer per connection.
  */
-import { Clock, Context, Deferred, Duration, Effect, Exit, type Scheduler, Scope, type Stream } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, type Scheduler, Scope, type Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import type * as NodeStream from "node:stream"
 import { formatAddress, type StartTls, type TlsInfo } from "../Chat.ts"
@@ -94,6 +96,8 @@ class OpenConnection implements Connection, Lifecycle.Served {
   private readonly registry: Registry | undefined
   /** `startTls` was asked for: once is all. */
   private upgraded = false
+  /** The handler's fiber, once started: interrupted as the connection is released. */
+  private handler: Fiber.Fiber<void, unknown> | undefined = undefined
 
   constructor(options: {
     readonly stream: NodeStream.Duplex
@@ -142,14 +146,19 @@ class OpenConnection implements Connection, Lifecycle.Served {
     if (stream.closed) this.transportClosed()
   }
 
-  /** The finalizer: tells the registry, then stops the timeouts, the metrics, the output and the transport. */
-  release(): void {
+  /**
+   * The finalizer: tells the registry, then stops the timeouts, the metrics, the output and the transport; what
+   * is left to wait for is the handler's fiber, interrupted.
+   */
+  release(): Effect.Effect<void> | undefined {
     this.registry?.closed(this)
     this.inbox.stop()
     this.counters.flush()
     if (this.phase !== Phase.Built) ChatMetrics.connectionsOpen.updateUnsafe(-1, this.context)
     this.outbox.close()
     this.transport.close()
+    const handler = this.handler
+    return handler === undefined ? undefined : Fiber.interrupt(handler)
   }
 
   // The input pull's owner: its flush before it waits, and the output held around a read in the callback.
@@ -173,6 +182,10 @@ class OpenConnection implements Connection, Lifecycle.Served {
 
   handlerDone(): void {
     this.phase = Phase.HandlerDone
+  }
+
+  handlerStarted(fiber: Fiber.Fiber<void, unknown>): void {
+    this.handler = fiber
   }
 
   /**
@@ -379,10 +392,7 @@ const build = (
 // Made here, capturing only the connection: an open connection holds them. The finalizer releases the connection
 // as the scope calls it, in the scope's order, rather than returning an effect that does (`Scope.addFinalizer`
 // would keep that effect, and a closure returning it).
-const releaseOf = (connection: OpenConnection) => (): Effect.Effect<void> => {
-  connection.release()
-  return Effect.void
-}
+const releaseOf = (connection: OpenConnection) => (): Effect.Effect<void> => connection.release() ?? Effect.void
 const startOf = (connection: OpenConnection, stream: NodeStream.Duplex) =>
   Effect.sync(() => {
     connection.start(stream)

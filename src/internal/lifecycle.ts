@@ -1,8 +1,8 @@
 /**
- * A handler's life on a connection: it runs in a child fiber until the connection's outcome is decided, and
+ * A handler's life on a connection: it runs in a fiber of its own until the connection's outcome is decided, and
  * what it queued is flushed when it returns (and, for a few seconds, when it fails).
  */
-import { Cause, Context, Deferred, Duration, Effect, type Exit, type Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, type Exit, type Fiber, type Stream } from "effect"
 import { AsyncChat, type AsyncChatShape } from "../AsyncChat.ts"
 import { Chat, type ChatShape } from "../Chat.ts"
 import type * as ChatError from "../ChatError.ts"
@@ -24,6 +24,8 @@ export interface Served {
   decide(exit: Exit.Exit<void, unknown>): void
   /** The handler is done: the output ending is then part of its flush, not a verdict of its own. */
   handlerDone(): void
+  /** The handler's fiber, started: the connection interrupts it as it closes. */
+  handlerStarted(fiber: Fiber.Fiber<void, unknown>): void
 }
 
 /** How long output queued before a handler failed may take to reach the peer before the connection closes. */
@@ -33,45 +35,55 @@ const FLUSH_AFTER_FAILURE = Duration.seconds(5)
  * Runs `handler` on a connection until it is over: the handler returned (then queued output is flushed), a
  * `closeWhenDone` was reached, `close` was called, or something failed. When the handler fails, what it had
  * queued (answers to earlier requests) is still flushed, for at most a few seconds, before the failure closes
- * the connection. The caller's scope closes the socket.
+ * the connection. The caller's scope closes the socket, and interrupts the handler if it is still running.
  *
- * The handler runs in a child fiber, not in this one: whatever it does (an uninterruptible region, a value
+ * The handler runs in a fiber of its own, not in this one: whatever it does (an uninterruptible region, a value
  * that is not an effect, which kills its fiber outright), this fiber ends the connection once the outcome is
- * decided, and its finalizers run.
+ * decided, and its finalizers run. Not a child fiber: a parent keeps a Set of its children, on every connection.
  */
 export const serve = <E, R>(
   connection: Served,
   protocol: Impl<E, R>
-): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const handled = Effect.andThen(
-    Effect.onExit(
-      Effect.withFiber((fiber) => {
-        // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
-        // keep a frame on its stack to restore the context after, held by every waiting connection.
-        const context = Context.add(fiber.context, Chat, connection.chat)
-        // an `AsyncChat.make` connection's handler also gets its `AsyncChat` handle: the same object
-        fiber.setContext(protocol.mode._tag === "Exact" ? Context.add(context, AsyncChat, connection.chat) : context)
-        return protocol.handler(connection.input)
-      }),
-      afterHandler(connection)
-    ),
-    () => flushOf(connection)
-  )
-  // a child of this fiber: when the outcome is decided and this returns, it is interrupted
-  return Effect.flatMap(Effect.forkChild(handled, { startImmediately: true }), (running) => {
-    running.addObserver((exit) => connection.decide(exit))
+): Effect.Effect<void, E | ChatError.ChatError, R> =>
+  Effect.withFiber((fiber) => {
+    const { decide, handled } = handlerOf(connection, protocol)
+    // Started at once and handed to the connection in the same step, before anything can interrupt this fiber:
+    // the connection's finalizer interrupts it. Its services are this fiber's: what `R` asks for is there.
+    const running = Effect.runForkWith(fiber.context)(handled as Effect.Effect<void, unknown>)
+    running.addObserver(decide)
+    connection.handlerStarted(running)
     return connection.outcome
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
-}
 
-// The handler's continuations are made here, capturing only the connection: a suspended connection holds them.
+/**
+ * The handler's fiber's effect (`Chat`, and `AsyncChat`, in its context; the handler; then its flush), and its
+ * observer, which decides the connection's outcome. Its closures are made here, in one context that holds only
+ * the connection and the protocol: every waiting handler's fiber keeps them.
+ */
+const handlerOf = <E, R>(connection: Served, protocol: Impl<E, R>) => {
+  const handler = Effect.withFiber((fiber) => {
+    // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
+    // keep a frame on its stack to restore the context after, held by every waiting connection.
+    const context = Context.add(fiber.context, Chat, connection.chat)
+    // an `AsyncChat.make` connection's handler also gets its `AsyncChat` handle: the same object
+    fiber.setContext(protocol.mode._tag === "Exact" ? Context.add(context, AsyncChat, connection.chat) : context)
+    return protocol.handler(connection.input)
+  })
+  return {
+    handled: Effect.andThen(
+      Effect.onExit(handler, (exit) => afterHandler(connection, exit)),
+      () => flushOf(connection)
+    ),
+    decide: (exit: Exit.Exit<void, unknown>) => connection.decide(exit)
+  }
+}
 
 /** Ends the output after what is queued, and waits until the peer has taken it. */
 const flushOf = (connection: Served) =>
   Effect.andThen(connection.chat.closeWhenDone, Deferred.await(connection.outbox.done))
 
 /** When the handler failed, what it had queued (answers to earlier requests) still goes out, for a while. */
-const afterHandler = (connection: Served) => (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
+const afterHandler = (connection: Served, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> => {
   connection.handlerDone()
   return exit._tag === "Success" || Cause.hasInterruptsOnly(exit.cause)
     ? Effect.void

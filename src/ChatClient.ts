@@ -434,13 +434,11 @@ export const run = <E, R, RC>(
 ): Effect.Effect<void, E | ChatError.ChatError, R | RC> =>
   Effect.scoped(Effect.gen(function*() {
     const link = yield* openWith(connector, options)
-    return yield* Runtime.run({
+    return yield* Runtime.run(
+      Runtime.runner({ settings: settingsOf(options), protocol, role: "client" }),
       link,
-      id: yield* nextClientId,
-      settings: settingsOf(options),
-      protocol,
-      role: "client"
-    })
+      yield* nextClientId
+    )
   }))
 
 /**

@@ -228,17 +228,11 @@ export const make: <E, R>(
       active++
       const id = ++nextId
       fork(
-        Connection.run({
-          link: accepted,
-          id,
-          annotatedPeer: peer,
-          counters,
-          watchdog,
-          settings,
-          protocol,
-          role: "server",
-          registry
-        }) as Effect.Effect<void, E | ChatError, Exclude<R, ChatServer> | ChatServer>,
+        Connection.runForked(runner, accepted, id, peer) as Effect.Effect<
+          void,
+          E | ChatError,
+          Exclude<R, ChatServer> | ChatServer
+        >,
         { connection: id, peer }
       )
     }
@@ -257,6 +251,7 @@ export const make: <E, R>(
         active--
       }
     }
+    const runner = Connection.runner({ settings, protocol, role: "server", counters, watchdog, registry })
     const liveConnections = Effect.sync(() => Array.from(live.values()))
     const all = Effect.map(liveConnections, (connections) => connections.map((connection) => connection.chat))
     const self: ChatServerShape = {

@@ -21,6 +21,8 @@
  *   `startOf`, `endOf`) are made by module functions that capture only what they use;
  * - the handler's fiber is not a child of the connection's (a parent keeps a Set of its children): the
  *   connection's finalizer interrupts it;
+ * - a server's connection fiber puts its scope in its own context for good (`runForked`), rather than under
+ *   `Effect.scoped`, and what its frames keep is one closure over the server's `Runner`, the link and the id;
  * - the `Chat` service goes into the handler fiber's own context (`fiber.setContext`), not through
  *   `Effect.provideService`, whose frame would stay on every waiting fiber's stack;
  * - a span only when a tracer is installed (`Supervision.spanned`); log annotations made once per connection
@@ -43,7 +45,7 @@ import { Inbox } from "./inbox.ts"
 import * as Input from "./input.ts"
 import * as Lifecycle from "./lifecycle.ts"
 import { Outbox } from "./outbox.ts"
-import { implOf, type Mode } from "./protocol.ts"
+import { type Impl, implOf, type Mode } from "./protocol.ts"
 import { InputPull } from "./pull.ts"
 import { isTimed, type Settings } from "./settings.ts"
 import * as SocketDuplex from "./socket-duplex.ts"
@@ -411,57 +413,123 @@ export interface Registry {
   notOpened(): void
 }
 
-/** After a connection's life: logs and counts. Made here, capturing only what it uses. */
+/** After a connection's life: logs and counts. Made once per `Runner`, capturing only what it uses. */
 const endOf = (role: "server" | "client", settings: Settings) => (exit: Exit.Exit<unknown, unknown>) =>
   Supervision.logEnd(exit, role, settings.routineLogLevel)
 
 const notOpenedOf = (registry: Registry) => Effect.sync(() => registry.notOpened())
 
 /**
- * The whole life of one connection in its own scope, supervised: a typed failure, a defect or a synchronous
- * throw in the handler closes this connection only. On a server it is logged with the connection's id and
- * peer and counted; a client gets it back instead.
+ * What the connections of one server (or of one `ChatClient.run`) have in common, made once for all of them:
+ * a connection's effect captures it and its link and id, no object of its own.
  */
-export const run = <E, R>(options: {
-  readonly link: Link
-  readonly id: number
-  readonly counters?: Counters | undefined
-  readonly watchdog?: Watchdog | undefined
+export interface Runner<E, R> {
+  readonly settings: Settings
+  readonly protocol: Impl<E, R>
+  readonly role: "server" | "client"
+  /** Shared by a server's connections; a connection of its own otherwise. */
+  readonly counters: Counters | undefined
+  /** The server's, shared by its connections; a connection of its own otherwise. */
+  readonly watchdog: Watchdog | undefined
+  readonly registry: Registry | undefined
+  /** Logs and counts how a connection ended. */
+  readonly end: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
+}
+
+export const runner = <E, R>(options: {
   readonly settings: Settings
   readonly protocol: Protocol.Protocol<E, R>
   readonly role: "server" | "client"
+  readonly counters?: Counters | undefined
+  readonly watchdog?: Watchdog | undefined
   readonly registry?: Registry | undefined
-  /**
-   * The peer as the caller formatted it, when it runs this with the connection's id and peer in its log
-   * annotations already (a server does, in the context it forks the connection with).
-   */
-  readonly annotatedPeer?: string | undefined
-}): Effect.Effect<void, E | ChatError.ChatError, R> => {
-  const { id, registry, role } = options
-  const protocol = implOf(options.protocol)
-  const served = Effect.scoped(Effect.suspend(() => {
-    const opening = open({
-      link: options.link,
-      id,
-      settings: options.settings,
-      mode: protocol.mode,
-      openError: Transport.openFailed,
-      counters: options.counters,
-      watchdog: options.watchdog,
-      registry
-    })
-    return Effect.flatMap(
-      registry === undefined ? opening : Effect.onError(opening, () => notOpenedOf(registry)),
-      (connection) => {
-        registry?.opened(connection)
-        return Effect.andThen(Effect.logDebug("connection opened"), Lifecycle.serve(connection, protocol))
-      }
-    )
-  }))
-  const peer = options.annotatedPeer ?? formatAddress(options.link.remoteAddress)
-  return Effect.onExit(served, endOf(role, options.settings)).pipe(
-    role === "server" ? (self) => Effect.catchCause(self, Supervision.ignoreRecoverable) : (self) => self,
-    options.annotatedPeer !== undefined ? (self) => self : Effect.annotateLogs({ connection: id, peer }),
-    (self) => Supervision.spanned(self, id, peer, role)
+}): Runner<E, R> => ({
+  settings: options.settings,
+  protocol: implOf(options.protocol),
+  role: options.role,
+  counters: options.counters,
+  watchdog: options.watchdog,
+  registry: options.registry,
+  end: endOf(options.role, options.settings)
+})
+
+/** A connection's life in the scope in context: opened, told to the registry, its handler served. */
+const lifeOf = <E, R>(
+  runner: Runner<E, R>,
+  link: Link,
+  id: number
+): Effect.Effect<void, E | ChatError.ChatError, R | Scope.Scope> => {
+  const registry = runner.registry
+  const opening = open({
+    link,
+    id,
+    settings: runner.settings,
+    mode: runner.protocol.mode,
+    openError: Transport.openFailed,
+    counters: runner.counters,
+    watchdog: runner.watchdog,
+    registry
+  })
+  return Effect.flatMap(
+    registry === undefined ? opening : Effect.onError(opening, () => notOpenedOf(registry)),
+    (connection) => {
+      registry?.opened(connection)
+      return Effect.andThen(Effect.logDebug("connection opened"), Lifecycle.serve(connection, runner.protocol))
+    }
+  )
+}
+
+/**
+ * The whole life of one of a server's connections, as the effect of a fiber of its own (a server forks one per
+ * connection, with the connection's id and peer in its log annotations): in its own scope, supervised. A typed
+ * failure, a defect or a synchronous throw in the handler closes this connection only; it is logged with the
+ * connection's id and peer and counted, and a typed failure goes no further.
+ *
+ * The fiber is the connection's own, so its scope goes into the fiber's context for good, and the frame that
+ * closes it finds it there: `Effect.scoped` would keep the context before it, to restore, and a closure of its
+ * own. Every frame that waits on this fiber keeps the effect it runs: what they keep is the one small closure
+ * that opens the connection (it captures the runner, the link and the id).
+ */
+export const runForked = <E, R>(
+  runner: Runner<E, R>,
+  link: Link,
+  id: number,
+  peer: string
+): Effect.Effect<void, E | ChatError.ChatError, R> =>
+  Supervision.spanned(
+    Effect.withFiber((fiber) => {
+      fiber.setContext(Context.add(fiber.context, Scope.Scope, Scope.makeUnsafe()))
+      const life = Effect.suspend(() => lifeOf(runner, link, id)) as Effect.Effect<void, E | ChatError.ChatError, R>
+      return Effect.catchCause(
+        Effect.onExit(Effect.onExit(life, closeOwnScope), runner.end),
+        Supervision.ignoreRecoverable
+      )
+    }),
+    id,
+    peer,
+    runner.role
+  )
+
+/**
+ * Closes the scope `runForked` put in its fiber's context, with the connection's exit: a frame pushed after it
+ * did, in that fiber, which nothing else gives another scope for good.
+ */
+const closeOwnScope = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> =>
+  Scope.closeUnsafe(Context.getUnsafe(Fiber.getCurrent()!.context, Scope.Scope) as Scope.Closeable, exit) ??
+    Effect.void
+
+/**
+ * The whole life of one connection in its own scope, in the caller's fiber (`ChatClient.run`): a typed failure,
+ * a defect or a synchronous throw in the handler closes this connection only, and the caller gets it back.
+ */
+export const run = <E, R>(
+  runner: Runner<E, R>,
+  link: Link,
+  id: number
+): Effect.Effect<void, E | ChatError.ChatError, R> => {
+  const peer = formatAddress(link.remoteAddress)
+  return Effect.onExit(Effect.scoped(Effect.suspend(() => lifeOf(runner, link, id))), runner.end).pipe(
+    Effect.annotateLogs({ connection: id, peer }),
+    (self) => Supervision.spanned(self, id, peer, runner.role)
   )
 }

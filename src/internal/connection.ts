@@ -23,8 +23,9 @@
  *   connection's finalizer interrupts it;
  * - a server's connection fiber puts its scope in its own context for good (`runForked`), rather than under
  *   `Effect.scoped`, and what its frames keep is one closure over the server's `Runner`, the link and the id;
- * - the `Chat` service goes into the handler fiber's own context (`fiber.setContext`), not through
- *   `Effect.provideService`, whose frame would stay on every waiting fiber's stack;
+ * - the `Chat` service is added once to the connection's context, which the connection's fiber, its handler's
+ *   fiber and its writer all run with (`fiber.setContext`), not through `Effect.provideService`, whose frame
+ *   would stay on every waiting fiber's stack;
  * - a span only when a tracer is installed (`Supervision.spanned`); log annotations made once per connection
  *   by the server (`annotatedPeer`);
  * - the Node stream's listeners are shared by all connections, finding their transport on the stream;
@@ -33,7 +34,8 @@
 import { Clock, Context, Deferred, Duration, Effect, Exit, Fiber, type Scheduler, Scope, type Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import type * as NodeStream from "node:stream"
-import { formatAddress, type StartTls, type TlsInfo } from "../Chat.ts"
+import { AsyncChat } from "../AsyncChat.ts"
+import { Chat, formatAddress, type StartTls, type TlsInfo } from "../Chat.ts"
 import type * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
 import type { Link } from "../Listener.ts"
@@ -94,7 +96,8 @@ class OpenConnection implements Connection, Lifecycle.Served {
   private phase: Phase = Phase.Built
   private decided: Exit.Exit<void, unknown> | undefined = undefined
   private waiter: ((outcome: Effect.Effect<void, unknown>) => void) | undefined = undefined
-  private readonly context: Context.Context<never>
+  /** The connection's services and its handle's (`Chat`): what its fibers run with. */
+  readonly context: Context.Context<never>
   private readonly registry: Registry | undefined
   /** `startTls` was asked for: once is all. */
   private upgraded = false
@@ -114,7 +117,6 @@ class OpenConnection implements Connection, Lifecycle.Served {
   }) {
     const { dispatcher, mode, settings } = options
     this.counters = options.counters
-    this.context = options.context
     this.registry = options.registry
     this.inbox = new Inbox(this, {
       watchdog: options.watchdog,
@@ -124,9 +126,13 @@ class OpenConnection implements Connection, Lifecycle.Served {
       idleError: settings.idleError,
       frameError: settings.frameError
     })
-    this.outbox = new Outbox(this, settings, options.context, dispatcher)
-    this.reader = new InputPull(this, mode, settings.maxFrameLength)
     this.chat = new Handle(this, options.info)
+    // the handler's services on top of the connection's, once: the context of the connection's fiber, its
+    // handler's fiber and its writer alike (an `AsyncChat.make` connection's handle is its `AsyncChat` too)
+    const context = Context.add(options.context, Chat, this.chat)
+    this.context = mode._tag === "Exact" ? Context.add(context, AsyncChat, this.chat) : context
+    this.outbox = new Outbox(this, settings, this.context, dispatcher)
+    this.reader = new InputPull(this, mode, settings.maxFrameLength)
     this.transport = new Transport.NodeStreamTransport(options.stream, this.inbox, this, settings.writeTimeout)
   }
 

@@ -2,9 +2,9 @@
  * A handler's life on a connection: it runs in a fiber of its own until the connection's outcome is decided, and
  * what it queued is flushed when it returns (and, for a few seconds, when it fails).
  */
-import { Cause, Context, Deferred, Duration, Effect, type Exit, type Fiber, type Stream } from "effect"
-import { AsyncChat, type AsyncChatShape } from "../AsyncChat.ts"
-import { Chat, type ChatShape } from "../Chat.ts"
+import { Cause, type Context, Deferred, Duration, Effect, type Exit, type Fiber, type Stream } from "effect"
+import type { AsyncChatShape } from "../AsyncChat.ts"
+import type { ChatShape } from "../Chat.ts"
 import type * as ChatError from "../ChatError.ts"
 import type { Outbox } from "./outbox.ts"
 import type { Impl } from "./protocol.ts"
@@ -13,6 +13,8 @@ import type { Impl } from "./protocol.ts"
 export interface Served {
   /** The connection's handle: its `AsyncChat` handle too, for an `AsyncChat.make` connection. */
   readonly chat: ChatShape & AsyncChatShape
+  /** The connection's services, with `chat` as `Chat` (and `AsyncChat`): what its handler runs with. */
+  readonly context: Context.Context<never>
   readonly input: Stream.Stream<unknown, unknown>
   readonly outbox: Pick<Outbox, "done">
   /**
@@ -46,29 +48,27 @@ export const serve = <E, R>(
   protocol: Impl<E, R>
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
   Effect.withFiber((fiber) => {
+    // This fiber and the handler's run in the connection's context, which has `Chat` (and `AsyncChat`): one
+    // context for both. (`Effect.provideService` would keep a frame on the handler's stack to restore the
+    // context after, held by every waiting connection.) A caller whose fiber this is not its own restores its
+    // context after (`Effect.scoped` does).
+    fiber.setContext(connection.context)
     const { decide, handled } = handlerOf(connection, protocol)
     // Started at once and handed to the connection in the same step, before anything can interrupt this fiber:
     // the connection's finalizer interrupts it. Its services are this fiber's: what `R` asks for is there.
-    const running = Effect.runForkWith(fiber.context)(handled as Effect.Effect<void, unknown>)
+    const running = Effect.runForkWith(connection.context)(handled as Effect.Effect<void, unknown>)
     running.addObserver(decide)
     connection.handlerStarted(running)
     return connection.outcome
   }) as Effect.Effect<void, E | ChatError.ChatError, R>
 
 /**
- * The handler's fiber's effect (`Chat`, and `AsyncChat`, in its context; the handler; then its flush), and its
- * observer, which decides the connection's outcome. Its closures are made here, in one context that holds only
- * the connection and the protocol: every waiting handler's fiber keeps them.
+ * The handler's fiber's effect (the handler, then its flush), and its observer, which decides the connection's
+ * outcome. Its closures are made here, in one context that holds only the connection and the protocol: every
+ * waiting handler's fiber keeps them.
  */
 const handlerOf = <E, R>(connection: Served, protocol: Impl<E, R>) => {
-  const handler = Effect.withFiber((fiber) => {
-    // The fiber is the handler's own: `Chat` goes into its context for good. `Effect.provideService` would
-    // keep a frame on its stack to restore the context after, held by every waiting connection.
-    const context = Context.add(fiber.context, Chat, connection.chat)
-    // an `AsyncChat.make` connection's handler also gets its `AsyncChat` handle: the same object
-    fiber.setContext(protocol.mode._tag === "Exact" ? Context.add(context, AsyncChat, connection.chat) : context)
-    return protocol.handler(connection.input)
-  })
+  const handler = Effect.suspend(() => protocol.handler(connection.input))
   return {
     handled: Effect.andThen(
       Effect.onExit(handler, (exit) => afterHandler(connection, exit)),

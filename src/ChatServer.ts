@@ -23,7 +23,6 @@ import {
   Duration,
   Effect,
   Exit,
-  FiberSet,
   Layer,
   type LogLevel,
   Metric,
@@ -39,6 +38,7 @@ import type * as ConnectionOptions from "./ConnectionOptions.ts"
 import * as Connection from "./internal/connection.ts"
 import { Offered } from "./internal/outbox.ts"
 import { settingsOf } from "./internal/settings.ts"
+import * as Supervision from "./internal/supervision.ts"
 import { closeSoon, openFailed } from "./internal/transport.ts"
 import { type Link, Listener } from "./Listener.ts"
 import type { Protocol } from "./Protocol.ts"
@@ -190,7 +190,7 @@ export const make: <E, R>(
 
     const counters = yield* Connection.makeCounters
     const watchdog = yield* Connection.makeWatchdog(settings)
-    const fibers = yield* FiberSet.make<void>()
+    const fibers = yield* Supervision.Fibers.make
 
     const draining = Deferred.makeUnsafe<void>()
     // Runs before the set interrupts what is left: refuse new connections, give open ones time to finish.
@@ -203,7 +203,7 @@ export const make: <E, R>(
         yield* Effect.logInfo(
           `shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`
         )
-        yield* FiberSet.awaitEmpty(fibers).pipe(Effect.timeoutOption(shutdownTimeout))
+        yield* fibers.awaitEmpty.pipe(Effect.timeoutOption(shutdownTimeout))
         if (active > 0) yield* Effect.logInfo(`shutting down: interrupting ${active} connections`)
       }).pipe(Effect.annotateLogs({ server: where }))
     )
@@ -222,7 +222,7 @@ export const make: <E, R>(
     const onConnection = (accepted: Link) => {
       const peer = formatAddress(accepted.remoteAddress)
       if (active >= maxConnections) {
-        fork(reject(accepted), { peer })
+        fork(fibers.tracked(reject(accepted)), { peer })
         return
       }
       active++
@@ -251,7 +251,7 @@ export const make: <E, R>(
         active--
       }
     }
-    const runner = Connection.runner({ settings, protocol, role: "server", counters, watchdog, registry })
+    const runner = Connection.runner({ settings, protocol, role: "server", counters, watchdog, registry, fibers })
     const liveConnections = Effect.sync(() => Array.from(live.values()))
     const all = Effect.map(liveConnections, (connections) => connections.map((connection) => connection.chat))
     const self: ChatServerShape = {
@@ -293,7 +293,7 @@ export const make: <E, R>(
       annotations: Record<string, unknown>
     ) => {
       const annotated = Context.add(context, References.CurrentLogAnnotations, { ...serverAnnotations, ...annotations })
-      FiberSet.addUnsafe(fibers, Effect.runForkWith(annotated)(effect))
+      Effect.runForkWith(annotated)(effect)
     }
     // Started at once, so the listener has its callback before `make` returns; after `self` and `fork` exist,
     // because a listener may hand over connections that were waiting for it from inside `accept`.

@@ -419,9 +419,15 @@ export interface Registry {
   notOpened(): void
 }
 
-/** After a connection's life: logs and counts. Made once per `Runner`, capturing only what it uses. */
-const endOf = (role: "server" | "client", settings: Settings) => (exit: Exit.Exit<unknown, unknown>) =>
-  Supervision.logEnd(exit, role, settings.routineLogLevel)
+/**
+ * After a connection's life: logs and counts, then leaves the server's set of fibers, as the fiber's last step.
+ * Made once per `Runner`, capturing only what it uses.
+ */
+const endOf = (role: "server" | "client", settings: Settings, fibers: Supervision.Fibers | undefined) =>
+  fibers === undefined
+    ? (exit: Exit.Exit<unknown, unknown>) => Supervision.logEnd(exit, role, settings.routineLogLevel)
+    : (exit: Exit.Exit<unknown, unknown>) =>
+      Effect.ensuring(Supervision.logEnd(exit, role, settings.routineLogLevel), fibers.removeCurrent)
 
 const notOpenedOf = (registry: Registry) => Effect.sync(() => registry.notOpened())
 
@@ -438,7 +444,9 @@ export interface Runner<E, R> {
   /** The server's, shared by its connections; a connection of its own otherwise. */
   readonly watchdog: Watchdog | undefined
   readonly registry: Registry | undefined
-  /** Logs and counts how a connection ended. */
+  /** A server's: the fibers of its connections (`runForked` adds its own and removes it as it ends). */
+  readonly fibers: Supervision.Fibers | undefined
+  /** Logs and counts how a connection ended (and removes its fiber from `fibers`). */
   readonly end: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
 }
 
@@ -449,6 +457,7 @@ export const runner = <E, R>(options: {
   readonly counters?: Counters | undefined
   readonly watchdog?: Watchdog | undefined
   readonly registry?: Registry | undefined
+  readonly fibers?: Supervision.Fibers | undefined
 }): Runner<E, R> => ({
   settings: options.settings,
   protocol: implOf(options.protocol),
@@ -456,7 +465,8 @@ export const runner = <E, R>(options: {
   counters: options.counters,
   watchdog: options.watchdog,
   registry: options.registry,
-  end: endOf(options.role, options.settings)
+  fibers: options.fibers,
+  end: endOf(options.role, options.settings, options.fibers)
 })
 
 /** A connection's life in the scope in context: opened, told to the registry, its handler served. */
@@ -504,6 +514,8 @@ export const runForked = <E, R>(
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
   Supervision.spanned(
     Effect.withFiber((fiber) => {
+      // in the server's set from its first step (interrupted now if the server is closing); `end` removes it
+      runner.fibers?.add(fiber)
       fiber.setContext(Context.add(fiber.context, Scope.Scope, Scope.makeUnsafe()))
       const life = Effect.suspend(() => lifeOf(runner, link, id)) as Effect.Effect<void, E | ChatError.ChatError, R>
       return Effect.catchCause(

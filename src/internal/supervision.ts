@@ -3,7 +3,7 @@
  * A server logs every ending with the connection's id and peer (routine ones at `routineLogLevel`); a client
  * gets its outcome back instead.
  */
-import { Cause, Effect, Exit, Metric, Tracer } from "effect"
+import { Cause, Effect, Exit, Fiber, Metric, type Scope, Tracer } from "effect"
 import * as ChatError from "../ChatError.ts"
 import * as ChatMetrics from "../ChatMetrics.ts"
 import type { Settings } from "./settings.ts"
@@ -71,3 +71,59 @@ export const spanned = <A, E, R>(self: Effect.Effect<A, E, R>, id: number, peer:
       }
     )
   )
+
+/**
+ * The fibers of a server's connections, so that a graceful shutdown waits for them and the server's scope
+ * interrupts what is left (`FiberSet`'s job). Each fiber adds itself as it starts and removes itself as its life
+ * ends, its last step: `FiberSet` adds an observer to every fiber instead, a closure, its context and an array
+ * on every connection. A fiber that starts once the set is closed is interrupted at once.
+ */
+export class Fibers {
+  private readonly fibers = new Set<Fiber.Fiber<unknown, unknown>>()
+  private closed = false
+  /** The shutdown waiting for the set to empty, if it waits. */
+  private emptied: (() => void) | undefined = undefined
+
+  /** The current fiber starts: it is added, or interrupted if the set is closed. */
+  add(fiber: Fiber.Fiber<unknown, unknown>): void {
+    if (this.closed) fiber.interruptUnsafe()
+    else this.fibers.add(fiber)
+  }
+
+  /** Removes the current fiber: the last step of its life. */
+  readonly removeCurrent: Effect.Effect<void> = Effect.withFiber((fiber) => {
+    this.fibers.delete(fiber)
+    if (this.fibers.size === 0) this.emptied?.()
+    return Effect.void
+  })
+
+  /** `effect`, with the fiber that runs it in the set meanwhile: as the effect of a fiber of its own. */
+  tracked<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return Effect.withFiber((fiber) => {
+      this.add(fiber)
+      return Effect.ensuring(effect, this.removeCurrent)
+    })
+  }
+
+  /** Completes once no fiber is left (or the set is closed). */
+  readonly awaitEmpty: Effect.Effect<void> = Effect.callback<void>((resume) => {
+    if (this.closed || this.fibers.size === 0) return resume(Effect.void)
+    this.emptied = () => {
+      this.emptied = undefined
+      resume(Effect.void)
+    }
+    return Effect.sync(() => {
+      this.emptied = undefined
+    })
+  })
+
+  /** A set in the current scope, whose closing interrupts the fibers left and waits for them. */
+  static readonly make: Effect.Effect<Fibers, never, Scope.Scope> = Effect.acquireRelease(
+    Effect.sync(() => new Fibers()),
+    (set) =>
+      Effect.suspend(() => {
+        set.closed = true
+        return Fiber.interruptAll(Array.from(set.fibers))
+      })
+  )
+}

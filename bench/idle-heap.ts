@@ -77,7 +77,8 @@ const startOurs = async (): Promise<Running> => {
         maxConnections: 100_000
       }).pipe(Effect.provideService(Listener.Listener, listener))
       const port = listener.address._tag === "Inet" ? listener.address.port : 0
-      resolve({ port, count: () => Effect.runPromise(server.count) })
+      const run = Effect.runPromiseWith(yield* Effect.context<never>())
+      resolve({ port, count: () => run(server.count) })
       return yield* Effect.never
     })).pipe(Effect.runPromise).catch(reject)
   })

@@ -16,7 +16,9 @@
  * - states are small integers (`Inbox`'s, `Outbox`'s phase and writer, `InputPull`'s phase), not booleans;
  * - what most connections never use is made on first use: the handle's functions, the outbox's writer, wake,
  *   outcome (`done`) and list of pushes waiting for room, the inbox's array of held reads, the transport's
- *   waits for room and for its finish; no frames ready is one shared empty array;
+ *   waits for room and for its finish; no frames ready is one shared empty array; the cutter (its framer and
+ *   its array of frames) is made at the first read, unless its mode has something to do before (a machine, a
+ *   count), and the pull is its sink;
  * - continuations a waiting connection keeps (the handler fiber's, made together by `handlerOf`; `releaseOf`,
  *   `startOf`, `endOf`) are made by module functions that capture only what they use;
  * - the handler's fiber is not a child of the connection's (a parent keeps a Set of its children): the

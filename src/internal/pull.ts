@@ -8,7 +8,7 @@
  */
 import { Cause, Effect } from "effect"
 import * as ChatError from "../ChatError.ts"
-import type * as Terminator from "../Terminator.ts"
+import * as Terminator from "../Terminator.ts"
 import type { Counters } from "./counters.ts"
 import * as Cutters from "./cutters.ts"
 import { reasonOf } from "./failure.ts"
@@ -43,11 +43,27 @@ const NONE: ReadonlyArray<never> = []
 
 const fromFailure = (failure: Failure): ChatError.ChatError => new ChatError.ChatError({ reason: reasonOf(failure) })
 
-export class InputPull implements Reader, Input.Source<unknown, unknown> {
+/**
+ * Whether `mode`'s cutter does nothing before its first bytes, so that it may be made when they come: a terminator
+ * that is no count (a count over the limit fails at once), or a decoder. A machine chooses its first terminator at
+ * once, which may fail.
+ */
+const startsEmpty = (mode: Mode<unknown>): boolean =>
+  mode._tag === "Decoder" || (mode._tag !== "Machine" && mode.terminator._tag !== "Length")
+
+export class InputPull implements Reader, Input.Source<unknown, unknown>, Cutters.Sink<unknown, unknown> {
   private readonly owner: Owner
-  // everything the cutter produces during one read goes to `sink.out`, handed downstream as one batch
-  private readonly sink: Cutters.Sink<unknown, unknown> = { out: [], error: undefined }
-  private readonly cutter: Cutters.Cutter
+  // The pull is its cutter's sink: everything the cutter produces during one read goes to `out`, handed downstream
+  // as one batch. Before the cutter is made (nothing can be pushed), the shared empty array.
+  out: Array<unknown> = NONE as unknown as Array<unknown>
+  error: unknown = undefined
+  /**
+   * Made at the first read when it starts empty (`startsEmpty`): a connection that has read nothing yet holds no
+   * framer.
+   */
+  private cutter: Cutters.Cutter | undefined = undefined
+  private readonly mode: Mode<unknown>
+  private readonly maxFrameLength: number
   private readonly batched: boolean
   private phase: Phase = Phase.Reading
   /** The failure (Failed), or what a machine threw (Defect): a machine that throws is a bug. */
@@ -63,26 +79,39 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
 
   constructor(owner: Owner, mode: Mode<unknown>, maxFrameLength: number) {
     this.owner = owner
-    this.cutter = mode._tag === "Machine"
-      ? Cutters.machine(mode.machine, maxFrameLength, this.sink)
-      : mode._tag === "Decoder"
-      ? Cutters.decoder(mode.decoder, maxFrameLength, this.sink)
-      : mode._tag === "Exact"
-      ? Cutters.exact(mode.terminator, maxFrameLength, this.sink as Cutters.Sink<any, never>)
-      : Cutters.fixed(mode.terminator, maxFrameLength, this.sink as Cutters.Sink<any, never>)
+    this.mode = mode
+    this.maxFrameLength = maxFrameLength
     this.batched = mode._tag !== "Exact" && mode.batched === true
+    if (startsEmpty(mode)) return
+    this.makeCutter()
     // A machine whose first terminator is invalid (or throws) fails the first pull, after what it emitted: the
     // connection opens, and its handler sees why it closes.
     this.attempt(startOf)
+  }
+
+  /** The cutter of the mode, into this pull. */
+  private makeCutter(): Cutters.Cutter {
+    const mode = this.mode
+    const max = this.maxFrameLength
+    this.out = []
+    return this.cutter = mode._tag === "Machine"
+      ? Cutters.machine(mode.machine, max, this)
+      : mode._tag === "Decoder"
+      ? Cutters.decoder(mode.decoder, max, this)
+      : mode._tag === "Exact"
+      ? Cutters.exact(mode.terminator, max, this as Cutters.Sink<any, never>)
+      : Cutters.fixed(mode.terminator, max, this as Cutters.Sink<any, never>)
   }
 
   /** What the inbox resumes the handler with: the reads (undefined: the end of input) cut into frames. */
   onRead(chunks: ReadonlyArray<Uint8Array> | undefined): Next {
     if (chunks === undefined) {
       if (this.phase === Phase.Reading) this.phase = Phase.Ended
-      if (!this.cutter.framer.paused) this.attempt(endOf)
+      // no cutter yet: no bytes either, nothing to end
+      if (this.cutter !== undefined && !this.cutter.framer.paused) this.attempt(endOf)
       return this.handOut()
     }
+    if (this.cutter === undefined) this.makeCutter()
     let size = 0
     for (let i = 0; i < chunks.length; i++) {
       if (this.phase >= Phase.Failed) break
@@ -117,7 +146,7 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
 
   /** asynchat's `discard_buffers`, input side: the bytes of the frame in progress. */
   discard(): void {
-    this.cutter.framer.discard()
+    this.cutter?.framer.discard()
   }
 
   /**
@@ -125,31 +154,37 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
    * before the handshake; true when there was some. The terminator, or a machine's state, stays as it is.
    */
   discardUnread(): boolean {
-    const framer = this.cutter.framer
-    const dropped = this.readyAt < this.ready.length || this.sink.out.length > 0 || framer.buffered > 0 ||
+    const framer = this.cutter?.framer
+    if (framer === undefined) return this.readyAt < this.ready.length
+    const dropped = this.readyAt < this.ready.length || this.out.length > 0 || framer.buffered > 0 ||
       framer.pendingBytes > 0
     this.ready = NONE
     this.readyAt = 0
-    this.sink.out = []
+    this.out = []
     framer.discard()
     return dropped
   }
 
   get terminator(): Terminator.Terminator {
-    return this.cutter.framer.terminator
+    const mode = this.mode
+    return this.cutter !== undefined ? this.cutter.framer.terminator : mode._tag === "Decoder" ||
+        mode._tag === "Machine"
+      ? Terminator.none
+      : mode.terminator
   }
 
   set terminator(terminator: Terminator.Terminator) {
-    this.cutter.framer.terminator = terminator
+    ;(this.cutter ?? this.makeCutter()).framer.terminator = terminator
   }
 
   private step(): Next {
-    if (this.readyAt < this.ready.length || this.sink.out.length > 0) return this.handOut()
+    if (this.readyAt < this.ready.length || this.out.length > 0) return this.handOut()
     const phase = this.phase
     if (phase === Phase.Failed) return Effect.fail(this.failure)
     if (phase === Phase.Defect) return Effect.die(this.failure)
-    const framer = this.cutter.framer
-    if (framer.paused) {
+    // no cutter: nothing was read yet, no frame is in progress
+    const framer = this.cutter?.framer
+    if (framer !== undefined && framer.paused) {
       // asynchat's one frame at a time: the input after the last frame is cut now, with the terminator now set
       this.attempt(resumeOf)
       if (this.phase === Phase.Ended && !framer.paused) this.attempt(endOf)
@@ -160,27 +195,29 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
     const flushed = this.owner.flush()
     // the frame timeout watches the partial frame left now (a discarded one is none), from the read that began it
     const inbox = this.owner.inbox
-    inbox.frameInProgress(framer.buffered > 0, framer.completed !== this.completedAtWait)
-    this.completedAtWait = framer.completed
+    if (framer === undefined) inbox.frameInProgress(false, false)
+    else {
+      inbox.frameInProgress(framer.buffered > 0, framer.completed !== this.completedAtWait)
+      this.completedAtWait = framer.completed
+    }
     // after a wait for room, a step again: a graceful shutdown that came meanwhile (drain) ends the input then
     return flushed === undefined ? inbox.next as Next : Effect.andThen(flushed, this.pull)
   }
 
   /** What was cut, handed out: one frame (or a read's batch); the next read when nothing is ready. */
   private handOut(): Next {
-    const sink = this.sink
     if (this.batched) {
-      if (sink.out.length === 0) return this.pull
-      const batch = sink.out
-      sink.out = []
+      if (this.out.length === 0) return this.pull
+      const batch = this.out
+      this.out = []
       this.owner.counters.frames(batch.length)
       return this.consumer === undefined ? Effect.succeed([batch]) : this.consumer(batch) as Next
     }
     if (this.readyAt === this.ready.length) {
-      if (sink.out.length === 0) return this.pull
-      this.ready = sink.out
+      if (this.out.length === 0) return this.pull
+      this.ready = this.out
       this.readyAt = 0
-      sink.out = []
+      this.out = []
       this.owner.counters.frames(this.ready.length)
     }
     const element = this.ready[this.readyAt++]
@@ -191,9 +228,9 @@ export class InputPull implements Reader, Input.Source<unknown, unknown> {
   private attempt(run: (cutter: Cutters.Cutter, chunk: Uint8Array) => Failure | undefined, chunk?: Uint8Array): void {
     if (this.phase >= Phase.Failed) return
     try {
-      const failure = run(this.cutter, chunk!)
+      const failure = run(this.cutter!, chunk!)
       if (failure !== undefined) this.fail(fromFailure(failure))
-      else if (this.sink.error !== undefined) this.fail(this.sink.error)
+      else if (this.error !== undefined) this.fail(this.error)
     } catch (thrown) {
       this.phase = Phase.Defect
       this.failure = thrown

@@ -14,6 +14,8 @@
  *   `NodeStreamTransport`, the cutters, which take their framer's frames by method (a closure per method costs
  *   more than a field);
  * - states are small integers (`Inbox`'s, `Outbox`'s phase and writer, `InputPull`'s phase), not booleans;
+ * - what an idle connection does not use yet is made when it reads or writes: the output (`outbox`) and the
+ *   cutter (below);
  * - what most connections never use is made on first use: the handle's functions, the outbox's writer, wake,
  *   outcome (`done`) and list of pushes waiting for room, the inbox's array of held reads, the transport's
  *   waits for room and for its finish; no frames ready is one shared empty array; the cutter (its framer and
@@ -91,7 +93,6 @@ type Phase = typeof Phase[keyof typeof Phase]
 class OpenConnection implements Connection, Lifecycle.Served {
   readonly counters: Counters
   readonly inbox: Inbox
-  readonly outbox: Outbox
   readonly reader: InputPull
   readonly chat: Handle
   readonly transport: Transport.NodeStreamTransport
@@ -105,6 +106,9 @@ class OpenConnection implements Connection, Lifecycle.Served {
   private upgraded = false
   /** The handler's fiber, once started: interrupted as the connection is released. */
   private handler: Fiber.Fiber<void, unknown> | undefined = undefined
+  /** The output, made when first written to or read from (`outbox`): none yet means nothing queued. */
+  private box: Outbox | undefined = undefined
+  private readonly settings: Settings
 
   constructor(options: {
     readonly stream: NodeStream.Duplex
@@ -120,6 +124,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
     const { dispatcher, mode, settings } = options
     this.counters = options.counters
     this.registry = options.registry
+    this.settings = settings
     this.inbox = new Inbox(this, {
       watchdog: options.watchdog,
       dispatcher,
@@ -133,9 +138,17 @@ class OpenConnection implements Connection, Lifecycle.Served {
     // handler's fiber and its writer alike (an `AsyncChat.make` connection's handle is its `AsyncChat` too)
     const context = Context.add(options.context, Chat, this.chat)
     this.context = mode._tag === "Exact" ? Context.add(context, AsyncChat, this.chat) : context
-    this.outbox = new Outbox(this, settings, this.context, dispatcher)
     this.reader = new InputPull(this, mode, settings.maxFrameLength)
     this.transport = new Transport.NodeStreamTransport(options.stream, this.inbox, this, settings.writeTimeout)
+  }
+
+  /**
+   * The output, made when first used: an idle connection that has neither read nor written holds none. A read
+   * makes it (the output is held while the handler runs in the read's callback), as does anything the handler
+   * or the server queues, the handler's end, an upgrade.
+   */
+  get outbox(): Outbox {
+    return this.box ??= new Outbox(this, this.settings, this.context, this.counters.dispatcher)
   }
 
   /**
@@ -165,7 +178,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
     this.inbox.stop()
     this.counters.flush()
     if (this.phase !== Phase.Built) ChatMetrics.connectionsOpen.updateUnsafe(-1, this.context)
-    this.outbox.close()
+    this.box?.close()
     this.transport.close()
     const handler = this.handler
     return handler === undefined ? undefined : Fiber.interrupt(handler)
@@ -174,7 +187,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
   // The input pull's owner: its flush before it waits, and the output held around a read in the callback.
 
   flush(): Effect.Effect<void, ChatError.ChatError> | undefined {
-    return this.outbox.flush()
+    return this.box?.flush()
   }
 
   holdOutput(): void {
@@ -182,7 +195,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
   }
 
   releaseOutput(): void {
-    this.outbox.release()
+    this.box?.release()
   }
 
   /** The output ended (`closeWhenDone` reached, or a write failed): a verdict while the handler runs. */
@@ -203,8 +216,9 @@ class OpenConnection implements Connection, Lifecycle.Served {
    * `endOutput`, the peer's end of input closes it: the handler reads that end (or the failure) and decides.
    */
   transportClosed(): void {
-    if (this.outbox.isHalfClosed && this.inbox.isOver) return
-    this.decide(this.outbox.isClosing ? Exit.void : Exit.fail(transportGone))
+    const box = this.box
+    if (box !== undefined && box.isHalfClosed && this.inbox.isOver) return
+    this.decide(box !== undefined && box.isClosing ? Exit.void : Exit.fail(transportGone))
   }
 
   drain(): void {
@@ -230,12 +244,12 @@ class OpenConnection implements Connection, Lifecycle.Served {
   // The handle's owner.
 
   close(): void {
-    this.outbox.discard()
+    this.box?.discard()
     this.decide(Exit.void)
   }
 
   discardBuffers(): void {
-    this.outbox.discard()
+    this.box?.discard()
     this.reader.discard()
   }
 
@@ -258,7 +272,7 @@ class OpenConnection implements Connection, Lifecycle.Served {
     }
     // no handshake can follow: fail now rather than at the idle timeout
     if (this.inbox.isOver) return Effect.fail(Transport.handshakeFailed(new Error("the peer's input has ended")))
-    if (this.outbox.isClosing) return Effect.fail(Transport.handshakeFailed(new Error("the output is closing")))
+    if (this.box?.isClosing) return Effect.fail(Transport.handshakeFailed(new Error("the output is closing")))
     this.upgraded = true
     const dropped = this.reader.discardUnread()
     const held = this.inbox.discardHeld()

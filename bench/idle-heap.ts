@@ -162,6 +162,9 @@ const shortScript = (url: string): string =>
   url.replace(/^file:\/\/.*?\/node_modules\//, "").replace(/^file:\/\/.*?\/(src|bench|test)\//, "$1/")
     .replace(/\/dist\//, "/")
 
+/** Names as a key: the first six. */
+const list = (names: ReadonlyArray<string>) => `{${names.slice(0, 6).join(", ")}${names.length > 6 ? ", ..." : ""}}`
+
 /**
  * Self sizes of a snapshot's nodes, grouped: objects by constructor (a plain object by its keys), closures by
  * function name and where they were made, contexts by their variables, V8's internal arrays by what holds them
@@ -219,7 +222,6 @@ const groupsOf = (path: string): Groups => {
     lines.set(closure, `${where}:${s.locations[k + lLine] + 1}`)
   }
   const closureKey = (i: number) => `${nameOf(i) || "(anonymous)"}() ${lines.get(i) ?? ""}`
-  const list = (names: ReadonlyArray<string>) => `{${names.slice(0, 6).join(", ")}${names.length > 6 ? ", ..." : ""}}`
   const objectKey = (i: number) => {
     const name = nameOf(i)
     if (name === "system / Context") return `context ${list(edgeNames(i, "context"))}`

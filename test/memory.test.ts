@@ -20,8 +20,8 @@ const gc = Vm.runInNewContext("gc") as () => void
 
 const CONNECTIONS = 1000
 
-/** What one of our idle connections may hold beyond the raw floor: measured 7.3 KiB, with room for noise. */
-const BUDGET_KIB = 8.5
+/** What one of our idle connections may hold beyond the raw floor: measured 5.45 KiB, with room for noise. */
+const BUDGET_KIB = 6.3
 
 /**
  * Heap in use after full collections: what is retained, not what is garbage yet. Each side is measured as the

@@ -30,8 +30,10 @@
  * - the `Chat` service is added once to the connection's context, which the connection's fiber, its handler's
  *   fiber and its writer all run with (`fiber.setContext`), not through `Effect.provideService`, whose frame
  *   would stay on every waiting fiber's stack;
+ * - a server keeps its connections' fibers in `Supervision.Fibers`, each adding itself and removing itself as
+ *   its last step, not a `FiberSet`'s observer on every fiber;
  * - a span only when a tracer is installed (`Supervision.spanned`); log annotations made once per connection
- *   by the server (`annotatedPeer`);
+ *   by the server, in the context it forks the connection's fiber with;
  * - the Node stream's listeners are shared by all connections, finding their transport on the stream;
  * - the idle and frame timeouts are one shared watchdog's entries, not a timer per connection.
  */

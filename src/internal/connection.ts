@@ -32,7 +32,7 @@
  *   would stay on every waiting fiber's stack;
  * - a server keeps its connections' fibers in `Supervision.Fibers`, each adding itself and removing itself as
  *   its last step, not a `FiberSet`'s observer on every fiber;
- * - a span only when a tracer is installed (`Supervision.spanned`); log annotations made once per connection
+ * - a span only when a tracer is installed (`Supervision.isTraced`); log annotations made once per connection
  *   by the server, in the context it forks the connection's fiber with;
  * - the Node stream's listeners are shared by all connections, finding their transport on the stream;
  * - the idle and frame timeouts are one shared watchdog's entries, not a timer per connection.
@@ -466,6 +466,8 @@ export interface Runner<E, R> {
   readonly fibers: Supervision.Fibers | undefined
   /** Logs and counts how a connection ended (and removes its fiber from `fibers`). */
   readonly end: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
+  /** Logs and counts how a connection ended, alone. */
+  readonly logEnd: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<void>
 }
 
 export const runner = <E, R>(options: {
@@ -484,7 +486,8 @@ export const runner = <E, R>(options: {
   watchdog: options.watchdog,
   registry: options.registry,
   fibers: options.fibers,
-  end: endOf(options.role, options.settings, options.fibers)
+  end: endOf(options.role, options.settings, options.fibers),
+  logEnd: endOf(options.role, options.settings, undefined)
 })
 
 /** A connection's life in the scope in context: opened, told to the registry, its handler served. */
@@ -530,21 +533,31 @@ export const runForked = <E, R>(
   id: number,
   peer: string
 ): Effect.Effect<void, E | ChatError.ChatError, R> =>
-  Supervision.spanned(
-    Effect.withFiber((fiber) => {
-      // in the server's set from its first step (interrupted now if the server is closing); `end` removes it
-      runner.fibers?.add(fiber)
-      fiber.setContext(Context.add(fiber.context, Scope.Scope, Scope.makeUnsafe()))
-      const life = Effect.suspend(() => lifeOf(runner, link, id)) as Effect.Effect<void, E | ChatError.ChatError, R>
+  Effect.withFiber((fiber) => {
+    // in the server's set from its first step (interrupted now if the server is closing), out of it as its last
+    const fibers = runner.fibers
+    fibers?.add(fiber)
+    fiber.setContext(Context.add(fiber.context, Scope.Scope, Scope.makeUnsafe()))
+    const life = Effect.suspend(() => lifeOf(runner, link, id)) as Effect.Effect<void, E | ChatError.ChatError, R>
+    if (!Supervision.isTraced(fiber)) {
       return Effect.catchCause(
         Effect.onExit(Effect.onExit(life, closeOwnScope), runner.end),
         Supervision.ignoreRecoverable
       )
-    }),
-    id,
-    peer,
-    runner.role
-  )
+    }
+    // with a span, the fiber leaves the set once the span ended: a shutdown that waits for the set waits for the
+    // spans, and an exporter closed after the server has them all
+    const spanned = Supervision.span(
+      Effect.catchCause(
+        Effect.onExit(Effect.onExit(life, closeOwnScope), runner.logEnd),
+        Supervision.ignoreRecoverable
+      ),
+      id,
+      peer,
+      runner.role
+    )
+    return fibers === undefined ? spanned : Effect.ensuring(spanned, fibers.removeCurrent)
+  })
 
 /**
  * Closes the scope `runForked` put in its fiber's context, with the connection's exit: a frame pushed after it
@@ -566,6 +579,7 @@ export const run = <E, R>(
   const peer = formatAddress(link.remoteAddress)
   return Effect.onExit(Effect.scoped(Effect.suspend(() => lifeOf(runner, link, id))), runner.end).pipe(
     Effect.annotateLogs({ connection: id, peer }),
-    (self) => Supervision.spanned(self, id, peer, runner.role)
+    (self) =>
+      Effect.withFiber((fiber) => Supervision.isTraced(fiber) ? Supervision.span(self, id, peer, runner.role) : self)
   )
 }

@@ -56,21 +56,18 @@ export const logEnd = (
 export const ignoreRecoverable = (cause: Cause.Cause<unknown>): Effect.Effect<void> =>
   Cause.hasDies(cause) || !Cause.hasFails(cause) ? Effect.failCause(cause as Cause.Cause<never>) : Effect.void
 
-/** `self` in the connection's span, when a tracing backend is installed. */
-export const spanned = <A, E, R>(self: Effect.Effect<A, E, R>, id: number, peer: string, role: "server" | "client") =>
-  // Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: made only with one.
-  Effect.withFiber((fiber) =>
-    fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer ? self : Effect.withSpan(
-      self,
-      "effect-asynchat.connection",
-      {
-        attributes: { "connection.id": id, "net.peer": peer, "connection.role": role },
-        kind: role,
-        // the call site is always this line: a stack captured per connection would only cost memory
-        captureStackTrace: false
-      }
-    )
-  )
+/** `self` in the connection's span: made only where `isTraced`. */
+export const span = <A, E, R>(self: Effect.Effect<A, E, R>, id: number, peer: string, role: "server" | "client") =>
+  Effect.withSpan(self, "effect-asynchat.connection", {
+    attributes: { "connection.id": id, "net.peer": peer, "connection.role": role },
+    kind: role,
+    // the call site is always this line: a stack captured per connection would only cost memory
+    captureStackTrace: false
+  })
+
+/** Without a tracing backend a span is never seen, and costs an idle connection ~3 KiB: one only with one. */
+export const isTraced = (fiber: Fiber.Fiber<unknown, unknown>): boolean =>
+  fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer
 
 /**
  * The fibers of a server's connections, so that a graceful shutdown waits for them and the server's scope

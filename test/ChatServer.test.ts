@@ -239,19 +239,47 @@ describe("ChatServer supervision", () => {
       yield* closedByServer(server, client)
     }).pipe(Effect.provide(memory())))
 
-  it.effect("a handler still running when its connection closes is interrupted, its finalizers run", () =>
+  it.effect("a handler still running when its connection closes is interrupted, before what it acquired is released", () =>
     Effect.gen(function*() {
-      const interrupted = yield* Deferred.make<void>()
+      const events: Array<string> = []
+      const record = (event: string) => Effect.sync(() => void events.push(event))
       // the output's end decides the connection's outcome while the handler goes on
-      const Lingers = Protocol.make(Terminator.lf, () =>
-        Effect.andThen(Chat.closeWhenDone, Effect.never).pipe(
-          Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
-        ))
+      const Lingers = Protocol.make(
+        Terminator.lf,
+        () =>
+          Effect.acquireRelease(record("acquired"), () => record("released")).pipe(
+            Effect.andThen(Chat.closeWhenDone),
+            Effect.andThen(Effect.never),
+            Effect.onInterrupt(() => record("handler interrupted"))
+          )
+      )
       const server = yield* ChatServer.make(Lingers)
       const client = yield* connectLines
       yield* closedByServer(server, client)
-      expect(yield* Deferred.isDone(interrupted)).toBe(true)
+      expect(events).toEqual(["acquired", "handler interrupted", "released"])
     }).pipe(Effect.provide(memory())))
+
+  it.effect("a producer still running when the server closes is finalized before the server's scope is closed", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const Endless = Protocol.make(Terminator.lf, () =>
+        Effect.andThen(
+          Chat.pushStream(
+            Stream.concat(Stream.make(new TextEncoder().encode("A\n")), Stream.never).pipe(
+              Stream.ensuring(
+                Effect.andThen(Effect.sleep("50 millis"), Effect.sync(() => void events.push("producer finalized")))
+              )
+            )
+          ),
+          Effect.never
+        ))
+      const scope = yield* Scope.make()
+      yield* ChatServer.make(Endless, { shutdownTimeout: "10 millis" }).pipe(Scope.provide(scope))
+      const client = yield* connectLines
+      expect(yield* readLines(client, 1)).toEqual(["A"])
+      yield* Effect.andThen(Scope.close(scope, Exit.void), Effect.sync(() => void events.push("server closed")))
+      expect(events).toEqual(["producer finalized", "server closed"])
+    }).pipe(Effect.provide(memory()), TestClock.withLive))
 
   it.effect("logs a failure with the connection's id, peer and server, and counts it by reason", () =>
     Effect.gen(function*() {

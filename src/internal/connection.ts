@@ -173,17 +173,19 @@ class OpenConnection implements Connection, Lifecycle.Served {
 
   /**
    * The finalizer: tells the registry, then stops the timeouts, the metrics, the output and the transport; what
-   * is left to wait for is the handler's fiber, interrupted.
+   * is left to wait for is the output's writer, interrupted, and the handler's fiber, if the connection's fiber
+   * was interrupted before it could (`verdictOf`).
    */
   release(): Effect.Effect<void> | undefined {
     this.registry?.closed(this)
     this.inbox.stop()
     this.counters.flush()
     if (this.phase !== Phase.Built) ChatMetrics.connectionsOpen.updateUnsafe(-1, this.context)
-    this.box?.close()
+    const writer = this.box?.close()
     this.transport.close()
-    const handler = this.handler
-    return handler === undefined ? undefined : Fiber.interrupt(handler)
+    const handler = this.running
+    if (handler === undefined) return writer
+    return writer === undefined ? Fiber.interrupt(handler) : Effect.andThen(Fiber.interrupt(handler), writer)
   }
 
   // The input pull's owner: its flush before it waits, and the output held around a read in the callback.
@@ -233,14 +235,41 @@ class OpenConnection implements Connection, Lifecycle.Served {
     const waiter = this.waiter
     this.waiter = undefined
     // a waiter interrupted meanwhile ignores this
-    waiter?.(exit)
+    waiter?.(this.verdictOf(exit))
   }
 
   get outcome(): Effect.Effect<void, unknown> {
     return Effect.callback<void, unknown>((resume) => {
-      if (this.decided !== undefined) resume(this.decided)
+      if (this.decided !== undefined) resume(this.verdictOf(this.decided))
       else this.waiter = resume
     })
+  }
+
+  /** The outcome, once a handler still running is stopped (`stopHandler`). */
+  private verdictOf(exit: Exit.Exit<void, unknown>): Effect.Effect<void, unknown> {
+    const handler = this.running
+    return handler === undefined ? exit : Effect.andThen(this.stopHandler(handler), exit)
+  }
+
+  /**
+   * Stops a handler still running when the outcome is decided, before the connection's scope closes, so that
+   * its finalizers run while what it acquired in that scope is still there: its input ended and its output
+   * closed (one in an uninterruptible region waits on them), interrupted, and waited for.
+   */
+  private stopHandler(handler: Fiber.Fiber<void, unknown>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.inbox.end()
+      const writer = this.box?.close()
+      handler.interruptUnsafe()
+      const stopped = Effect.asVoid(Fiber.await(handler))
+      return writer === undefined ? stopped : Effect.andThen(stopped, writer)
+    })
+  }
+
+  /** The handler's fiber while it runs. */
+  private get running(): Fiber.Fiber<void, unknown> | undefined {
+    const handler = this.handler
+    return handler === undefined || handler.pollUnsafe() !== undefined ? undefined : handler
   }
 
   // The handle's owner.

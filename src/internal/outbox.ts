@@ -16,7 +16,7 @@
  *   fiber, which ends when the queue is empty: an idle connection holds none. Who writes at any moment is one
  *   small-integer state (`Writer`).
  */
-import { Cause, type Context, Deferred, Effect, Exit, type Fiber, type Scheduler, Stream } from "effect"
+import { Cause, type Context, Deferred, Effect, Exit, Fiber, type Scheduler, Stream } from "effect"
 import type * as Arr from "effect/Array"
 import { Buffer } from "node:buffer"
 import * as ChatError from "../ChatError.ts"
@@ -251,10 +251,15 @@ export class Outbox {
     return pending
   }
 
-  /** Ends the output with the connection: a writer fiber at work is interrupted, waiting pushes released. */
-  close(): void {
-    this.writerFiber?.interruptUnsafe()
+  /**
+   * Ends the output with the connection: a writer fiber at work is interrupted, waiting pushes released. What is
+   * left to wait for: the writer's end, a producer's finalizers with it, before the connection's scope is closed.
+   */
+  close(): Effect.Effect<void> | undefined {
+    const writer = this.writerFiber
+    writer?.interruptUnsafe()
     if (!this.isOver) this.stop(Phase.Over)
+    return writer === undefined ? undefined : Effect.asVoid(Fiber.await(writer))
   }
 
   /**

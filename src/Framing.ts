@@ -295,7 +295,8 @@ export interface Cursor {
  * A {@link Decoder}'s answer when the bytes end before its message does: it is asked again, from the same
  * offset, once more bytes arrive. With the cursor moved forward, it says instead that the bytes it moved past
  * are no message and are consumed (blank lines, keep-alives): it is asked again at once, from there. Consumed
- * bytes are no part of a message, nor counted against `maxFrameLength`.
+ * bytes are no part of a message, nor counted against `maxFrameLength`. Consume such bytes as soon as they are
+ * seen: a run consumed only once it is complete counts against the limit, like a message, while it spans reads.
  *
  * @example
  * ```ts

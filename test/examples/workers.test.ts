@@ -4,14 +4,15 @@
  * connections of raw keep-alive clients are held by both workers, which /proc tells (the accepted socket's inode,
  * found by the client's port, among a worker's open files), without the example saying anything of it. A worker
  * killed with SIGKILL is replaced by a new pid that serves, while the other's clients are still answered; SIGTERM
- * to the supervisor alone stops every worker, and it exits 0; a supervisor killed outright takes its workers
- * with it (`followSupervisor`).
+ * to the supervisor alone stops every worker, and it exits 0, as does Ctrl-C, which reaches the workers too
+ * (the terminal signals the whole group; none is taken for a crash); a supervisor killed outright takes its
+ * workers with it (`followSupervisor`).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import { curl } from "../tools.ts"
-import { runCurl } from "./http-helpers.ts"
+import { runCurl, startJob } from "./http-helpers.ts"
 import { type Child, connect, type Peer, spawn } from "./peers.ts"
 
 const get = "GET / HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -178,6 +179,29 @@ describe("--workers", () => {
         yield* peer.received.contains("* the server is shutting down")
         for (let i = 0; i < 100 && pids.some(alive); i++) yield* Effect.sleep("50 millis")
         expect(pids.filter(alive)).toEqual([])
+      })),
+    60_000
+  )
+
+  it.live(
+    "Ctrl-C to the whole process group, as a terminal sends it: every worker stops, none is restarted, exit 0",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const job = yield* startJob(process.execPath, [
+          "--conditions=@effect-asynchat/source",
+          "examples/cli.ts",
+          "http11",
+          "--port",
+          "0",
+          "--workers",
+          "2"
+        ])
+        yield* job.waitFor(/(listening on 127\.0\.0\.1:\d+ \(worker \d+, pid \d+\)[^]*){2}/, "20 seconds")
+        const pids = [...job.stdout().matchAll(/worker \d+ started \(pid (\d+)\)/g)].map((m) => Number(m[1]))
+        expect(yield* job.signal("SIGINT", "10 seconds")).toMatchObject({ code: 0, signal: null })
+        expect(pids.filter(alive)).toEqual([])
+        expect(job.stdout()).not.toContain("restarting")
+        expect(job.stdout().match(/stopped: exited with code 0/g)).toHaveLength(2)
       })),
     60_000
   )

@@ -14,8 +14,10 @@
  *   SIGTERM, so each runs its own graceful shutdown, waits up to `stopTimeout` for it, then sends SIGKILL. A
  *   worker whose supervisor vanishes (its IPC channel closes) sends itself SIGTERM (`Workers.followSupervisor`).
  * - A worker that exits while the supervisor is not stopping is logged with its pid and exit code or signal and
- *   started again after the next delay of `restart` (a `Schedule`, one per worker; exponential from 100 ms,
- *   capped at 5 s, by default). More than `maxRestarts.restarts` restarts, all workers together, within
+ *   started again after the next delay of `restart` (a `Schedule`, one per worker, started afresh after a worker
+ *   that ran longer than `maxRestarts.window`; exponential from 100 ms, capped at 5 s, by default). An exit
+ *   within 5 seconds of a SIGINT or SIGTERM to the supervisor is taken for the worker's own shutdown (Ctrl-C
+ *   signals the terminal's whole process group, systemd a service's whole cgroup). More than `maxRestarts.restarts` restarts, all workers together, within
  *   `maxRestarts.window` is a crash loop: the supervisor stops every worker and fails with `WorkersError`.
  *
  * @since 0.1.0
@@ -157,7 +159,8 @@ export interface WorkerExit {
 }
 
 /**
- * The supervisor could not go on: a worker could not be started (`SpawnFailed`), workers died more often than
+ * The supervisor could not go on: `count` was not a positive whole number (`InvalidOptions`), a worker could not
+ * be started (`SpawnFailed`), workers died more often than
  * `maxRestarts` allows (`CrashLoop`), the `restart` schedule ended (`RestartsExhausted`), or no free port was
  * found (`NoFreePort`). Every worker still running has been stopped.
  *
@@ -173,7 +176,7 @@ export interface WorkerExit {
  * @since 0.1.0
  */
 export class WorkersError extends Data.TaggedError("WorkersError")<{
-  readonly reason: "SpawnFailed" | "CrashLoop" | "RestartsExhausted" | "NoFreePort"
+  readonly reason: "InvalidOptions" | "SpawnFailed" | "CrashLoop" | "RestartsExhausted" | "NoFreePort"
   readonly message: string
   readonly cause?: unknown
 }> {}
@@ -214,9 +217,9 @@ export interface Options {
   /** How long a worker has to exit after SIGTERM before it is sent SIGKILL (default 10 seconds). */
   readonly stopTimeout?: Duration.Input | undefined
   /**
-   * The delays between a worker's unexpected exit and its restart, one schedule per worker, its input each exit
-   * (default exponential from 100 ms, doubling, capped at 5 s). When it ends, the supervisor fails with
-   * `RestartsExhausted`.
+   * The delays between a worker's unexpected exit and its restart, one schedule per worker, its input each exit,
+   * started afresh after a worker that ran longer than `maxRestarts.window` (default exponential from 100 ms,
+   * doubling, capped at 5 s). When it ends, the supervisor fails with `RestartsExhausted`.
    */
   readonly restart?: Schedule.Schedule<unknown, WorkerExit> | undefined
   /** At most this many restarts of all workers within `window` (default 10 in 1 minute); one more is a crash loop. */
@@ -254,6 +257,9 @@ const defaultRestart: Schedule.Schedule<unknown, WorkerExit> = Schedule.min([
   Schedule.spaced("5 seconds")
 ])
 
+/** How long after a SIGINT or SIGTERM to the supervisor a worker's exit is taken for its shutdown. */
+const SIGNAL_GRACE_MILLIS = 5000
+
 const describeExit = (exit: WorkerExit) =>
   exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`
 
@@ -285,7 +291,10 @@ const describeExit = (exit: WorkerExit) =>
 export const make = (options: Options): Effect.Effect<WorkersShape, WorkersError, Scope.Scope> =>
   Effect.gen(function*() {
     if (!Number.isSafeInteger(options.count) || options.count < 1) {
-      return yield* new WorkersError({ reason: "SpawnFailed", message: `count must be at least 1: ${options.count}` })
+      return yield* new WorkersError({
+        reason: "InvalidOptions",
+        message: `count must be at least 1: ${options.count}`
+      })
     }
     const strategy = options.strategy ?? defaultStrategy
     const stopTimeout = Duration.fromInputUnsafe(options.stopTimeout ?? "10 seconds")
@@ -293,11 +302,12 @@ export const make = (options: Options): Effect.Effect<WorkersShape, WorkersError
     const window = Duration.toMillis(Duration.fromInputUnsafe(limit.window))
     const pids = new Map<number, number>()
     const restarts: Array<number> = []
-    // Set by the signal itself, before the runtime's interruption reaches us: a Ctrl-C reaches the workers too
-    // (the terminal signals the whole group), and their exits are then not crashes.
-    let stopping = false
+    // When a SIGINT or SIGTERM came, seen before the runtime's interruption reaches us: a Ctrl-C reaches the
+    // workers too (the terminal signals the whole group, systemd its whole cgroup), and their exits soon after are
+    // not crashes. A program that goes on after the signal still has its workers restarted, after the grace.
+    let signalled = Number.NEGATIVE_INFINITY
     const onSignal = () => {
-      stopping = true
+      signalled = Date.now()
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -306,12 +316,12 @@ export const make = (options: Options): Effect.Effect<WorkersShape, WorkersError
       }),
       () =>
         Effect.sync(() => {
-          stopping = true
           process.off("SIGINT", onSignal)
           process.off("SIGTERM", onSignal)
         })
     )
     const spawn = spawner(strategy, options)
+    const restart = options.restart ?? defaultRestart
 
     /** One run of the worker at `index`: started, awaited; stopped (SIGTERM, then SIGKILL) if interrupted. */
     const runOnce = (index: number) =>
@@ -347,14 +357,18 @@ export const make = (options: Options): Effect.Effect<WorkersShape, WorkersError
     /** The worker at `index`, started again after each unexpected exit, until the schedule or the limit says no. */
     const slot = (index: number) =>
       Effect.gen(function*() {
-        const step = yield* Schedule.toStepWithSleep(options.restart ?? defaultRestart)
+        let step = yield* Schedule.toStepWithSleep(restart)
         for (;;) {
+          const started = Date.now()
           const exit = yield* runOnce(index)
-          if (stopping) {
+          if (Date.now() - signalled < SIGNAL_GRACE_MILLIS) {
             yield* Effect.logInfo(`worker ${index} (pid ${exit.pid}) stopped: ${describeExit(exit)}`)
-            return yield* Effect.never // the supervisor's interruption is on its way
+            // the supervisor's interruption is on its way; if none comes, the signal did not stop us
+            yield* Effect.sleep(SIGNAL_GRACE_MILLIS)
           }
           const now = Date.now()
+          // a worker that ran longer than the window crashed once, not in a loop: its backoff starts afresh
+          if (now - started > window) step = yield* Schedule.toStepWithSleep(restart)
           while (restarts.length > 0 && restarts[0] <= now - window) restarts.shift()
           if (restarts.length >= limit.restarts) {
             yield* Effect.logError(`worker ${index} (pid ${exit.pid}) ${describeExit(exit)}: too many restarts`)

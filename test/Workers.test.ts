@@ -166,6 +166,6 @@ describe("Workers", () => {
   it.effect("count must be at least 1", () =>
     Effect.gen(function*() {
       const error = yield* Workers.run({ count: 0 }).pipe(Effect.flip)
-      expect(error.reason).toBe("SpawnFailed")
+      expect(error.reason).toBe("InvalidOptions")
     }))
 })

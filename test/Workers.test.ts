@@ -6,7 +6,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Schedule, Scope } from "effect"
+import * as Fs from "node:fs"
 import * as Net from "node:net"
+import * as Os from "node:os"
 import * as Path from "node:path"
 import { Workers } from "../src/index.ts"
 
@@ -123,12 +125,19 @@ describe("Workers", () => {
 
   it.live("a worker that ignores SIGTERM is killed stopTimeout after it", () =>
     Effect.gen(function*() {
+      const ready = Path.join(Os.tmpdir(), `stubborn-worker-${process.pid}-${Date.now()}`)
+      const options = fixture("stubborn")
       const scope = yield* Scope.make()
-      const workers = yield* Workers.make({ count: 1, stopTimeout: "300 millis", ...fixture("stubborn") }).pipe(
-        Scope.provide(scope)
-      )
+      const workers = yield* Workers.make({
+        count: 1,
+        stopTimeout: "300 millis",
+        ...options,
+        env: { ...options.env, WORKER_READY: ready }
+      }).pipe(Scope.provide(scope))
       const [pid] = yield* pidsWhen(workers, 1)
-      yield* Effect.sleep("300 millis") // its SIGTERM handler is installed
+      // its SIGTERM handler is installed once the file is there (a loaded machine takes a while to start Node)
+      for (let i = 0; i < 300 && !Fs.existsSync(ready); i++) yield* Effect.sleep("50 millis")
+      Fs.rmSync(ready)
       const began = Date.now()
       yield* Scope.close(scope, Exit.void)
       const took = Date.now() - began

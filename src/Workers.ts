@@ -17,12 +17,14 @@
  *   started again after the next delay of `restart` (a `Schedule`, one per worker, started afresh after a worker
  *   that ran longer than `maxRestarts.window`; exponential from 100 ms, capped at 5 s, by default). An exit
  *   within 5 seconds of a SIGINT or SIGTERM to the supervisor is taken for the worker's own shutdown (Ctrl-C
- *   signals the terminal's whole process group, systemd a service's whole cgroup). More than `maxRestarts.restarts` restarts, all workers together, within
- *   `maxRestarts.window` is a crash loop: the supervisor stops every worker and fails with `WorkersError`.
+ *   signals the terminal's whole process group, systemd a service's whole cgroup), and such a worker is given a
+ *   second to exit on its own before the supervisor's SIGTERM. More than `maxRestarts.restarts` restarts, all
+ *   workers together, within `maxRestarts.window` is a crash loop: the supervisor stops every worker and fails
+ *   with `WorkersError`.
  *
  * @since 0.1.0
  */
-import { Data, Deferred, Duration, Effect, Fiber, Schedule, type Scope } from "effect"
+import { Data, Deferred, Duration, Effect, Exit, Fiber, Schedule, type Scope } from "effect"
 import * as ChildProcess from "node:child_process"
 import * as Cluster from "node:cluster"
 import * as Net from "node:net"
@@ -114,7 +116,8 @@ const onDisconnect = () => process.kill(process.pid, "SIGTERM")
 /**
  * In a worker started by a supervisor, for as long as the scope is open: once the supervisor is gone (its IPC
  * channel closes: it was killed, even by SIGKILL), the worker sends itself SIGTERM and so shuts down gracefully,
- * rather than holding the port with no one to stop it. Does nothing in any other process.
+ * rather than holding the port with no one to stop it (a cluster worker exits on its own when its primary goes).
+ * Does nothing in any other process.
  *
  * @example
  * ```ts
@@ -128,7 +131,6 @@ const onDisconnect = () => process.kill(process.pid, "SIGTERM")
  * @since 0.1.0
  */
 export const followSupervisor: Effect.Effect<void, never, Scope.Scope> = Effect.suspend(() => {
-  // a cluster worker exits on its own when its primary goes
   if (current()?.strategy !== "reusePort" || !process.connected) return Effect.void
   return Effect.acquireRelease(
     Effect.sync(() => {
@@ -260,6 +262,9 @@ const defaultRestart: Schedule.Schedule<unknown, WorkerExit> = Schedule.min([
 /** How long after a SIGINT or SIGTERM to the supervisor a worker's exit is taken for its shutdown. */
 const SIGNAL_GRACE_MILLIS = 5000
 
+/** How long a worker signalled with its supervisor is given to exit on its own before the supervisor's SIGTERM. */
+const HEAD_START_MILLIS = 1000
+
 const describeExit = (exit: WorkerExit) =>
   exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`
 
@@ -311,8 +316,9 @@ export const make = (options: Options): Effect.Effect<WorkersShape, WorkersError
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => {
-        process.on("SIGINT", onSignal)
-        process.on("SIGTERM", onSignal)
+        // first: the runtime's own listener interrupts us, and our finalizers run, within its call
+        process.prependListener("SIGINT", onSignal)
+        process.prependListener("SIGTERM", onSignal)
       }),
       () =>
         Effect.sync(() => {
@@ -337,20 +343,32 @@ export const make = (options: Options): Effect.Effect<WorkersShape, WorkersError
             yield* Effect.logInfo(`worker ${index} started (pid ${child.pid})`)
             return yield* Deferred.await(child.exited)
           }),
-        (child) =>
+        (child, outcome) =>
           Effect.gen(function*() {
             pids.delete(index)
-            if (child.done()) return
-            child.process.kill("SIGTERM")
-            const exit = yield* Deferred.await(child.exited).pipe(Effect.timeoutOption(stopTimeout))
-            if (exit._tag === "Some") {
-              return yield* Effect.logInfo(`worker ${index} (pid ${child.pid}) stopped: ${describeExit(exit.value)}`)
+            // an exit seen is the slot's to log; otherwise we are stopping it (it may have exited meanwhile)
+            if (Exit.isSuccess(outcome)) return
+            // A Ctrl-C reached the worker too: a head start before our SIGTERM, which, landing as it exits, would
+            // kill it with its work done but its exit a signal's.
+            if (!child.done() && Date.now() - signalled < SIGNAL_GRACE_MILLIS) {
+              yield* Deferred.await(child.exited).pipe(
+                Effect.timeoutOption(Duration.min(stopTimeout, Duration.millis(HEAD_START_MILLIS)))
+              )
             }
-            yield* Effect.logWarning(
-              `worker ${index} (pid ${child.pid}) still running ${Duration.format(stopTimeout)} after SIGTERM: SIGKILL`
-            )
-            child.process.kill("SIGKILL")
-            yield* Deferred.await(child.exited)
+            if (!child.done()) {
+              child.process.kill("SIGTERM")
+              const exited = yield* Deferred.await(child.exited).pipe(Effect.timeoutOption(stopTimeout))
+              if (exited._tag === "None") {
+                yield* Effect.logWarning(
+                  `worker ${index} (pid ${child.pid}) still running ${
+                    Duration.format(stopTimeout)
+                  } after SIGTERM: SIGKILL`
+                )
+                child.process.kill("SIGKILL")
+              }
+            }
+            const exit = yield* Deferred.await(child.exited)
+            yield* Effect.logInfo(`worker ${index} (pid ${child.pid}) stopped: ${describeExit(exit)}`)
           })
       )
 

@@ -4,7 +4,9 @@
  * leaves; joins and leaves (by `/quit` or by hanging up) are announced. The room is the server's channel map:
  * handlers reach it with `yield* ChatServer.ChatServer` and `broadcast` to it.
  *
- * Try it: npm start -- chatroom --port 7002, then, in two or more terminals: nc 127.0.0.1 7002
+ * Try it: npm start -- chatroom --port 7002, then, in two or more terminals: nc 127.0.0.1 7002. With
+ * `--workers n` it runs as n processes on the port, each a room of its own (the channel map is per process): a
+ * chatter meets only those the kernel gave the same worker.
  */
 import { Console, Effect, Stream } from "effect"
 import { Chat, ChatServer, Protocol, Terminator, Workers } from "effect-asynchat"

@@ -277,7 +277,7 @@ const describeExit = (exit: WorkerExit) =>
  * ```ts
  * import { NodeRuntime } from "@effect/platform-node"
  * import { Effect } from "effect"
- * import { ChatServer, Listener, Protocol, Terminator, Workers } from "effect-asynchat"
+ * import { ChatServer, Listener, type Protocol, Workers } from "effect-asynchat"
  *
  * declare const protocol: Protocol.Protocol<never, never>
  *

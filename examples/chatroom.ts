@@ -4,10 +4,12 @@
  * leaves; joins and leaves (by `/quit` or by hanging up) are announced. The room is the server's channel map:
  * handlers reach it with `yield* ChatServer.ChatServer` and `broadcast` to it.
  *
- * Try it: npm start -- chatroom --port 7002, then, in two or more terminals: nc 127.0.0.1 7002
+ * Try it: npm start -- chatroom --port 7002, then, in two or more terminals: nc 127.0.0.1 7002. With
+ * `--workers n` it runs as n processes on the port, each a room of its own (the channel map is per process): a
+ * chatter meets only those the kernel gave the same worker.
  */
 import { Console, Effect, Stream } from "effect"
-import { Chat, ChatServer, Listener, Protocol, Terminator } from "effect-asynchat"
+import { Chat, ChatServer, Protocol, Terminator, Workers } from "effect-asynchat"
 import { Command } from "effect/cli"
 import * as Shared from "./shared.ts"
 
@@ -90,28 +92,43 @@ export const serverOptions: ChatServer.Options = { maxFrameLength: MAX_LINE, idl
 
 /**
  * Runs a chat room on `host:port`. On Ctrl-C everyone is told and let go at once: chatters idle for hours would
- * otherwise hold a graceful shutdown up for its whole timeout.
+ * otherwise hold a graceful shutdown up for its whole timeout. With `--workers n`, n processes serve the port,
+ * each its own room: a chatter sees only those the kernel gave the same worker.
  */
-export const run = (options: Shared.ServerFlags) =>
-  Effect.scoped(Effect.gen(function*() {
-    const server = yield* ChatServer.make(Chatroom(), Shared.withLimits(serverOptions, options))
-    // runs before the server's own shutdown (finalizers run last first)
-    yield* Effect.addFinalizer(() =>
-      Effect.flatMap(server.connections, (chats) =>
-        Effect.forEach(
-          chats,
-          (chat) => Effect.andThen(chat.push("* the server is shutting down\n"), chat.closeWhenDone),
-          { concurrency: "unbounded", discard: true }
-        )).pipe(Effect.interruptible, Effect.timeoutOption("1 second"))
-    )
-    const port = server.address._tag === "Inet" ? server.address.port : options.port
-    yield* Console.log(`chatroom listening on ${Chat.formatAddress(server.address)} (Ctrl-C to stop)`)
-    yield* Console.log(`  try: nc ${options.host} ${port} (in two or more terminals)`)
-    return yield* Effect.never
-  })).pipe(Effect.provide(Listener.layerTcp({ host: options.host, port: options.port })))
+export const run = (options: Shared.ServerFlags & Shared.WorkersFlag) =>
+  Shared.withWorkers(
+    options,
+    "chatroom",
+    (port) => Console.log(`  try: nc ${options.host} ${port} (in two or more terminals)`),
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* ChatServer.make(Chatroom(), Shared.withLimits(serverOptions, options))
+      // runs before the server's own shutdown (finalizers run last first)
+      yield* Effect.addFinalizer(() =>
+        Effect.flatMap(server.connections, (chats) =>
+          Effect.forEach(
+            chats,
+            (chat) => Effect.andThen(chat.push("* the server is shutting down\n"), chat.closeWhenDone),
+            { concurrency: "unbounded", discard: true }
+          )).pipe(Effect.interruptible, Effect.timeoutOption("1 second"))
+      )
+      const port = server.address._tag === "Inet" ? server.address.port : options.port
+      const worker = Workers.current()
+      yield* Console.log(
+        `chatroom listening on ${Chat.formatAddress(server.address)} ${
+          worker === undefined ? "(Ctrl-C to stop)" : `(worker ${worker.index}, pid ${process.pid})`
+        }`
+      )
+      if (worker === undefined) yield* Console.log(`  try: nc ${options.host} ${port} (in two or more terminals)`)
+      return yield* Effect.never
+    })).pipe(Effect.provide(Shared.listenerOf({ host: options.host, port: options.port })))
+  )
 
-/** `npm start -- chatroom [--host H] [--port N]` */
-export const command = Command.make("chatroom", Shared.serverFlags(7002, serverOptions), run).pipe(
+/** `npm start -- chatroom [--host H] [--port N] [--workers N]` */
+export const command = Command.make(
+  "chatroom",
+  { ...Shared.serverFlags(7002, serverOptions), workers: Shared.workers },
+  run
+).pipe(
   Shared.withTelemetry,
   Command.withDescription("A chat room: every line to all the others, /nick, /who, /quit")
 )

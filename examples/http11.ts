@@ -15,7 +15,8 @@
  * idle one is closed at once.
  *
  * Try it: npm start -- http11 --port 8081, then: curl -v http://127.0.0.1:8081/ http://127.0.0.1:8081/ (the
- * second request re-uses the connection), or: wrk -t1 -c50 -d5s http://127.0.0.1:8081/
+ * second request re-uses the connection), or: wrk -t1 -c50 -d5s http://127.0.0.1:8081/. On every core:
+ * npm start -- http11 --port 8081 --workers $(nproc).
  */
 import { Data, Effect } from "effect"
 import { Chat, ChatServer, Framing, Protocol, Terminator } from "effect-asynchat"
@@ -454,8 +455,8 @@ export const Http11 = Protocol.forEachBatch(
   )
 )
 
-/** Runs the server on `host:port`. */
-export const run = (options: Shared.ServerFlags) =>
+/** Runs the server on `host:port`, in this process or (`--workers n`) in n worker processes. */
+export const run = (options: Shared.ServerFlags & Shared.WorkersFlag) =>
   Shared.serveTcp(Http11, {
     ...options,
     name: "http11",
@@ -466,8 +467,12 @@ export const run = (options: Shared.ServerFlags) =>
     server: Shared.withLimits(serverOptions, options)
   })
 
-/** `npm start -- http11 [--host H] [--port N] [--tls-key F --tls-cert F]` */
-export const command = Command.make("http11", Shared.serverFlags(8081, serverOptions), run).pipe(
+/** `npm start -- http11 [--host H] [--port N] [--tls-key F --tls-cert F] [--workers N]` */
+export const command = Command.make(
+  "http11",
+  { ...Shared.serverFlags(8081, serverOptions), workers: Shared.workers },
+  run
+).pipe(
   Shared.withTelemetry,
   Command.withDescription("HTTP/1.1 hello world with keep-alive and pipelining, a benchmark subject for wrk")
 )

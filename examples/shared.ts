@@ -1,10 +1,11 @@
 /**
  * What the examples share: the `--host` / `--port` flags, the operator's limits every server takes
  * (`--idle-timeout`, `--max-connections`, ...), the telemetry flags (`--otlp`, `--metrics-port`), and a way to
- * serve a protocol on TCP until Ctrl-C (which shuts the server down gracefully).
+ * serve a protocol on TCP until Ctrl-C (which shuts the server down gracefully), alone or (`--workers n`) as n
+ * worker processes sharing the port.
  */
 import { Console, Data, Duration, Effect, Layer, Option } from "effect"
-import { Chat, ChatServer, Listener, type Protocol, Telemetry } from "effect-asynchat"
+import { Chat, ChatServer, Listener, type Protocol, Telemetry, Workers } from "effect-asynchat"
 import { Command, Flag } from "effect/cli"
 import { OtlpExporter } from "effect/observability"
 import type { Buffer } from "node:buffer"
@@ -138,7 +139,8 @@ export const telemetry = {
   metricsPort: Flag.Int("metrics-port").pipe(
     Flag.withMetavar("n"),
     Flag.withDescription(
-      "Serve the metrics in the Prometheus text format on http://127.0.0.1:<n>/metrics (default none; 0 picks a free port)"
+      "Serve the metrics in the Prometheus text format on http://127.0.0.1:<n>/metrics (default none; 0 picks a free " +
+        "port; with --workers, worker i serves on n + i)"
     ),
     Flag.filter((n) => n >= 0 && n <= 65535, (n) => `--metrics-port must be a port number (0 to 65535), got ${n}`),
     Flag.optional
@@ -157,21 +159,28 @@ export interface TelemetryFlags {
  */
 export const telemetryLayer = (
   serviceName: string,
-  flags: TelemetryFlags
+  flags: TelemetryFlags & Partial<WorkersFlag>
 ): Layer.Layer<OtlpExporter.Flusher, Telemetry.MetricsEndpointError> => {
+  // A supervisor of workers serves no connection: its workers export, each its own metrics on the port after the
+  // one before (`--metrics-port 9464 --workers 2`: 9464 and 9465; 0, a free port each).
+  const worker = Workers.current()
+  if (worker === undefined && Option.isSome(flags.workers ?? Option.none())) return OtlpExporter.layerFlusher
   // without --otlp, an empty Flusher in its place (one Set): no tracer, logger or exporter is installed
   const otlp = Option.match(flags.otlp, {
     onNone: () => OtlpExporter.layerFlusher,
     onSome: (url) => Telemetry.layerOtlp({ url, serviceName })
   })
-  const prometheus = Option.match(flags.metricsPort, {
-    onNone: () => Layer.empty,
-    onSome: (port) =>
-      Layer.effectDiscard(Effect.gen(function*() {
-        const endpoint = yield* Telemetry.MetricsEndpoint
-        yield* Console.log(`metrics on ${endpoint.url}`)
-      })).pipe(Layer.provide(Telemetry.layerPrometheus({ port })))
-  })
+  const prometheus = Option.match(
+    Option.map(flags.metricsPort, (port) => port === 0 ? 0 : port + (worker?.index ?? 0)),
+    {
+      onNone: () => Layer.empty,
+      onSome: (port) =>
+        Layer.effectDiscard(Effect.gen(function*() {
+          const endpoint = yield* Telemetry.MetricsEndpoint
+          yield* Console.log(`metrics on ${endpoint.url}`)
+        })).pipe(Layer.provide(Telemetry.layerPrometheus({ port })))
+    }
+  )
   return Layer.merge(otlp, prometheus)
 }
 
@@ -233,8 +242,11 @@ export const readTlsFiles = (flags: {
   })
 }
 
-/** The listener of `flags`: TLS when both PEM files are given, TCP when neither is. */
-const listenerOf = (flags: {
+/**
+ * The listener of `flags`: TLS when both PEM files are given, TCP when neither is. In a worker, on the port its
+ * supervisor chose, with `reusePort` when the workers share it that way.
+ */
+export const listenerOf = (flags: {
   readonly host: string
   readonly port: number
   readonly tlsKey?: Option.Option<string> | undefined
@@ -242,11 +254,73 @@ const listenerOf = (flags: {
 }): Layer.Layer<Listener.Listener, Listener.SocketServerError | TlsFilesError> =>
   Layer.unwrap(Effect.map(
     readTlsFiles(flags),
-    (pems) =>
-      pems === undefined
-        ? Listener.layerTcp({ host: flags.host, port: flags.port })
-        : Listener.layerTls({ host: flags.host, port: flags.port, ...pems })
+    (pems) => {
+      const where = { host: flags.host, port: portOf(flags), reusePort: Workers.current()?.reusePort }
+      return pems === undefined ? Listener.layerTcp(where) : Listener.layerTls({ ...where, ...pems })
+    }
   ))
+
+/** `--workers n`: the server as n processes on one port, supervised. */
+export const workers = Flag.Int("workers").pipe(
+  Flag.withMetavar("n"),
+  Flag.withDescription(
+    "Serve as n worker processes sharing the port (one per core: nproc), under a supervisor that restarts one " +
+      "that dies and stops them all on Ctrl-C (default: this process alone)"
+  ),
+  Flag.filter((n) => n > 0, (n) => `--workers must be a positive whole number, got ${n}`),
+  Flag.optional
+)
+
+/** The value of the `workers` flag. */
+export interface WorkersFlag {
+  readonly workers: Option.Option<number>
+}
+
+/** Where a supervisor tells its workers the port they share (a concrete one: port 0 cannot be shared). */
+const PORT_ENV = "EFFECT_ASYNCHAT_EXAMPLE_PORT"
+
+/** The port to listen on: in a worker its supervisor's, otherwise the flag's. */
+const portOf = (flags: { readonly port: number }) => {
+  const port = Number(process.env[PORT_ENV])
+  return Workers.current() !== undefined && Number.isSafeInteger(port) ? port : flags.port
+}
+
+/**
+ * Runs `serve` (a server that runs until interrupted) in this process; with `--workers n`, this process is
+ * instead the supervisor of n workers, each this same command run again, which run `serve` on one port (0 picks
+ * a free one first). `announce` tells how to try it, with the port: once by the supervisor, or by `serve`
+ * itself when alone (it is not called in a worker). A worker stops when its supervisor goes, and is given its
+ * `shutdownTimeout` and 5 seconds more to stop before it is killed.
+ */
+export const withWorkers = <E, R>(
+  flags: {
+    readonly host: string
+    readonly port: number
+    readonly workers?: Option.Option<number> | undefined
+    readonly shutdownTimeout?: Option.Option<Duration.Duration> | undefined
+  },
+  name: string,
+  announce: (port: number) => Effect.Effect<void>,
+  serve: Effect.Effect<never, E, R>
+): Effect.Effect<never, E | Workers.WorkersError, R> => {
+  if (Workers.current() !== undefined) return Effect.scoped(Effect.andThen(Workers.followSupervisor, serve))
+  const count = flags.workers ?? Option.none()
+  if (Option.isNone(count)) return serve
+  return Effect.scoped(Effect.gen(function*() {
+    const port = flags.port === 0 ? yield* Workers.freePort(flags.host) : flags.port
+    const shutdown = Option.getOrElse(flags.shutdownTimeout ?? Option.none(), () => Duration.seconds(5))
+    const workers = yield* Workers.make({
+      count: count.value,
+      env: { [PORT_ENV]: String(port) },
+      stopTimeout: Duration.isFinite(shutdown) ? Duration.sum(shutdown, Duration.seconds(5)) : Duration.infinity
+    })
+    yield* Console.log(
+      `${name}: ${count.value} workers on ${flags.host}:${port} by ${Workers.defaultStrategy}, supervisor pid ${process.pid} (Ctrl-C to stop)`
+    )
+    yield* announce(port)
+    return yield* workers.join
+  }))
+}
 
 /** An example's server options with what the operator set on the command line in their place. */
 export const withLimits = (defaults: ChatServer.Options, limits: Limits): ChatServer.Options => ({
@@ -261,7 +335,7 @@ export const withLimits = (defaults: ChatServer.Options, limits: Limits): ChatSe
 
 /**
  * Serves `protocol` on `host:port` until interrupted, then prints how to try it: `tryIt` gets the bound
- * address (useful with port 0).
+ * address (useful with port 0). With `workers` (`--workers n`), as n worker processes (see `withWorkers`).
  */
 export const serveTcp = <E, R>(
   protocol: Protocol.Protocol<E, R>,
@@ -270,24 +344,33 @@ export const serveTcp = <E, R>(
     readonly port: number
     readonly tlsKey?: Option.Option<string> | undefined
     readonly tlsCert?: Option.Option<string> | undefined
+    readonly workers?: Option.Option<number> | undefined
+    readonly shutdownTimeout?: Option.Option<Duration.Duration> | undefined
     readonly name: string
     /** Commands to try it with: `tls` when it speaks TLS (`tlsCert` the certificate to trust). */
     readonly tryIt: (host: string, port: number, tls: { readonly cert: string } | undefined) => ReadonlyArray<string>
     readonly server?: ChatServer.Options | undefined
   }
-) =>
-  Effect.scoped(Effect.gen(function*() {
+) => {
+  const tls = Option.map(options.tlsCert ?? Option.none(), (cert) => ({ cert }))
+  const announce = (port: number) =>
+    Effect.forEach(
+      options.tryIt(options.host, port, Option.getOrUndefined(tls)),
+      (line) => Console.log(`  try: ${line}`),
+      { discard: true }
+    )
+  const worker = Workers.current()
+  const serve = Effect.scoped(Effect.gen(function*() {
     const server = yield* ChatServer.make(protocol, options.server)
     const address = server.address
     const boundPort = address._tag === "Inet" ? address.port : options.port
-    const tls = Option.map(options.tlsCert ?? Option.none(), (cert) => ({ cert }))
     yield* Console.log(
-      `${options.name} listening on ${Chat.formatAddress(address)}${
-        Option.isSome(tls) ? " with TLS" : ""
-      } (Ctrl-C to stop)`
+      `${options.name} listening on ${Chat.formatAddress(address)}${Option.isSome(tls) ? " with TLS" : ""} ${
+        worker === undefined ? "(Ctrl-C to stop)" : `(worker ${worker.index}, pid ${process.pid})`
+      }`
     )
-    for (const line of options.tryIt(options.host, boundPort, Option.getOrUndefined(tls))) {
-      yield* Console.log(`  try: ${line}`)
-    }
+    if (worker === undefined) yield* announce(boundPort)
     return yield* Effect.never
   })).pipe(Effect.provide(listenerOf(options)))
+  return withWorkers(options, options.name, announce, serve)
+}

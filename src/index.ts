@@ -101,3 +101,10 @@ export * as Telemetry from "./Telemetry.ts"
  * @since 0.1.0
  */
 export * as Terminator from "./Terminator.ts"
+
+/**
+ * A server on every core: worker processes sharing one port, supervised and restarted.
+ *
+ * @since 0.1.0
+ */
+export * as Workers from "./Workers.ts"

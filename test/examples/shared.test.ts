@@ -1,7 +1,7 @@
 /**
  * The operator's limits and telemetry flags every server example takes (`examples/shared.ts`): each flag is in
- * every server's `--help` with that example's default, a bad value is refused with the flag's name, and each
- * one, set on the command line, changes what the running server does.
+ * every server's `--help` with that example's default (and `--workers` in those that take it), a bad value is
+ * refused with the flag's name, and each one, set on the command line, changes what the running server does.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect } from "effect"
@@ -42,8 +42,11 @@ const telemetryHelp = [
   "--otlp url Send traces (a span per connection), metrics and logs over OTLP/HTTP (JSON) to this collector, " +
   "e.g. http://127.0.0.1:4318 (default none: no tracer, no span)",
   "--metrics-port n Serve the metrics in the Prometheus text format on http://127.0.0.1:<n>/metrics " +
-  "(default none; 0 picks a free port)"
+  "(default none; 0 picks a free port; with --workers, worker i serves on n + i)"
 ]
+
+/** The server examples that take `--workers n`. */
+const withWorkers = ["chatroom", "http11"]
 
 describe("the server examples' limits", () => {
   it.live(
@@ -75,6 +78,11 @@ describe("the server examples' limits", () => {
             })`
           ]
           for (const line of [...expected, ...telemetryHelp]) expect(help, `${name} --help`).toContain(line)
+          // the examples that run on every core
+          const workers =
+            "--workers n Serve as n worker processes sharing the port (one per core: nproc), under a supervisor"
+          if (withWorkers.includes(name)) expect(help, `${name} --help`).toContain(workers)
+          else expect(help, `${name} --help`).not.toContain("--workers n")
           // two at a time: five Node processes starting at once on a loaded two-core machine took over 10 s
         })), { concurrency: 2, discard: true }),
     60_000
@@ -156,15 +164,19 @@ describe("the server examples' limits", () => {
     Effect.scoped(Effect.gen(function*() {
       const badDuration = yield* cli("echo", "--port", "0", "--idle-timeout", "soon")
       const badCount = yield* cli("echo", "--port", "0", "--max-connections", "0")
-      const [duration, count] = yield* Effect.all([badDuration.exit("10 seconds"), badCount.exit("10 seconds")], {
-        concurrency: 2
-      })
+      const badWorkers = yield* cli("http11", "--port", "0", "--workers", "0")
+      const [duration, count, workers] = yield* Effect.all(
+        [badDuration.exit("10 seconds"), badCount.exit("10 seconds"), badWorkers.exit("10 seconds")],
+        { concurrency: 3 }
+      )
       expect(duration.code).not.toBe(0)
       expect(badDuration.stdout.text + duration.stderr).toContain(
         `--idle-timeout: expected a duration such as "30 seconds", "250 millis" or "off", got "soon"`
       )
       expect(count.code).not.toBe(0)
       expect(badCount.stdout.text + count.stderr).toContain("--max-connections must be a positive whole number, got 0")
+      expect(workers.code).not.toBe(0)
+      expect(badWorkers.stdout.text + workers.stderr).toContain("--workers must be a positive whole number, got 0")
     })))
 
   it.live("--max-connections and --idle-timeout: one client more is refused; an idle one is let go", () =>

@@ -23,7 +23,7 @@
  *
  * Every server is a child process on 127.0.0.1 with a free port, stopped by PID at the end, on error and on
  * Ctrl-C; every load is bounded in count and time. A section whose peer tool is missing says so and is skipped.
- * The whole run takes about 10 minutes. It prints a table and writes docs/benchmarks.md, docs/benchmarks.svg and
+ * The whole run takes about 15 minutes. It prints a table and writes docs/benchmarks.md, docs/benchmarks.svg and
  * the figures behind both, docs/benchmarks.json; `--chart-only` redraws the chart from that file, measuring nothing.
  *
  * The sections are the modules of bench/sections/; what they share (processes, measuring, the report and its chart)
@@ -66,7 +66,7 @@ const ONLY = process.env.BENCH_ONLY?.split(",").map((s) => s.trim()).filter((s) 
 const DOCS = join(ROOT, "docs")
 /**
  * `--chart-only` redraws docs/benchmarks.svg from docs/benchmarks.json, the rows of the last full run, without
- * measuring: the chart can change without a 10-minute run whose figures would differ.
+ * measuring: the chart can change without a 15-minute run whose figures would differ.
  */
 const CHART_ONLY = process.argv.includes("--chart-only")
 

@@ -120,7 +120,7 @@ export const run = (options: Shared.ServerFlags & Shared.WorkersFlag) =>
       )
       if (worker === undefined) yield* Console.log(`  try: nc ${options.host} ${port} (in two or more terminals)`)
       return yield* Effect.never
-    })).pipe(Effect.provide(Shared.listenerOf({ host: options.host, port: options.port })))
+    })).pipe(Effect.provide(Shared.listenerOf(options)))
   )
 
 /** `npm start -- chatroom [--host H] [--port N] [--workers N]` */

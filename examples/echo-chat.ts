@@ -228,6 +228,8 @@ export const run = (
         return yield* Shared.serveTcp(EchoHandler, {
           host: options.host,
           port: options.port,
+          proxyProtocol: options.proxyProtocol,
+          trustedProxy: options.trustedProxy,
           name: "echo-chat server",
           tryIt: (host, port) => [
             `npm start -- echo-chat --role client --host ${host} --port ${port} --size 10000`,

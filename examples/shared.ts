@@ -207,15 +207,39 @@ export const serverFlags = (defaultPort: number, defaults: ChatServer.Options = 
   port: port(defaultPort),
   tlsKey: pemFlag("tls-key", "The server's private key"),
   tlsCert: pemFlag("tls-cert", "The server's certificate chain"),
+  ...proxy,
   ...limits(defaults),
   ...telemetry
 })
+
+/** `--proxy-protocol` and `--trusted-proxy`: every connection comes through a proxy that sends a PROXY header. */
+export const proxy = {
+  proxyProtocol: Flag.Boolean("proxy-protocol").pipe(
+    Flag.withDescription(
+      "Expect a PROXY protocol header (v1 or v2, HAProxy's send-proxy / send-proxy-v2) before each connection's " +
+        "first byte, from 127.0.0.1 or a --trusted-proxy only; the client's address is then the connection's"
+    ),
+    Flag.withDefault(false)
+  ),
+  trustedProxy: Flag.String("trusted-proxy").pipe(
+    Flag.withMetavar("addrs"),
+    Flag.withDescription("With --proxy-protocol: more proxies to trust, addresses or CIDR blocks, comma-separated"),
+    Flag.map((list) => list.split(",").map((a) => a.trim()).filter((a) => a !== "")),
+    Flag.optional
+  )
+}
+
+/** The values of the `proxy` flags. */
+export interface ProxyFlags {
+  readonly proxyProtocol: boolean
+  readonly trustedProxy: Option.Option<ReadonlyArray<string>>
+}
 
 /**
  * What a server example's `run` is given: where to listen, its TLS files if any, the operator's limits, and the
  * telemetry flags.
  */
-export interface ServerFlags extends Limits, TelemetryFlags {
+export interface ServerFlags extends Limits, TelemetryFlags, ProxyFlags {
   readonly host: string
   readonly port: number
   readonly tlsKey: Option.Option<string>
@@ -251,11 +275,19 @@ export const listenerOf = (flags: {
   readonly port: number
   readonly tlsKey?: Option.Option<string> | undefined
   readonly tlsCert?: Option.Option<string> | undefined
+  readonly proxyProtocol?: boolean | undefined
+  readonly trustedProxy?: Option.Option<ReadonlyArray<string>> | undefined
 }): Layer.Layer<Listener.Listener, Listener.SocketServerError | TlsFilesError> =>
   Layer.unwrap(Effect.map(
     readTlsFiles(flags),
     (pems) => {
-      const where = { host: flags.host, port: portOf(flags), reusePort: Workers.current()?.reusePort }
+      const trusted = ["127.0.0.1", "::1", ...Option.getOrElse(flags.trustedProxy ?? Option.none(), () => [])]
+      const where = {
+        host: flags.host,
+        port: portOf(flags),
+        reusePort: Workers.current()?.reusePort,
+        proxyProtocol: flags.proxyProtocol === true ? { trusted } : undefined
+      }
       return pems === undefined ? Listener.layerTcp(where) : Listener.layerTls({ ...where, ...pems })
     }
   ))
@@ -344,6 +376,8 @@ export const serveTcp = <E, R>(
     readonly port: number
     readonly tlsKey?: Option.Option<string> | undefined
     readonly tlsCert?: Option.Option<string> | undefined
+    readonly proxyProtocol?: boolean | undefined
+    readonly trustedProxy?: Option.Option<ReadonlyArray<string>> | undefined
     readonly workers?: Option.Option<number> | undefined
     readonly shutdownTimeout?: Option.Option<Duration.Duration> | undefined
     readonly name: string

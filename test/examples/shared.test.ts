@@ -45,6 +45,13 @@ const telemetryHelp = [
   "(default none; 0 picks a free port; with --workers, worker i serves on n + i)"
 ]
 
+/** The PROXY protocol flags' help, the same in every server example. */
+const proxyHelp = [
+  "--proxy-protocol Expect a PROXY protocol header (v1 or v2, HAProxy's send-proxy / send-proxy-v2) before each " +
+  "connection's first byte, from 127.0.0.1 or a --trusted-proxy only",
+  "--trusted-proxy addrs With --proxy-protocol: more proxies to trust, addresses or CIDR blocks, comma-separated"
+]
+
 /** The server examples that take `--workers n`. */
 const withWorkers = ["chatroom", "http11"]
 
@@ -77,7 +84,9 @@ describe("the server examples' limits", () => {
               options.maxFrameLength ?? 65536
             })`
           ]
-          for (const line of [...expected, ...telemetryHelp]) expect(help, `${name} --help`).toContain(line)
+          for (const line of [...expected, ...telemetryHelp, ...proxyHelp]) {
+            expect(help, `${name} --help`).toContain(line)
+          }
           // the examples that run on every core
           const workers =
             "--workers n Serve as n worker processes sharing the port (one per core: nproc), under a supervisor"
@@ -156,6 +165,30 @@ describe("the server examples' limits", () => {
         const metrics = json(otlp.posts, "/v1/metrics").at(-1).resourceMetrics[0].scopeMetrics[0].metrics as Array<any>
         const total = metrics.find((m) => m.name === "effect_asynchat_connections_total")
         expect(total.sum.dataPoints[0].asDouble).toBe(3)
+      })),
+    30_000
+  )
+
+  it.live(
+    "--proxy-protocol: a connection from 127.0.0.1 begins with a PROXY header, and one without is closed",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const child = yield* cli("echo", "--port", "0", "--proxy-protocol", "--trusted-proxy", "10.0.0.0/8")
+        const port = yield* listeningPort(child)
+        const proxied = yield* connect(port, "proxied")
+        yield* proxied.write("PROXY TCP4 192.0.2.1 192.0.2.2 4000 80\r\nhello")
+        yield* proxied.received.contains("hello")
+        expect(proxied.received.text).toBe("hello") // the header was read, not echoed
+        const bare = yield* connect(port, "bare")
+        yield* bare.write("hello\r\n")
+        yield* bare.received.endOf("6 seconds")
+        expect(bare.received.text).toBe("")
+        yield* child.stdout.until("the refusal's warning", (r) => r.text.includes("Invalid PROXY header"))
+        // a bad --trusted-proxy entry stops the server before it listens, saying which
+        const bad = yield* cli("echo", "--port", "0", "--proxy-protocol", "--trusted-proxy", "nowhere")
+        const exit = yield* bad.exit("10 seconds")
+        expect(exit.code).not.toBe(0)
+        expect(bad.stdout.text + exit.stderr).toContain("nowhere")
       })),
     30_000
   )

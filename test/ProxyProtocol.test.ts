@@ -401,22 +401,35 @@ const tlsProxied = () =>
     return { server, pems }
   })
 
+/** Sends `line` once `secure` is connected; its answer's first line, then " from" our port, ends the exchange. */
+const askOver = (
+  secure: NodeTls.TLSSocket,
+  line: string,
+  localPort: number | undefined,
+  resume: (effect: Effect.Effect<string, Error>) => void
+) => {
+  let from = localPort
+  secure.once("secureConnect", () => {
+    from ??= secure.localPort
+    secure.write(`${line}\n`)
+  })
+  let got = ""
+  secure.on("data", (data: Buffer) => {
+    got += data.toString()
+    if (got.endsWith("\n")) {
+      secure.destroy()
+      resume(Effect.succeed(`${got} from ${from}`))
+    }
+  })
+  secure.on("error", (error) => resume(Effect.fail(error)))
+}
+
 /** A TLS client over a TCP socket that first sent `header` (in the same segment as the ClientHello or not). */
 const tlsAsk = (port: number, ca: string, header: Uint8Array, line: string) =>
   Effect.callback<string, Error>((resume) => {
     const raw = Net.createConnection({ host: "127.0.0.1", port }, () => {
-      const localPort = raw.localPort
       raw.write(header)
-      const secure = NodeTls.connect({ socket: raw, ca, servername: "localhost" }, () => secure.write(`${line}\n`))
-      let got = ""
-      secure.on("data", (data: Buffer) => {
-        got += data.toString()
-        if (got.endsWith("\n")) {
-          secure.destroy()
-          resume(Effect.succeed(`${got} from ${localPort}`))
-        }
-      })
-      secure.on("error", (error) => resume(Effect.fail(error)))
+      askOver(NodeTls.connect({ socket: raw, ca, servername: "localhost" }), line, raw.localPort, resume)
     })
     raw.on("error", (error) => resume(Effect.fail(error)))
     return Effect.sync(() => raw.destroy())
@@ -552,22 +565,8 @@ describe("behind HAProxy", () => {
         const { pems, server } = yield* tlsProxied()
         const { ports: [frontend] } = yield* startHaproxy([`127.0.0.1:${portOf(server)} send-proxy-v2`])
         const answer = yield* Effect.callback<string, Error>((resume) => {
-          const secure = NodeTls.connect(
-            { host: "127.0.0.1", port: frontend, ca: pems.ca, servername: "localhost" },
-            () => {
-              const localPort = secure.localPort
-              secure.write("hello\n")
-              let got = ""
-              secure.on("data", (data: Buffer) => {
-                got += data.toString()
-                if (got.endsWith("\n")) {
-                  secure.destroy()
-                  resume(Effect.succeed(`${got} from ${localPort}`))
-                }
-              })
-            }
-          )
-          secure.on("error", (error) => resume(Effect.fail(error)))
+          const secure = NodeTls.connect({ host: "127.0.0.1", port: frontend, ca: pems.ca, servername: "localhost" })
+          askOver(secure, "hello", undefined, resume)
           return Effect.sync(() => secure.destroy())
         })
         const localPort = /from (\d+)$/.exec(answer)![1]

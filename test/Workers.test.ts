@@ -11,6 +11,7 @@ import * as Net from "node:net"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { Workers } from "../src/index.ts"
+import { alive } from "./helpers.ts"
 
 const script = Path.join(import.meta.dirname, "fixtures", "worker.ts")
 
@@ -46,15 +47,6 @@ const seen = (port: number, expected: ReadonlyArray<number>) =>
     }
     return pids
   })
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Waits (up to 10 seconds) until `workers.pids` holds `n` pids for which `ok` holds. */
 const pidsWhen = (

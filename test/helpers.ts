@@ -155,3 +155,13 @@ export const frameChunks = (
     Effect.exit,
     Effect.runSync
   )
+
+/** Whether `pid` is a running process (signal 0 checks without signalling). */
+export const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -12,6 +12,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
 import * as Workers from "../../src/Workers.ts"
+import { alive } from "../helpers.ts"
 import { curl } from "../tools.ts"
 import { runCurl, startJob } from "./http-helpers.ts"
 import { type Child, connect, type Peer, spawn } from "./peers.ts"
@@ -36,16 +37,6 @@ const started = (child: Child, n: number) =>
     const pids = [...child.stdout.text.matchAll(/worker (\d+) started \(pid (\d+)\)/g)].map((m) => Number(m[2]))
     return { port, pids }
   })
-
-/** Whether `pid` is a running process. */
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** The children of `pid`, from /proc. */
 const childrenOf = (pid: number): Array<number> =>

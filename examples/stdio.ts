@@ -4,7 +4,8 @@
  * a socket or on a child process's pipes (`ChatClient.duplex`). stdout carries answers only: diagnostics go to
  * stderr.
  *
- * Try it: npm start -- stdio, then type help (or: printf 'add 1 2\nupper hello\n' | npm start -- stdio)
+ * Try it: npm start --silent -- stdio, then type help (or: printf 'add 1 2\nupper hello\n' | npm start --silent -- stdio;
+ * without --silent, npm's own banner comes first on stdout)
  */
 import { Console, Data, Duration, Effect, Runtime, Stream } from "effect"
 import { Chat, ChatClient, Protocol, Terminator } from "effect-asynchat"
@@ -86,7 +87,7 @@ export const run = ChatClient.run(
   )
 )
 
-/** `npm start -- stdio` */
+/** `npm start --silent -- stdio` */
 export const command = Command.make("stdio", {}, () => run).pipe(
   Command.withDescription("asyncore's file_dispatcher: a line command interpreter on stdin/stdout")
 )

@@ -201,7 +201,9 @@ export const make: <E, R>(
         if (endInput) { for (const connection of live.values()) connection.drain() }
         if (active === 0 || Duration.isZero(shutdownTimeout)) return
         yield* Effect.logInfo(
-          `shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connections`
+          `shutting down: waiting up to ${Duration.format(shutdownTimeout)} for ${active} connection${
+            active === 1 ? "" : "s"
+          }`
         )
         yield* fibers.awaitEmpty.pipe(Effect.timeoutOption(shutdownTimeout))
         if (active > 0) yield* Effect.logInfo(`shutting down: interrupting ${active} connections`)

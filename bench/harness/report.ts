@@ -27,6 +27,12 @@ export const machine = () => {
 /** A figure with two decimals below 10, one below 100, none above: about three significant digits. */
 export const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2))
 
+/** A row's ratio, with a third decimal where two would round it onto its target (0.905 is no "0.90 ≤ 0.9"). */
+const ratioText = (r: Row) =>
+  r.target !== undefined && r.ratio !== r.target && r.ratio.toFixed(2) === r.target.toFixed(2)
+    ? r.ratio.toFixed(3)
+    : r.ratio.toFixed(2)
+
 /** The report's rows as table cells. */
 export const tableRows = (rows: ReadonlyArray<Row>) =>
   rows.map((r) => [
@@ -35,7 +41,7 @@ export const tableRows = (rows: ReadonlyArray<Row>) =>
     `${r.ours} ${fmt(r.oursValue)}`,
     `${r.peer} ${fmt(r.peerValue)}`,
     r.unit,
-    `${r.ratio.toFixed(2)}x`,
+    `${ratioText(r)}x`,
     r.rounds.map((x) => x.toFixed(2)).join(" "),
     r.targetText || "(info)",
     r.target === undefined ? "" : met(r) ? "met" : "MISSED"

@@ -463,7 +463,10 @@ export const run = (options: Shared.ServerFlags & Shared.WorkersFlag) =>
     tryIt: (host, port, tls) =>
       tls === undefined
         ? [`curl -v http://${host}:${port}/ http://${host}:${port}/`, `wrk -t1 -c50 -d5s http://${host}:${port}/`]
-        : [`curl --cacert ${tls.cert} https://${host}:${port}/`, `wrk -t1 -c50 -d5s https://${host}:${port}/`],
+        : [
+          `curl --cacert ${tls.cert} https://${host}:${port}/   (if self-signed; else --cacert your CA's certificate)`,
+          `wrk -t1 -c50 -d5s https://${host}:${port}/`
+        ],
     server: Shared.withLimits(serverOptions, options)
   })
 

@@ -641,7 +641,9 @@ export const run = (options: Shared.ServerFlags) =>
           `redis-cli -h ${host} -p ${port} set greeting hello`,
           `redis-benchmark -h ${host} -p ${port} -t ping,set,get,incr -q`
         ]
-        : [`redis-cli --tls --cacert ${tls.cert} -h ${host} -p ${port} set greeting hello`],
+        : [
+          `redis-cli --tls --cacert ${tls.cert} -h ${host} -p ${port} set greeting hello   (if self-signed; else your CA)`
+        ],
     server: Shared.withLimits(serverOptions, options)
   })
 

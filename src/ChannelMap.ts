@@ -336,6 +336,14 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
         // node-redis's client logs a warning per socket error: the map logs a loss once itself
         Effect.provideService(References.MinimumLogLevel, "Error")
       )
+      // Destroyed before NodeRedis closes it: `close()` waits for the replies of commands in flight, which a dead
+      // socket never sends (it would hang this session's end for good); the map has nothing left to flush.
+      const nodeClient = Context.get(context, NodeRedis.NodeRedis).client
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (nodeClient.isOpen) nodeClient.destroy()
+        })
+      )
       const client = Context.get(context, Redis.Redis)
       const broadcasts = yield* client.subscribe(allChannel)
       const direct = yield* client.subscribe(nodeChannel(nodeId))
@@ -344,6 +352,7 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
       const resync = presenceNow()
       redis = client
       connects++
+      yield* Effect.logInfo(`channel map ${nodeId}: connected to Redis at ${options.url}`)
       yield* Effect.forEach(resync, send, { discard: true })
       const publisher = Effect.forever(
         Effect.flatMap(

@@ -4,36 +4,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Schedule, Stream } from "effect"
-import * as Net from "node:net"
 import { ChannelMap, Chat, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
-import { connect, spawn } from "./examples/peers.ts"
+import { connect, freePort, redisServerOn as startRedis } from "./examples/peers.ts"
 import { captureLogs } from "./helpers.ts"
 import { tool } from "./tools.ts"
 
 const redisServer = tool("redis-server")
 const redisIt = redisServer.available ? it.live : it.live.skip
-
-/** A free loopback port: bound, read, released. */
-const freePort = Effect.promise(() =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address() as Net.AddressInfo
-      server.close(() => resolve(address.port))
-    })
-  })
-)
-
-/** redis-server on `port`, killed with the scope (or before, with the handle's `kill`). */
-const startRedis = (port: number) =>
-  Effect.gen(function*() {
-    const child = yield* spawn(
-      "redis-server",
-      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      { timeout: "60 seconds" }
-    )
-    yield* child.stdout.contains("Ready to accept connections", "10 seconds")
-    return child
-  })
 
 const decoder = new TextDecoder()
 

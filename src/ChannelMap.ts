@@ -456,6 +456,8 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
             local.set(id, meta)
             enqueue(["HSET", presenceKey(nodeId), String(id), meta], false)
             enqueue(["PEXPIRE", presenceKey(nodeId), ttlMillis], false)
+            // `members` forgets a node with no entries: one with a connection again is listed again at once
+            enqueue(["SADD", nodesKey, nodeId], false)
           }),
           () =>
             Effect.sync(() => {
@@ -475,9 +477,18 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
         const others = yield* Effect.forEach(nodes, (node) =>
           client.send<HashReply>("HGETALL", presenceKey(node)).pipe(
             Effect.mapError(fail),
-            Effect.map((reply) =>
-              entriesOf(reply).map(([id, meta]) => memberOf(node, id, meta)).toSorted((a, b) => a.id - b.id)
-            )
+            Effect.flatMap((reply) => {
+              const entries = entriesOf(reply)
+              // a node without entries (expired: crashed, or none joined) leaves the set, which would otherwise
+              // keep every crashed node's id; a live one is put back by its next join or heartbeat
+              const forget = entries.length === 0
+                ? Effect.ignore(client.send("SREM", nodesKey, node))
+                : Effect.void
+              return Effect.as(
+                forget,
+                entries.map(([id, meta]) => memberOf(node, id, meta)).toSorted((a, b) => a.id - b.id)
+              )
+            })
           ), { concurrency: "unbounded" })
         return [...yield* localMembers, ...others.flat()]
       }),

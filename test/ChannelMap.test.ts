@@ -3,14 +3,23 @@
  * each a ChatServer with its own map, in this process; raw TCP clients on both.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schedule, Stream } from "effect"
+import { type Duration, Effect, Layer, Schedule, Stream } from "effect"
+import * as ChildProcess from "node:child_process"
 import { ChannelMap, Chat, ChatServer, Listener, Protocol, Terminator } from "../src/index.ts"
 import { connect, freePort, redisServerOn as startRedis } from "./examples/peers.ts"
 import { captureLogs } from "./helpers.ts"
 import { tool } from "./tools.ts"
 
 const redisServer = tool("redis-server")
+const redisCli = tool("redis-cli")
 const redisIt = redisServer.available ? it.live : it.live.skip
+const redisCliIt = redisServer.available && redisCli.available ? it.live : it.live.skip
+
+/** One redis-cli command against 127.0.0.1:`port`: its reply, trimmed. */
+const cli = (port: number, ...args: ReadonlyArray<string>) =>
+  Effect.sync(() =>
+    ChildProcess.execFileSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8", timeout: 5000 }).trim()
+  )
 
 const decoder = new TextDecoder()
 
@@ -42,13 +51,13 @@ const Room = Protocol.make(Terminator.lf, (lines) =>
   })))
 
 /** A node: a map `nodeId` on `url` and a server on 127.0.0.1 attached to it, for the scope. */
-const node = (url: string, nodeId: string) =>
+const node = (url: string, nodeId: string, presenceTtl: Duration.Input = "3 seconds") =>
   Effect.gen(function*() {
     const map = yield* ChannelMap.make({
       url,
       nodeId,
       reconnect: Schedule.spaced("100 millis"),
-      presenceTtl: "3 seconds",
+      presenceTtl,
       connectTimeout: "1 second"
     })
     const listener = yield* Layer.build(Listener.layerTcp({ host: "127.0.0.1", port: 0 }))
@@ -192,6 +201,36 @@ describe("ChannelMap over redis-server", () => {
         expect(a2.received.text).toBe("<ann> before\n<ann> during\n<ann> after\n")
       })).pipe(Effect.provide(logs.layer))
     },
+    30_000
+  )
+
+  redisCliIt(
+    `presence expires without heartbeats (a crashed node's entries go) and lives on with them${redisServer.skipReason}${redisCli.skipReason}`,
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        redisServer.require()
+        redisCli.require()
+        const port = yield* freePort
+        yield* startRedis(port)
+        const a = yield* node(`redis://127.0.0.1:${port}`, "A", "600 millis")
+        yield* eventually("connected", connected(a.map))
+        const a1 = yield* connect(a.port, "a1")
+        yield* a1.write("ann\n")
+        // a node that crashed: its entries as a node writes them, and no heartbeat after
+        yield* cli(port, "HSET", "asynchat:presence:ghost", "1", "casper")
+        yield* cli(port, "PEXPIRE", "asynchat:presence:ghost", "600")
+        yield* cli(port, "SADD", "asynchat:nodes", "ghost")
+        yield* eventually("ann and the ghost", Effect.map(a.map.members, (m) => m.length === 2))
+        expect(names(yield* a.map.members)).toEqual(["A/1/ann", "ghost/1/casper"])
+        yield* Effect.sleep("1500 millis")
+        // A's own entry outlived its TTL twice over, by heartbeats; the ghost's expired, and its id is forgotten
+        expect(names(yield* a.map.members)).toEqual(["A/1/ann"])
+        expect(yield* cli(port, "HGETALL", "asynchat:presence:A")).toBe("1\nann")
+        const ttl = Number(yield* cli(port, "PTTL", "asynchat:presence:A"))
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(600)
+        expect(yield* cli(port, "SMEMBERS", "asynchat:nodes")).toBe("A")
+      })),
     30_000
   )
 })

@@ -8,7 +8,8 @@
  * `--workers n` it runs as n processes on the port, each a room of its own (the channel map is per process): a
  * chatter meets only those the kernel gave the same worker. With `--redis redis://HOST:PORT` every process (its
  * workers, other machines) joins one room over Redis (`ChannelMap`): lines, joins, renames and leaves reach every
- * process, and `/who` lists everyone. Guest nicks are per process (two processes may each have a guest1).
+ * process, and `/who` lists everyone; a newcomer is then guest<id>-<tag>, the tag this process's (its pid in base
+ * 36), since connection ids are per process.
  */
 import { Console, Effect, Option, type Scope, Stream } from "effect"
 import { ChannelMap, Chat, ChatServer, Protocol, Terminator, Workers } from "effect-asynchat"
@@ -26,16 +27,17 @@ const decoder = new TextDecoder()
 /**
  * A new room: its protocol, and the nicks of the connections in it (by connection id, which the server's
  * channel map does not know about). Each server gets its own room; with `map`, the room is the map's, across
- * processes: lines go to every node, nicks are the map's presence, `/who` lists every node's.
+ * processes: lines go to every node, nicks are the map's presence, `/who` lists every node's, and newcomers are
+ * `guest<id>-<guestTag>` (connection ids are per process; the tag tells processes apart).
  */
-export const Chatroom = (map?: ChannelMap.ChannelMapShape) => {
+export const Chatroom = (map?: ChannelMap.ChannelMapShape, guestTag = process.pid.toString(36)) => {
   const nicks = new Map<number, string>()
   return Protocol.make(Terminator.lf, (lines) =>
     Effect.scoped(Effect.gen(function*() {
       const chat = yield* Chat.Chat
       const server = yield* ChatServer.ChatServer
       const me = chat.id
-      let nick = `guest${me}`
+      let nick = map === undefined ? `guest${me}` : `guest${me}-${guestTag}`
       nicks.set(me, nick)
       if (map !== undefined) yield* map.join(me, nick)
       const room = map ?? server
@@ -55,8 +57,8 @@ export const Chatroom = (map?: ChannelMap.ChannelMapShape) => {
         Effect.gen(function*() {
           if (!NICK.test(name)) return yield* toMe("* a nick is 1 to 20 letters, digits, _ or -")
           if (name === nick) return yield* toMe(`* you are already ${nick}`)
-          // newcomers are guest<id>: a nick of that shape could be handed out again
-          if (/^guest\d+$/.test(name)) return yield* toMe("* guest<number> nicks are kept for newcomers")
+          // newcomers are guest<id> (or guest<id>-<tag>): a nick of that shape could be handed out again
+          if (/^guest\d+(-[a-z0-9]+)?$/.test(name)) return yield* toMe("* guest<number> nicks are kept for newcomers")
           if ((yield* everyone).nicks.includes(name)) return yield* toMe(`* ${name} is taken`)
           const old = nick
           nick = name

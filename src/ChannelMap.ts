@@ -28,7 +28,7 @@ import type { ChatServerShape } from "./ChatServer.ts"
 
 /**
  * Why the map could not reach the other nodes: `Disconnected` (asked while Redis is away), `ConnectionLost`
- * (logged once when Redis goes), `CommandFailed` (Redis answered a command with an error).
+ * (logged once when Redis goes), `CommandFailed` (Redis answered a command with an error, or not within `connectTimeout`).
  *
  * @example
  * ```ts
@@ -123,7 +123,7 @@ export interface Options {
   readonly presenceTtl?: Duration.Input | undefined
   /** Commands waiting for Redis at most (default 10,000); more are dropped and counted. */
   readonly maxPending?: number | undefined
-  /** How long a connection attempt may take (default 5 seconds). */
+  /** How long a connection attempt, a heartbeat or `members` may take (default 5 seconds): past it Redis is lost. */
   readonly connectTimeout?: Duration.Input | undefined
 }
 
@@ -364,7 +364,10 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
         Effect.sleep(Duration.divideUnsafe(ttl, 3)),
         Effect.forEach([["SADD", nodesKey, nodeId], ["PEXPIRE", presenceKey(nodeId), ttlMillis]], send, {
           discard: true
-        })
+        }).pipe(
+          // a Redis that went silent (a partition: no reset, no error) is lost too, before our presence expires
+          Effect.timeout(connectTimeout)
+        )
       ))
       return yield* Effect.raceAllFirst([publisher, heartbeat, listen(broadcasts), listen(direct)])
     }).pipe(
@@ -491,7 +494,13 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
             })
           ), { concurrency: "unbounded" })
         return [...yield* localMembers, ...others.flat()]
-      }),
+      }).pipe(
+        // a silent Redis answers with an error rather than never
+        Effect.timeoutOrElse({
+          duration: connectTimeout,
+          orElse: () => Effect.fail(new ChannelMapError({ reason: "CommandFailed", cause: new Error("timed out") }))
+        })
+      ),
       stats: Effect.sync(() => ({ connected: redis !== undefined, dropped, connects }))
     }
     return ChannelMap.of(self)

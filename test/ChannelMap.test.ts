@@ -233,4 +233,46 @@ describe("ChannelMap over redis-server", () => {
       })),
     30_000
   )
+
+  redisIt(
+    `a silent redis-server (SIGSTOP: no reset, no error) is lost by the heartbeat, and found again${redisServer.skipReason}`,
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        redisServer.require()
+        const port = yield* freePort
+        const redis = yield* startRedis(port)
+        const url = `redis://127.0.0.1:${port}`
+        const a = yield* node(url, "A")
+        const b = yield* node(url, "B")
+        yield* eventually(
+          "both maps connected",
+          Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => c.every(Boolean))
+        )
+        const a1 = yield* connect(a.port, "a1")
+        yield* a1.write("ann\n")
+        const a2 = yield* connect(a.port, "a2")
+        yield* a2.write("amy\n")
+        const b1 = yield* connect(b.port, "b1")
+        yield* b1.write("bob\n")
+        yield* eventually("3 members", Effect.map(a.map.members, (m) => m.length === 3))
+
+        redis.process.kill("SIGSTOP")
+        // a heartbeat (every second here) unanswered within connectTimeout (1 second) is a loss
+        yield* eventually(
+          "both maps disconnected",
+          Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => !c.some(Boolean))
+        )
+        yield* a1.write("meanwhile\n")
+        yield* a2.received.contains("<ann> meanwhile\n")
+        redis.process.kill("SIGCONT")
+        yield* eventually(
+          "both maps reconnected",
+          Effect.map(Effect.all([a.map.stats, b.map.stats]), (s) => s.every((x) => x.connected && x.connects >= 2))
+        )
+        yield* a1.write("again\n")
+        yield* b1.received.contains("<ann> again\n")
+        expect(b1.received.text).not.toContain("meanwhile")
+      })),
+    30_000
+  )
 })

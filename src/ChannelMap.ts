@@ -14,7 +14,8 @@
  *   `ChannelMapError`; the map reconnects by `reconnect` (a `Schedule`, started afresh at each loss) and then
  *   writes its presence again. Nothing is queued without bound: up to `maxPending` commands wait for a slow
  *   Redis (more are dropped), those waiting at a loss are dropped, and while disconnected every remote message
- *   is dropped; dropped messages are counted in `stats`.
+ *   is dropped; dropped messages are counted in `stats` (the one command in flight at a loss may or may not
+ *   have reached Redis, and is not counted).
  *
  * The Redis client is `@effect/platform-node`'s `NodeRedis` (node-redis, the `redis` package), loaded when a map
  * is made, so that importing this library does not load it.
@@ -354,12 +355,8 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
       connects++
       yield* Effect.logInfo(`channel map ${nodeId}: connected to Redis at ${options.url}`)
       yield* Effect.forEach(resync, send, { discard: true })
-      const publisher = Effect.forever(
-        Effect.flatMap(
-          Queue.takeAll(pending),
-          (batch) => Effect.forEach(batch, (command) => send(command.args), { discard: true })
-        )
-      )
+      // one at a time: at a loss, one command at most is in flight, neither known sent nor counted as dropped
+      const publisher = Effect.forever(Effect.flatMap(Queue.take(pending), (command) => send(command.args)))
       const heartbeat = Effect.forever(Effect.andThen(
         Effect.sleep(Duration.divideUnsafe(ttl, 3)),
         Effect.forEach([["SADD", nodesKey, nodeId], ["PEXPIRE", presenceKey(nodeId), ttlMillis]], send, {

@@ -51,13 +51,14 @@ const Room = Protocol.make(Terminator.lf, (lines) =>
   })))
 
 /** A node: a map `nodeId` on `url` and a server on 127.0.0.1 attached to it, for the scope. */
-const node = (url: string, nodeId: string, presenceTtl: Duration.Input = "3 seconds") =>
+const node = (url: string, nodeId: string, presenceTtl: Duration.Input = "3 seconds", maxPending?: number) =>
   Effect.gen(function*() {
     const map = yield* ChannelMap.make({
       url,
       nodeId,
       reconnect: Schedule.spaced("100 millis"),
       presenceTtl,
+      maxPending,
       connectTimeout: "1 second"
     })
     const listener = yield* Layer.build(Listener.layerTcp({ host: "127.0.0.1", port: 0 }))
@@ -186,6 +187,9 @@ describe("ChannelMap over redis-server", () => {
         const losses = logs.lines.filter((line) => line.message.includes("is unreachable"))
         expect(losses.map((line) => line.annotations.channelMap).toSorted(), logs.messages()).toEqual(["A", "B"])
         expect(losses[0].level).toBe("Warn")
+        // the typed error, with node-redis's reason in it
+        expect(losses[0].message).toContain("ChannelMapError")
+        expect(losses[0].message).toContain("ConnectionLost")
         expect((yield* a.map.stats).dropped).toBeGreaterThanOrEqual(1)
 
         yield* startRedis(port)
@@ -242,7 +246,7 @@ describe("ChannelMap over redis-server", () => {
         const port = yield* freePort
         const redis = yield* startRedis(port)
         const url = `redis://127.0.0.1:${port}`
-        const a = yield* node(url, "A")
+        const a = yield* node(url, "A", "3 seconds", 4)
         const b = yield* node(url, "B")
         yield* eventually(
           "both maps connected",
@@ -257,13 +261,25 @@ describe("ChannelMap over redis-server", () => {
         yield* eventually("3 members", Effect.map(a.map.members, (m) => m.length === 3))
 
         redis.process.kill("SIGSTOP")
+        // before the loss is known: one line in flight, 4 (maxPending) waiting, the rest dropped, not queued
+        const lines = Array.from({ length: 50 }, (_, i) => `<ann> stuck${i}\n`).join("")
+        yield* a1.write(Array.from({ length: 50 }, (_, i) => `stuck${i}\n`).join(""))
+        yield* a2.received.contains(lines)
+        const before = yield* a.map.stats
+        expect(before.connected).toBe(true)
+        expect(before.dropped).toBeGreaterThanOrEqual(45)
         // a heartbeat (every second here) unanswered within connectTimeout (1 second) is a loss
         yield* eventually(
           "both maps disconnected",
           Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => !c.some(Boolean))
         )
+        // the 4 waiting are dropped with the connection: all but the one in flight, if any, are counted
+        const atLoss = (yield* a.map.stats).dropped
+        expect(atLoss).toBeGreaterThanOrEqual(49)
+        expect(atLoss).toBeLessThanOrEqual(50)
         yield* a1.write("meanwhile\n")
         yield* a2.received.contains("<ann> meanwhile\n")
+        expect((yield* a.map.stats).dropped).toBe(atLoss + 1)
         redis.process.kill("SIGCONT")
         yield* eventually(
           "both maps reconnected",
@@ -272,6 +288,8 @@ describe("ChannelMap over redis-server", () => {
         yield* a1.write("again\n")
         yield* b1.received.contains("<ann> again\n")
         expect(b1.received.text).not.toContain("meanwhile")
+        // the line in flight at the loss may have reached Redis before it stopped; none of the dropped ones did
+        expect(b1.received.text.replace("<ann> stuck0\n", "")).toBe("<ann> again\n")
       })),
     30_000
   )

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { tool } from "../tools.ts"
-import { cli, connect, freePort, listeningPort, redisServerOn } from "./peers.ts"
+import { cli, connect, freePort, listeningPort, type Peer, redisServerOn, spawn } from "./peers.ts"
 
 const redisServer = tool("redis-server")
 
@@ -70,5 +70,58 @@ describe("chatroom --redis", () => {
         )
       })),
     30_000
+  )
+  ;(redisServer.available ? it.live : it.live.skip)(
+    `--workers 2 --redis: the workers are one room, whichever worker the kernel gives a client${redisServer.skipReason}`,
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        redisServer.require()
+        const redisPort = yield* freePort
+        yield* redisServerOn(redisPort)
+        const supervisor = yield* spawn(process.execPath, [
+          "--conditions=@effect-asynchat/source",
+          "examples/cli.ts",
+          "chatroom",
+          "--port",
+          "0",
+          "--workers",
+          "2",
+          "--redis",
+          `redis://127.0.0.1:${redisPort}`
+        ], { timeout: "60 seconds" })
+        yield* supervisor.stdout.until(
+          "2 workers listening and connected to Redis",
+          (r) =>
+            (r.text.match(/listening on 127\.0\.0\.1:\d+ \(worker \d+/g) ?? []).length >= 2 &&
+            (r.text.match(/connected to Redis/g) ?? []).length >= 2,
+          "20 seconds"
+        )
+        const port = Number(/workers on 127\.0\.0\.1:(\d+)/.exec(supervisor.stdout.text)![1])
+        // clients until both workers have some (the kernel picks; each tag is a worker's)
+        const clients: Array<Peer> = []
+        const nicks: Array<string> = []
+        const tags = () => new Set(nicks.map((nick) => nick.split("-")[1]))
+        while (clients.length < 4 || (tags().size < 2 && clients.length < 24)) {
+          const client = yield* connect(port, `client ${clients.length}`)
+          yield* client.received.contains("/quit leaves\n")
+          clients.push(client)
+          nicks.push(/you are (\S+);/.exec(client.received.text)![1])
+        }
+        expect(tags().size).toBe(2)
+        expect(new Set(nicks).size).toBe(clients.length)
+        // every later join reached the first client, from its worker or the other
+        yield* clients[0].received.until(
+          "every join",
+          (r) => (r.text.match(/ joined\n/g) ?? []).length >= clients.length - 1
+        )
+        yield* clients[0].write("/who\nhello, all\n")
+        yield* clients[0].received.contains("* here: ")
+        const here = /\* here: (.*)\n/.exec(clients[0].received.text)![1].split(", ")
+        expect(here.toSorted()).toEqual(nicks.toSorted())
+        yield* Effect.forEach(clients.slice(1), (client) => client.received.contains(`<${nicks[0]}> hello, all\n`), {
+          discard: true
+        })
+      })),
+    60_000
   )
 })

@@ -12,6 +12,13 @@
 export * as AsyncChat from "./AsyncChat.ts"
 
 /**
+ * A channel map across processes and machines, over Redis pub/sub: broadcast, presence, send to a connection.
+ *
+ * @since 0.1.0
+ */
+export * as ChannelMap from "./ChannelMap.ts"
+
+/**
  * The connection handle a handler talks through.
  *
  * @since 0.1.0

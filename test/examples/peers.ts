@@ -225,3 +225,25 @@ export const binary = (size: number, seed = size): Buffer => {
   for (let i = 0; i < size; i++) out[i] = (i * 167 + (i >> 8) * 13 + seed * 31) & 0xff
   return out
 }
+
+/** A free loopback port: bound, read, released (another program may take it before it is used). */
+export const freePort = Effect.promise(() =>
+  new Promise<number>((resolve) => {
+    const server = Net.createServer().listen(0, "127.0.0.1", () => {
+      const address = server.address() as Net.AddressInfo
+      server.close(() => resolve(address.port))
+    })
+  })
+)
+
+/** A real redis-server on 127.0.0.1:`port`, without persistence, killed with the scope (or by its `process`). */
+export const redisServerOn = (port: number) =>
+  Effect.gen(function*() {
+    const child = yield* spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      { timeout: "60 seconds" }
+    )
+    yield* child.stdout.contains("Ready to accept connections", "10 seconds")
+    return child
+  })

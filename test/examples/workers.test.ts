@@ -11,7 +11,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import * as Fs from "node:fs"
-import * as Workers from "../../src/Workers.ts"
 import { alive } from "../helpers.ts"
 import { curl } from "../tools.ts"
 import { runCurl, startJob } from "./http-helpers.ts"
@@ -93,8 +92,8 @@ describe("--workers", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         curl.require()
-        const metrics = yield* Workers.freePort("127.0.0.1")
-        const child = yield* supervisor("http11", "--port", "0", "--workers", "2", "--metrics-port", String(metrics))
+        // 0: each worker its own free port, which it prints (a port given is n + i for worker i)
+        const child = yield* supervisor("http11", "--port", "0", "--workers", "2", "--metrics-port", "0")
         const { port, pids } = yield* started(child, 2)
         expect(pids).toHaveLength(2)
         expect(childrenOf(child.process.pid!).toSorted()).toEqual([...pids].toSorted())
@@ -107,10 +106,13 @@ describe("--workers", () => {
         const held = owners(port, peers, pids)
         expect(held.every((pid) => pid !== undefined), `owners ${held}`).toBe(true)
         expect(new Set(held)).toEqual(new Set(pids))
-        // each worker its own metrics, on the port after the one before; the supervisor none (both have served)
-        for (const at of [metrics, metrics + 1]) {
-          const scrape = yield* runCurl("-f", `http://127.0.0.1:${at}/metrics`)
-          expect({ at, code: scrape.code }).toEqual({ at, code: 0 })
+        // each worker its own metrics; the supervisor none (both have served)
+        yield* child.stdout.until("two metrics lines", (r) => (r.text.match(/metrics on http:\S+/g) ?? []).length >= 2)
+        const urls = [...child.stdout.text.matchAll(/metrics on (http:\S+)/g)].map((m) => m[1])
+        expect(new Set(urls).size).toBe(2)
+        for (const url of urls) {
+          const scrape = yield* runCurl("-f", url)
+          expect({ url, code: scrape.code }).toEqual({ url, code: 0 })
           expect(scrape.stdout.toString()).toContain("# TYPE")
         }
         // the supervisor alone is signalled: it stops its workers (their graceful shutdown), then exits 0

@@ -4,17 +4,14 @@
  * real HAProxy in front of a server with `send-proxy` and `send-proxy-v2`.
  */
 import { assert, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Metric, Schedule, Scope } from "effect"
+import { Effect, Exit, Metric, Scope } from "effect"
 import { Buffer } from "node:buffer"
-import * as Fs from "node:fs"
 import * as Net from "node:net"
-import * as Os from "node:os"
-import * as Path from "node:path"
 import * as NodeTls from "node:tls"
 import { Chat, ChatMetrics, ChatServer, Listener, Protocol, ProxyProtocol, Terminator } from "../src/index.ts"
 import { captureLogs } from "./helpers.ts"
 import { haproxy } from "./tools.ts"
-import { certificates, exitOf, freePort, portOf, rawConnect, settle, spawnChild } from "./transport-helpers.ts"
+import { certificates, exitOf, portOf, rawConnect, settle, startHaproxy } from "./transport-helpers.ts"
 
 // --- hand-made headers ---
 
@@ -463,52 +460,6 @@ describe("Listener.makeTls with proxyProtocol", () => {
 })
 
 // --- a real HAProxy ---
-
-/**
- * HAProxy in TCP mode with `backends` (a frontend on a free port for each, relaying to our `port` with `server`'s
- * options), run in the foreground (`-db`) until the scope closes; returns the frontends' ports.
- */
-const startHaproxy = (backends: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const ports: Array<number> = []
-    for (const _ of backends) ports.push(yield* freePort)
-    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "asynchat-haproxy-"))
-    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
-    const config = Path.join(dir, "haproxy.cfg")
-    Fs.writeFileSync(
-      config,
-      [
-        "global",
-        "  maxconn 100",
-        "defaults",
-        "  mode tcp",
-        "  timeout connect 2s",
-        "  timeout client 10s",
-        "  timeout server 10s",
-        ...backends.flatMap((server, i) => [
-          `frontend f${i}`,
-          `  bind 127.0.0.1:${ports[i]}`,
-          `  default_backend b${i}`,
-          `backend b${i}`,
-          `  server s${i} ${server}`
-        ]),
-        ""
-      ].join("\n")
-    )
-    const child = yield* spawnChild("haproxy", ["-f", config, "-db"])
-    child.stdout!.resume()
-    // haproxy binds its frontends once it has read its configuration
-    for (const port of ports) {
-      yield* Effect.scoped(rawConnect(port)).pipe(
-        Effect.retry({
-          schedule: Schedule.spaced("50 millis"),
-          times: 100,
-          while: (error) => error.code === "ECONNREFUSED"
-        })
-      )
-    }
-    return { child, ports }
-  })
 
 describe("behind HAProxy", () => {
   ;(haproxy.available ? it.live : it.live.skip)(

@@ -176,6 +176,57 @@ export const spawnChild = (command: string, args: ReadonlyArray<string> = []) =>
     (child) => Effect.sync(() => void (child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
   )
 
+/**
+ * HAProxy in TCP mode with `backends` (a frontend on a free port for each, relaying to our `port` with `server`'s
+ * options), run in the foreground (`-db`) until the scope closes; returns the frontends' ports. `maxconn` (100)
+ * bounds its connections, `timeout` (10s) its connect, client and server timeouts. Its readiness probe, one
+ * connection to each frontend, reaches the backend too.
+ */
+export const startHaproxy = (
+  backends: ReadonlyArray<string>,
+  options: { readonly maxconn?: number; readonly timeout?: string } = {}
+) =>
+  Effect.gen(function*() {
+    const ports: Array<number> = []
+    for (const _ of backends) ports.push(yield* freePort)
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "asynchat-haproxy-"))
+    yield* Effect.addFinalizer(() => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+    const config = Path.join(dir, "haproxy.cfg")
+    Fs.writeFileSync(
+      config,
+      [
+        "global",
+        `  maxconn ${options.maxconn ?? 100}`,
+        "defaults",
+        "  mode tcp",
+        "  timeout connect 2s",
+        `  timeout client ${options.timeout ?? "10s"}`,
+        `  timeout server ${options.timeout ?? "10s"}`,
+        ...backends.flatMap((server, i) => [
+          `frontend f${i}`,
+          `  bind 127.0.0.1:${ports[i]}`,
+          `  default_backend b${i}`,
+          `backend b${i}`,
+          `  server s${i} ${server}`
+        ]),
+        ""
+      ].join("\n")
+    )
+    const child = yield* spawnChild("haproxy", ["-f", config, "-db"])
+    child.stdout!.resume()
+    // haproxy binds its frontends once it has read its configuration
+    for (const port of ports) {
+      yield* Effect.scoped(rawConnect(port)).pipe(
+        Effect.retry({
+          schedule: Schedule.spaced("50 millis"),
+          times: 100,
+          while: (error) => error.code === "ECONNREFUSED"
+        })
+      )
+    }
+    return { child, ports }
+  })
+
 /** How a child process ended; dies if it is still running after `timeout`. */
 export const exitOf = (child: ChildProcess.ChildProcess, timeout: Duration.Input = "2 seconds") =>
   Effect.callback<{ readonly code: number | null; readonly signal: NodeJS.Signals | null }>((resume) => {

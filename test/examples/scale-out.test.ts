@@ -136,7 +136,8 @@ describe("scale-out", () => {
             return client.peer.received.lines.filter((l) => l.startsWith("* here: "))[before].slice(8).split(", ")
           })
         let here = yield* who(clients[0])
-        for (let i = 0; i < 100 && !clients.every((c) => here.includes(c.nick)); i++) {
+        let asked = 1
+        for (; asked <= 100 && !clients.every((c) => here.includes(c.nick)); asked++) {
           yield* Effect.sleep("100 millis")
           here = yield* who(clients[0])
         }
@@ -206,8 +207,8 @@ describe("scale-out", () => {
         expect((yield* exitOf(proxy, "5 seconds")).signal ?? "exited").not.toBe("SIGKILL")
         const elapsed = performance.now() - began
         console.log(
-          `scale-out: ${lost.length}/${survivors.length} clients on the two workers; first lines delivered in ` +
-            `${Math.round(phaseOne - began)} ms, all in ${Math.round(elapsed)} ms`
+          `scale-out: ${lost.length}/${survivors.length} clients on the two workers; /who asked ${asked} times; ` +
+            `first lines delivered in ${Math.round(phaseOne - began)} ms, all in ${Math.round(elapsed)} ms`
         )
       })),
     60_000

@@ -13,6 +13,7 @@ import { Otlp, OtlpSerialization, PrometheusMetrics } from "effect/observability
 import type { OtlpExporter } from "effect/observability"
 import { Buffer } from "node:buffer"
 import * as Http from "node:http"
+import { ignore } from "./internal/transport.ts"
 
 /**
  * Where and how `layerOtlp` exports.
@@ -257,6 +258,8 @@ export const layerPrometheus = (options: PrometheusOptions): Layer.Layer<Metrics
           server.once("error", onError)
           server.listen({ host, port: options.port }, () => {
             server.off("error", onError)
+            // an accept that fails later (EMFILE) emits 'error' too: without a listener, an uncaught exception
+            server.on("error", ignore)
             resume(Effect.void)
           })
         }),

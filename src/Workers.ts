@@ -28,6 +28,7 @@ import { Data, Deferred, Duration, Effect, Exit, Fiber, Schedule, type Scope } f
 import * as ChildProcess from "node:child_process"
 import * as Cluster from "node:cluster"
 import * as Net from "node:net"
+import { ignore } from "./internal/transport.ts"
 
 /**
  * How workers share the port: each its own socket bound with `SO_REUSEPORT` (`"reusePort"`), or `node:cluster`'s
@@ -491,7 +492,10 @@ const spawner = (strategy: Strategy, options: Options) => {
     if (strategy === "cluster") {
       const cluster = Cluster.default
       cluster.setupPrimary({ exec: script, args, execArgv })
-      child = cluster.fork(env).process
+      const worker = cluster.fork(env)
+      // cluster re-emits its process's errors on the Worker: one without a listener would be uncaught
+      worker.on("error", ignore)
+      child = worker.process
     } else {
       // an IPC channel, so that a worker sees its supervisor go (`followSupervisor`); output is the supervisor's
       child = ChildProcess.spawn(process.execPath, [...execArgv, script, ...args], {
@@ -499,13 +503,14 @@ const spawner = (strategy: Strategy, options: Options) => {
         stdio: ["inherit", "inherit", "inherit", "ipc"]
       })
     }
+    // before the pid's check: a spawn that failed (EAGAIN, ENOENT) emits its 'error' a tick later
+    child.on("error", ignore) // a failed spawn, kill or IPC write: the exit (or the throw below) says what
     if (child.pid === undefined) {
       child.kill("SIGKILL")
       throw new Error(`${script}: no pid`)
     }
     const pid = child.pid
     const exited = Deferred.makeUnsafe<WorkerExit>()
-    child.on("error", () => {}) // a failed kill or IPC write: the exit says what happened
     child.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Effect.succeed({ index, pid, code, signal })))
     return { process: child, pid, exited, done: () => child.exitCode !== null || child.signalCode !== null }
   }

@@ -285,6 +285,15 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
     let server: ChatServerShape | undefined
     let redis: Redis.Redis["Service"] | undefined
     let dropped = 0
+    let refusals = 0
+    // logged at the 1st, 2nd, 4th, 8th... refusal: a Redis refusing everything is said, not a log line per command
+    const refused = (args: ReadonlyArray<string>, message: boolean, error: unknown): Effect.Effect<void> => {
+      if (message) dropped++
+      refusals++
+      return (refusals & (refusals - 1)) === 0
+        ? Effect.logWarning(`channel map ${nodeId}: Redis refused ${args[0]} (${refusals} refused so far)`, error)
+        : Effect.void
+    }
     let connects = 0
     const pending = yield* Queue.dropping<Pending>(options.maxPending ?? 10_000)
 
@@ -348,20 +357,31 @@ export const make: (options: Options) => Effect.Effect<ChannelMapShape, never, S
       const client = Context.get(context, Redis.Redis)
       const broadcasts = yield* client.subscribe(allChannel)
       const direct = yield* client.subscribe(nodeChannel(nodeId))
-      const send = (args: ReadonlyArray<string>) => client.send(args[0], ...args.slice(1))
+      // A command Redis refuses (OOM under noeviction, READONLY after a failover, NOPERM) leaves the connection up:
+      // it is counted and logged now and then, and the session goes on; only a lost connection ends it.
+      const send = (args: ReadonlyArray<string>, message: boolean) =>
+        client.send(args[0], ...args.slice(1)).pipe(
+          Effect.catch((error) => nodeClient.isReady ? refused(args, message, error) : Effect.fail(error))
+        )
       // taken and connected at once: a `join` after this snapshot is queued behind it
       const resync = presenceNow()
       redis = client
       connects++
       yield* Effect.logInfo(`channel map ${nodeId}: connected to Redis at ${options.url}`)
-      yield* Effect.forEach(resync, send, { discard: true })
+      yield* Effect.forEach(resync, (args) => send(args, false), { discard: true })
       // one at a time: at a loss, one command at most is in flight, neither known sent nor counted as dropped
-      const publisher = Effect.forever(Effect.flatMap(Queue.take(pending), (command) => send(command.args)))
+      const publisher = Effect.forever(
+        Effect.flatMap(Queue.take(pending), (command) => send(command.args, command.message))
+      )
       const heartbeat = Effect.forever(Effect.andThen(
         Effect.sleep(Duration.divideUnsafe(ttl, 3)),
-        Effect.forEach([["SADD", nodesKey, nodeId], ["PEXPIRE", presenceKey(nodeId), ttlMillis]], send, {
-          discard: true
-        }).pipe(
+        Effect.forEach(
+          [["SADD", nodesKey, nodeId], ["PEXPIRE", presenceKey(nodeId), ttlMillis]],
+          (args) => send(args, false),
+          {
+            discard: true
+          }
+        ).pipe(
           // a Redis that went silent (a partition: no reset, no error) is lost too, before our presence expires
           Effect.timeout(connectTimeout)
         )

@@ -209,6 +209,43 @@ describe("ChannelMap over redis-server", () => {
   )
 
   redisCliIt(
+    `a Redis that refuses writes (out of memory) keeps the map connected: refusals counted and logged, lines cross${redisServer.skipReason}${redisCli.skipReason}`,
+    () => {
+      const logs = captureLogs()
+      return Effect.scoped(
+        Effect.gen(function*() {
+          redisServer.require()
+          redisCli.require()
+          const port = yield* freePort
+          yield* startRedis(port)
+          const a = yield* node(`redis://127.0.0.1:${port}`, "A")
+          const b = yield* node(`redis://127.0.0.1:${port}`, "B")
+          yield* eventually(
+            "both connected",
+            Effect.map(Effect.all([connected(a.map), connected(b.map)]), ([x, y]) => x && y)
+          )
+          const connects = (yield* a.map.stats).connects
+          // every write refused from now on (HSET, SADD: OOM); PUBLISH still goes
+          yield* cli(port, "CONFIG", "SET", "maxmemory-policy", "noeviction")
+          yield* cli(port, "CONFIG", "SET", "maxmemory", "1")
+          const a1 = yield* connect(a.port, "a1")
+          const b1 = yield* connect(b.port, "b1")
+          yield* a1.write("ann\n")
+          yield* b1.write("bob\n")
+          yield* a1.write("hello\n")
+          yield* b1.received.contains("<ann> hello\n")
+          yield* Effect.sleep("300 millis")
+          const stats = yield* a.map.stats
+          expect({ connected: stats.connected, connects: stats.connects }).toEqual({ connected: true, connects })
+          expect(logs.find("Redis refused HSET"), logs.messages()).toBeDefined()
+          expect(logs.lines.filter((line) => line.message.includes("unreachable")), logs.messages()).toEqual([])
+        })
+      ).pipe(Effect.provide(logs.layer))
+    },
+    30_000
+  )
+
+  redisCliIt(
     `presence expires without heartbeats (a crashed node's entries go) and lives on with them${redisServer.skipReason}${redisCli.skipReason}`,
     () =>
       Effect.scoped(Effect.gen(function*() {

@@ -89,29 +89,46 @@ const from = (text: string, who: string) =>
 
 const names = (members: ReadonlyArray<ChannelMap.Member>) => members.map((m) => `${m.node}/${m.id}/${m.meta}`)
 
+/** A redis-server of its own and two nodes on it, A (its commands waiting at most `maxPending`) and B, connected. */
+const twoNodes = (maxPending?: number) =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    const redis = yield* startRedis(port)
+    const url = `redis://127.0.0.1:${port}`
+    const a = yield* node(url, "A", "3 seconds", maxPending)
+    const b = yield* node(url, "B")
+    yield* eventually(
+      "both maps connected",
+      Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => c.every(Boolean))
+    )
+    return { port, redis, url, a, b }
+  })
+
+/** ann and amy on node A, bob on node B, all three in the presence. */
+const threeChatters = (
+  a: { readonly port: number; readonly map: ChannelMap.ChannelMapShape },
+  b: { readonly port: number }
+) =>
+  Effect.gen(function*() {
+    const a1 = yield* connect(a.port, "a1")
+    yield* a1.write("ann\n")
+    const a2 = yield* connect(a.port, "a2")
+    yield* a2.write("amy\n")
+    const b1 = yield* connect(b.port, "b1")
+    yield* b1.write("bob\n")
+    yield* eventually("3 members", Effect.map(a.map.members, (m) => m.length === 3))
+    return { a1, a2, b1 }
+  })
+
 describe("ChannelMap over redis-server", () => {
   redisIt(
     `two nodes: broadcast exactly once and in order, presence, send to a connection${redisServer.skipReason}`,
     () =>
       Effect.scoped(Effect.gen(function*() {
         redisServer.require()
-        const port = yield* freePort
-        yield* startRedis(port)
-        const url = `redis://127.0.0.1:${port}`
-        const a = yield* node(url, "A")
-        const b = yield* node(url, "B")
-        yield* eventually(
-          "both maps connected",
-          Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => c.every(Boolean))
-        )
+        const { a, b } = yield* twoNodes()
 
-        const a1 = yield* connect(a.port, "a1")
-        yield* a1.write("ann\n")
-        const a2 = yield* connect(a.port, "a2")
-        yield* a2.write("amy\n")
-        const b1 = yield* connect(b.port, "b1")
-        yield* b1.write("bob\n")
-        yield* eventually("3 members", Effect.map(a.map.members, (m) => m.length === 3))
+        const { a1, a2, b1 } = yield* threeChatters(a, b)
         expect(names(yield* a.map.members)).toEqual(["A/1/ann", "A/2/amy", "B/1/bob"])
         expect(names(yield* b.map.members)).toEqual(["B/1/bob", "A/1/ann", "A/2/amy"])
 
@@ -154,22 +171,8 @@ describe("ChannelMap over redis-server", () => {
       const logs = captureLogs()
       return Effect.scoped(Effect.gen(function*() {
         redisServer.require()
-        const port = yield* freePort
-        const redis = yield* startRedis(port)
-        const url = `redis://127.0.0.1:${port}`
-        const a = yield* node(url, "A")
-        const b = yield* node(url, "B")
-        yield* eventually(
-          "both maps connected",
-          Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => c.every(Boolean))
-        )
-        const a1 = yield* connect(a.port, "a1")
-        yield* a1.write("ann\n")
-        const a2 = yield* connect(a.port, "a2")
-        yield* a2.write("amy\n")
-        const b1 = yield* connect(b.port, "b1")
-        yield* b1.write("bob\n")
-        yield* eventually("3 members", Effect.map(a.map.members, (m) => m.length === 3))
+        const { a, b, port, redis } = yield* twoNodes()
+        const { a1, a2, b1 } = yield* threeChatters(a, b)
         yield* a1.write("before\n")
         yield* b1.received.contains("<ann> before\n")
 
@@ -216,14 +219,7 @@ describe("ChannelMap over redis-server", () => {
         Effect.gen(function*() {
           redisServer.require()
           redisCli.require()
-          const port = yield* freePort
-          yield* startRedis(port)
-          const a = yield* node(`redis://127.0.0.1:${port}`, "A")
-          const b = yield* node(`redis://127.0.0.1:${port}`, "B")
-          yield* eventually(
-            "both connected",
-            Effect.map(Effect.all([connected(a.map), connected(b.map)]), ([x, y]) => x && y)
-          )
+          const { a, b, port } = yield* twoNodes()
           const connects = (yield* a.map.stats).connects
           // every write refused from now on (HSET, SADD: OOM); PUBLISH still goes
           yield* cli(port, "CONFIG", "SET", "maxmemory-policy", "noeviction")
@@ -280,22 +276,8 @@ describe("ChannelMap over redis-server", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         redisServer.require()
-        const port = yield* freePort
-        const redis = yield* startRedis(port)
-        const url = `redis://127.0.0.1:${port}`
-        const a = yield* node(url, "A", "3 seconds", 4)
-        const b = yield* node(url, "B")
-        yield* eventually(
-          "both maps connected",
-          Effect.map(Effect.all([connected(a.map), connected(b.map)]), (c) => c.every(Boolean))
-        )
-        const a1 = yield* connect(a.port, "a1")
-        yield* a1.write("ann\n")
-        const a2 = yield* connect(a.port, "a2")
-        yield* a2.write("amy\n")
-        const b1 = yield* connect(b.port, "b1")
-        yield* b1.write("bob\n")
-        yield* eventually("3 members", Effect.map(a.map.members, (m) => m.length === 3))
+        const { a, b, redis } = yield* twoNodes(4)
+        const { a1, a2, b1 } = yield* threeChatters(a, b)
 
         redis.process.kill("SIGSTOP")
         // before the loss is known: one line in flight, 4 (maxPending) waiting, the rest dropped, not queued

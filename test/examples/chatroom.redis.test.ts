@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { tool } from "../tools.ts"
-import { cli, connect, freePort, listeningPort, type Peer, redisServerOn, spawn } from "./peers.ts"
+import { cli, connect, freePort, listeningPort, type Peer, redisServerOn, spawn, workersOnRedis } from "./peers.ts"
 
 const redisServer = tool("redis-server")
 
@@ -89,13 +89,7 @@ describe("chatroom --redis", () => {
           "--redis",
           `redis://127.0.0.1:${redisPort}`
         ], { timeout: "60 seconds" })
-        yield* supervisor.stdout.until(
-          "2 workers listening and connected to Redis",
-          (r) =>
-            (r.text.match(/listening on 127\.0\.0\.1:\d+ \(worker \d+/g) ?? []).length >= 2 &&
-            (r.text.match(/connected to Redis/g) ?? []).length >= 2,
-          "20 seconds"
-        )
+        yield* workersOnRedis(supervisor, 2)
         const port = Number(/workers on 127\.0\.0\.1:(\d+)/.exec(supervisor.stdout.text)![1])
         // clients until both workers have some (the kernel picks; each tag is a worker's)
         const clients: Array<Peer> = []

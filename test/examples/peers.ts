@@ -247,3 +247,13 @@ export const redisServerOn = (port: number) =>
     yield* child.stdout.contains("Ready to accept connections", "10 seconds")
     return child
   })
+
+/** Waits until `n` workers of the examples' supervisor `child` listen and their channel maps reached Redis. */
+export const workersOnRedis = (child: Child, n: number) =>
+  child.stdout.until(
+    `${n} workers listening and connected to Redis`,
+    (r) =>
+      (r.text.match(/listening on 127\.0\.0\.1:\d+ \(worker \d+/g) ?? []).length >= n &&
+      (r.text.match(/connected to Redis/g) ?? []).length >= n,
+    "20 seconds"
+  )

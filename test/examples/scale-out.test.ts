@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import { alive } from "../helpers.ts"
 import { haproxy, tool } from "../tools.ts"
 import { exitOf, startHaproxy } from "../transport-helpers.ts"
-import { connect, freePort, type Peer, redisServerOn, spawn } from "./peers.ts"
+import { connect, freePort, type Peer, redisServerOn, spawn, workersOnRedis } from "./peers.ts"
 
 const redisServer = tool("redis-server")
 const available = redisServer.available && haproxy.available
@@ -102,13 +102,7 @@ describe("scale-out", () => {
           `redis://127.0.0.1:${redisPort}`,
           "--proxy-protocol"
         ], { timeout: "60 seconds" })
-        yield* supervisor.stdout.until(
-          "2 workers listening and connected to Redis",
-          (r) =>
-            (r.text.match(/listening on 127\.0\.0\.1:\d+ \(worker \d+/g) ?? []).length >= 2 &&
-            (r.text.match(/connected to Redis/g) ?? []).length >= 2,
-          "20 seconds"
-        )
+        yield* workersOnRedis(supervisor, 2)
         const pids = startedPids(supervisor.stdout.text)
         expect(pids).toHaveLength(2)
         const { child: proxy, ports: [frontend] } = yield* startHaproxy([`127.0.0.1:${port} send-proxy-v2`], {

@@ -9,7 +9,7 @@ import { Buffer } from "node:buffer"
 import * as Net from "node:net"
 import { Redis, serverOptions, Store } from "../../examples/redis.ts"
 import { tool } from "../tools.ts"
-import { serve as withServer, spawn } from "./peers.ts"
+import { freePort, redisServerOn, serve as withServer } from "./peers.ts"
 
 const redisServer = tool("redis-server")
 
@@ -260,25 +260,10 @@ const ask = (port: number, c: Case, mode: Mode) => {
   return Effect.promise(() => converse(port, writes, final))
 }
 
-/** A free loopback port: bound, read, released. */
-const freePort = Effect.promise(() =>
-  new Promise<number>((resolve) => {
-    const server = Net.createServer().listen(0, "127.0.0.1", () => {
-      const address = server.address() as Net.AddressInfo
-      server.close(() => resolve(address.port))
-    })
-  })
-)
-
 /** A real redis-server on a free port, without persistence, killed with the scope. */
 const realRedis = Effect.gen(function*() {
   const port = yield* freePort
-  const child = yield* spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-    { timeout: "60 seconds" }
-  )
-  yield* child.stdout.contains("Ready to accept connections", "10 seconds")
+  yield* redisServerOn(port)
   return port
 })
 
